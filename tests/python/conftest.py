@@ -1,0 +1,267 @@
+"""Shared fixtures for the pika integration suite.
+
+Broker selection:
+  * WARREN_URL set   -> use that external broker (e.g. RabbitMQ as oracle).
+  * otherwise        -> spawn the Warren binary (WARREN_BIN, default
+                        <repo>/target/debug/warren) on an ephemeral port.
+"""
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pika
+import pytest
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LISTEN_RE = re.compile(r"warren: listening for AMQP on ([0-9.]+):(\d+)")
+STARTUP_TIMEOUT = 20.0
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    url: str
+    external: bool
+    vhost: str = "/"
+    username: str = "guest"
+    password: str = "guest"
+    process: Optional[subprocess.Popen] = None
+    output: list = field(default_factory=list)
+
+    def params(self, **overrides):
+        """pika.ConnectionParameters for this broker with sane bounded timeouts."""
+        kw = dict(
+            host=self.host,
+            port=self.port,
+            virtual_host=self.vhost,
+            credentials=pika.PlainCredentials(self.username, self.password),
+            socket_timeout=5,
+            blocked_connection_timeout=10,
+            stack_timeout=10,
+            connection_attempts=1,
+        )
+        kw.update(overrides)
+        return pika.ConnectionParameters(**kw)
+
+    def connect(self, **overrides):
+        return pika.BlockingConnection(self.params(**overrides))
+
+
+def _start_warren():
+    binary = os.environ.get("WARREN_BIN", os.path.join(REPO_ROOT, "target", "debug", "warren"))
+    if not os.path.exists(binary):
+        pytest.exit(f"Warren binary not found at {binary}; build it or set WARREN_URL", returncode=2)
+    data_dir = tempfile.mkdtemp(prefix="warren-pytest-")
+    env = dict(os.environ)
+    env["WARREN_LOG"] = "warn"
+    proc = subprocess.Popen(
+        [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        bufsize=1,
+    )
+    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    output: list = []
+
+    def drain():
+        try:
+            for line in proc.stdout:
+                output.append(line)
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    t = threading.Thread(target=drain, name="warren-stdout", daemon=True)
+    t.start()
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    host = port = None
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        m = LISTEN_RE.search(line)
+        if m:
+            host, port = m.group(1), int(m.group(2))
+            break
+    if port is None:
+        proc.kill()
+        proc.wait(timeout=5)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.exit("Warren did not report its listening port within 20 s:\n" + "".join(output), returncode=2)
+    url = f"amqp://guest:guest@{host}:{port}/%2f"
+    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output), data_dir
+
+
+@pytest.fixture(scope="session")
+def broker():
+    url = os.environ.get("WARREN_URL")
+    if url:
+        p = pika.URLParameters(url)
+        creds = p.credentials
+        yield Broker(
+            host=p.host,
+            port=p.port,
+            url=url,
+            external=True,
+            vhost=p.virtual_host,
+            username=getattr(creds, "username", "guest"),
+            password=getattr(creds, "password", "guest"),
+        )
+        return
+    b, data_dir = _start_warren()
+    try:
+        yield b
+    finally:
+        proc = b.process
+        if proc.poll() is None:
+            proc.kill()  # only the PID we started
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def conn(broker):
+    c = broker.connect()
+    yield c
+    if c.is_open:
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def channel(conn):
+    ch = conn.channel()
+    yield ch
+
+
+@pytest.fixture
+def connect(broker):
+    """Factory for extra connections; all closed at teardown."""
+    opened = []
+
+    def _connect(**overrides):
+        c = broker.connect(**overrides)
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        if c.is_open:
+            try:
+                c.close()
+            except Exception:
+                pass
+
+
+def unique(prefix="t"):
+    """A unique resource name (queues/exchanges) so tests never collide."""
+    return f"pytest.{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def name():
+    """Callable fixture: name('q') -> unique name."""
+    return unique
+
+
+@pytest.fixture
+def cleanup(broker):
+    """Register queues/exchanges to delete after the test (through a fresh connection)."""
+    queues, exchanges = [], []
+
+    class _C:
+        def queue(self, q):
+            queues.append(q)
+            return q
+
+        def exchange(self, e):
+            exchanges.append(e)
+            return e
+
+    yield _C()
+    if not queues and not exchanges:
+        return
+    try:
+        c = broker.connect()
+    except Exception:
+        return
+    try:
+        for q in queues:
+            ch = c.channel()
+            try:
+                ch.queue_delete(q)
+                ch.close()
+            except Exception:
+                pass
+        for e in exchanges:
+            ch = c.channel()
+            try:
+                ch.exchange_delete(e)
+                ch.close()
+            except Exception:
+                pass
+    finally:
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def drain(conn, channel, queue_name, expected, timeout=5.0, auto_ack=True):
+    """Consume until `expected` messages have arrived or the timeout passes.
+
+    Returns list of (method, properties, body)."""
+    got = []
+
+    def cb(ch, method, props, body):
+        got.append((method, props, body))
+
+    tag = channel.basic_consume(queue_name, cb, auto_ack=auto_ack)
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    channel.basic_cancel(tag)
+    return got
+
+
+def get_all(channel, queue_name, limit=1000):
+    """basic_get with auto_ack until empty; returns list of bodies."""
+    out = []
+    for _ in range(limit):
+        m, p, b = channel.basic_get(queue_name, auto_ack=True)
+        if m is None:
+            break
+        out.append(b)
+    return out
+
+
+def wait_for(conn, predicate, timeout=5.0, step=0.05):
+    """Pump pika's I/O until predicate() is true; returns the final value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v or time.monotonic() >= deadline:
+            return v
+        conn.process_data_events(time_limit=step)
