@@ -33,7 +33,11 @@ impl Broker {
                 .next()
                 .unwrap_or("")
                 .to_string();
-            return Broker { child: None, addr, data_dir: None };
+            return Broker {
+                child: None,
+                addr,
+                data_dir: None,
+            };
         }
         let data_dir = std::env::temp_dir().join(format!(
             "warren-test-{}-{}",
@@ -46,7 +50,10 @@ impl Broker {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
-            .env("WARREN_LOG", std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "WARREN_LOG",
+                std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,7 +81,11 @@ impl Broker {
             }
         });
         let addr = addr.expect("warren did not report its listening address");
-        Broker { child: Some(child), addr, data_dir: Some(data_dir) }
+        Broker {
+            child: Some(child),
+            addr,
+            data_dir: Some(data_dir),
+        }
     }
 
     /// AMQP URL for the default vhost with guest credentials.
@@ -83,11 +94,17 @@ impl Broker {
     }
 
     pub fn host(&self) -> String {
-        self.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default()
+        self.addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(5672)
+        self.addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(5672)
     }
 
     /// True when running against an external broker (RabbitMQ as oracle).
@@ -110,7 +127,10 @@ impl Drop for Broker {
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     u64::from(nanos) ^ (COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 32)
 }
@@ -150,14 +170,19 @@ pub async fn connect(broker: &Broker) -> lapin::Connection {
 }
 
 pub async fn connect_url(url: &str) -> lapin::Result<lapin::Connection> {
-    within("lapin connect", lapin::Connection::connect(url, lapin::ConnectionProperties::default()))
-        .await
+    within(
+        "lapin connect",
+        lapin::Connection::connect(url, lapin::ConnectionProperties::default()),
+    )
+    .await
 }
 
 /// Opens a connection and one channel on it.
 pub async fn connect_channel(broker: &Broker) -> (lapin::Connection, lapin::Channel) {
     let conn = connect(broker).await;
-    let ch = within("channel open", conn.create_channel()).await.expect("open channel");
+    let ch = within("channel open", conn.create_channel())
+        .await
+        .expect("open channel");
     (conn, ch)
 }
 
@@ -231,7 +256,10 @@ pub async fn publish(ch: &lapin::Channel, exchange: &str, routing_key: &str, bod
 pub async fn get_body(ch: &lapin::Channel, queue: &str) -> Option<Vec<u8>> {
     within(
         "basic.get",
-        ch.basic_get(queue.into(), lapin::options::BasicGetOptions { no_ack: true }),
+        ch.basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        ),
     )
     .await
     .expect("basic.get")
@@ -245,7 +273,10 @@ pub async fn wait_ready(ch: &lapin::Channel, queue: &str, n: u32) {
         let q = ch
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 lapin::types::FieldTable::default(),
             )
             .await
@@ -254,7 +285,10 @@ pub async fn wait_ready(ch: &lapin::Channel, queue: &str, n: u32) {
             return;
         }
         if Instant::now() > deadline {
-            panic!("queue {queue} has {} ready messages, expected {n}", q.message_count());
+            panic!(
+                "queue {queue} has {} ready messages, expected {n}",
+                q.message_count()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -285,7 +319,10 @@ pub async fn watch_channel(ch: &lapin::Channel) -> lapin::Consumer {
         "watch queue.declare",
         ch.queue_declare(
             "".into(),
-            lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() },
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
             lapin::types::FieldTable::default(),
         ),
     )

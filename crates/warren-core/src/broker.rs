@@ -1,0 +1,82 @@
+//! The broker as a whole: its virtual hosts and users. One `Broker` is shared by every
+//! front-end connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::vhost::VHost;
+
+/// A user who may log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    /// Like RabbitMQ's `loopback_users`: may connect only from a loopback address.
+    pub loopback_only: bool,
+}
+
+pub struct Broker {
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    users: RwLock<HashMap<String, User>>,
+    next_connection_id: AtomicU64,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Broker {
+    /// A broker with the default vhost `/` and the user `guest`/`guest` (loopback only), as
+    /// RabbitMQ starts.
+    pub fn new() -> Broker {
+        let broker = Broker {
+            vhosts: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            next_connection_id: AtomicU64::new(1),
+        };
+        broker.add_vhost("/");
+        broker.add_user(User {
+            name: "guest".into(),
+            password: "guest".into(),
+            loopback_only: true,
+        });
+        broker
+    }
+
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        Arc::clone(
+            self.vhosts
+                .write()
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(VHost::new(name))),
+        )
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    pub fn add_user(&self, user: User) {
+        self.users.write().insert(user.name.clone(), user);
+    }
+
+    /// Checks a username and password; `from_loopback` says where the client connects from.
+    pub fn authenticate(&self, name: &str, password: &str, from_loopback: bool) -> Option<User> {
+        let users = self.users.read();
+        let user = users.get(name)?;
+        if user.password != password || (user.loopback_only && !from_loopback) {
+            return None;
+        }
+        Some(user.clone())
+    }
+
+    /// A process-unique id for a new connection (exclusive queue ownership, consumer identity).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,21 @@
+//! Warren's broker model: virtual hosts, exchanges and their routing, queues, bindings and
+//! consumers. It knows nothing about sockets or AMQP framing; the network front end
+//! (`warren-server`) drives it with plain method calls, which keeps it testable without I/O and
+//! reusable by other protocols later (MQTT, STOMP).
+
+pub mod broker;
+pub mod credit;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod queue;
+pub mod routing;
+pub mod vhost;
+
+pub use broker::{Broker, User};
+pub use credit::Credit;
+pub use error::{CoreError, ErrorKind};
+pub use exchange::{Destination, ExchangeKind, ExchangeSpec};
+pub use message::Message;
+pub use queue::{Consumer, ConsumerSpec, Delivery, DeliverySink, Entry, Queue, QueueSpec};
+pub use vhost::VHost;

@@ -1,0 +1,772 @@
+//! A virtual host: its exchanges, queues and bindings (the topology), and routing of a
+//! published message through exchanges (including exchange-to-exchange bindings and
+//! alternate exchanges) to the set of queues that receive it.
+//!
+//! The topology sits behind one read-write lock: publishing only reads it, while declares,
+//! binds and deletes (rare) write it. That keeps every topology change atomic and simple.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use warren_amqp::{FieldTable, FieldValue};
+
+use crate::error::{CoreError, CoreResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
+use crate::queue::{Queue, QueueCounts, QueueSpec};
+
+/// Queue arguments RabbitMQ defines that Warren does not honour yet. Accepting them silently
+/// would be a lie, so a declare naming one is refused (406).
+const UNSUPPORTED_QUEUE_ARGS: &[&str] = &[
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-priority",
+    "x-single-active-consumer",
+    "x-queue-master-locator",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-delivery-limit",
+    "x-quorum-initial-group-size",
+    "x-initial-cluster-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+];
+
+/// Queue arguments compared when a queue is declared again (RabbitMQ compares only the
+/// arguments it knows).
+const EQUIVALENCE_QUEUE_ARGS: &[&str] = &["x-queue-type", "x-queue-mode"];
+
+/// The exchanges every vhost has from the start.
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+#[derive(Default)]
+struct Topology {
+    exchanges: HashMap<String, Exchange>,
+    queues: HashMap<String, Arc<Queue>>,
+}
+
+/// One virtual host.
+pub struct VHost {
+    pub name: String,
+    topology: RwLock<Topology>,
+}
+
+/// The outcome of `queue.declare`.
+#[derive(Clone)]
+pub struct DeclaredQueue {
+    pub queue: Arc<Queue>,
+    pub counts: QueueCounts,
+    /// False when the queue existed already.
+    pub created: bool,
+}
+
+impl VHost {
+    pub fn new(name: &str) -> VHost {
+        let mut topology = Topology::default();
+        let mut add = |name: &str, kind| {
+            let spec = ExchangeSpec {
+                name: name.to_string(),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            };
+            if let Ok(x) = Exchange::new(spec) {
+                topology.exchanges.insert(name.to_string(), x);
+            }
+        };
+        // The default exchange is a direct exchange whose bindings are implicit.
+        add("", ExchangeKind::Direct);
+        for (n, k) in PREDECLARED {
+            add(n, *k);
+        }
+        VHost {
+            name: name.to_string(),
+            topology: RwLock::new(topology),
+        }
+    }
+
+    fn no_exchange(&self, name: &str) -> CoreError {
+        CoreError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_queue(&self, name: &str) -> CoreError {
+        CoreError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    // ----- exchanges -----
+
+    /// `exchange.declare`. Passive checks existence only.
+    pub fn declare_exchange(&self, spec: ExchangeSpec, passive: bool) -> CoreResult<()> {
+        if spec.name.is_empty() && !passive {
+            return Err(CoreError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let mut topo = self.topology.write();
+        if let Some(existing) = topo.exchanges.get(&spec.name) {
+            if passive {
+                return Ok(());
+            }
+            return self.check_exchange_equivalent(&existing.spec, &spec);
+        }
+        if passive {
+            return Err(self.no_exchange(&spec.name));
+        }
+        if spec.name.starts_with("amq.") {
+            return Err(CoreError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        }
+        let exchange = Exchange::new(spec)?;
+        topo.exchanges.insert(exchange.spec.name.clone(), exchange);
+        Ok(())
+    }
+
+    fn check_exchange_equivalent(
+        &self,
+        have: &ExchangeSpec,
+        want: &ExchangeSpec,
+    ) -> CoreResult<()> {
+        let differ = |arg: &str, received: String, current: String| {
+            Err(CoreError::precondition(format!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                have.name, self.name
+            )))
+        };
+        if have.kind != want.kind {
+            return differ("type", want.kind.to_string(), have.kind.to_string());
+        }
+        if have.durable != want.durable {
+            return differ(
+                "durable",
+                want.durable.to_string(),
+                have.durable.to_string(),
+            );
+        }
+        if have.auto_delete != want.auto_delete {
+            return differ(
+                "auto_delete",
+                want.auto_delete.to_string(),
+                have.auto_delete.to_string(),
+            );
+        }
+        if have.internal != want.internal {
+            return differ(
+                "internal",
+                want.internal.to_string(),
+                have.internal.to_string(),
+            );
+        }
+        check_args_equivalent(
+            &have.arguments,
+            &want.arguments,
+            &["alternate-exchange"],
+            &format!("exchange '{}' in vhost '{}'", have.name, self.name),
+        )
+    }
+
+    /// `exchange.delete`. Deleting an exchange that does not exist succeeds, as in RabbitMQ.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> CoreResult<()> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(CoreError::access_refused(format!(
+                "operation not permitted on the default exchange or reserved exchange '{name}'"
+            )));
+        }
+        let mut topo = self.topology.write();
+        let Some(x) = topo.exchanges.get(name) else {
+            return Ok(());
+        };
+        if if_unused && x.has_bindings() {
+            return Err(CoreError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        remove_exchange(&mut topo, name);
+        Ok(())
+    }
+
+    pub fn exchange_exists(&self, name: &str) -> bool {
+        self.topology.read().exchanges.contains_key(name)
+    }
+
+    // ----- queues -----
+
+    /// `queue.declare`. `connection_id` is the declaring connection (exclusive ownership).
+    /// Client-chosen names are checked with [`check_queue_name`] first; server-generated
+    /// `amq.gen-` names are not.
+    pub fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        passive: bool,
+        connection_id: u64,
+    ) -> CoreResult<DeclaredQueue> {
+        let mut topo = self.topology.write();
+        if let Some(q) = topo.queues.get(&spec.name) {
+            let q = Arc::clone(q);
+            self.check_exclusive(&q, connection_id)?;
+            if !passive {
+                if spec.exclusive_owner.is_some() != q.spec.exclusive_owner.is_some() {
+                    return Err(self.locked(&spec.name));
+                }
+                self.check_queue_equivalent(&q.spec, &spec)?;
+            }
+            return Ok(DeclaredQueue {
+                counts: q.counts(),
+                queue: q,
+                created: false,
+            });
+        }
+        if passive {
+            return Err(self.no_queue(&spec.name));
+        }
+        validate_queue_args(&spec.arguments)?;
+        let queue = Queue::new(&self.name, spec);
+        topo.queues
+            .insert(queue.spec.name.clone(), Arc::clone(&queue));
+        Ok(DeclaredQueue {
+            counts: queue.counts(),
+            queue,
+            created: true,
+        })
+    }
+
+    fn locked(&self, name: &str) -> CoreError {
+        CoreError::locked(format!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+            self.name
+        ))
+    }
+
+    fn check_exclusive(&self, q: &Queue, connection_id: u64) -> CoreResult<()> {
+        match q.spec.exclusive_owner {
+            Some(owner) if owner != connection_id => Err(self.locked(q.name())),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_queue_equivalent(&self, have: &QueueSpec, want: &QueueSpec) -> CoreResult<()> {
+        let differ = |arg: &str, received: bool, current: bool| {
+            Err(CoreError::precondition(format!(
+                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                have.name, self.name
+            )))
+        };
+        if have.durable != want.durable {
+            return differ("durable", want.durable, have.durable);
+        }
+        if have.auto_delete != want.auto_delete {
+            return differ("auto_delete", want.auto_delete, have.auto_delete);
+        }
+        check_args_equivalent(
+            &have.arguments,
+            &want.arguments,
+            EQUIVALENCE_QUEUE_ARGS,
+            &format!("queue '{}' in vhost '{}'", have.name, self.name),
+        )
+    }
+
+    /// Looks a queue up for use by `connection_id` (consume, get, purge, bind...).
+    pub fn queue(&self, name: &str, connection_id: u64) -> CoreResult<Arc<Queue>> {
+        let topo = self.topology.read();
+        let q = topo.queues.get(name).ok_or_else(|| self.no_queue(name))?;
+        self.check_exclusive(q, connection_id)?;
+        Ok(Arc::clone(q))
+    }
+
+    /// `queue.delete`; a missing queue deletes fine with count 0, as in RabbitMQ.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection_id: u64,
+    ) -> CoreResult<u32> {
+        let mut topo = self.topology.write();
+        let Some(q) = topo.queues.get(name).cloned() else {
+            return Ok(0);
+        };
+        self.check_exclusive(&q, connection_id)?;
+        if if_unused && q.consumer_count() > 0 {
+            return Err(CoreError::precondition(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if if_empty && q.message_count() > 0 {
+            return Err(CoreError::precondition(format!(
+                "queue '{name}' in vhost '{}' is not empty",
+                self.name
+            )));
+        }
+        Ok(remove_queue(&mut topo, &q))
+    }
+
+    /// Deletes `queue` if it is still the one registered under its name (auto-delete after
+    /// the last consumer left).
+    pub fn delete_queue_instance(&self, queue: &Arc<Queue>) {
+        let mut topo = self.topology.write();
+        if topo
+            .queues
+            .get(queue.name())
+            .is_some_and(|q| Arc::ptr_eq(q, queue))
+        {
+            remove_queue(&mut topo, queue);
+        }
+    }
+
+    /// Removes every exclusive queue owned by a closing connection.
+    pub fn delete_exclusive_queues(&self, connection_id: u64) {
+        let mut topo = self.topology.write();
+        let owned: Vec<Arc<Queue>> = topo
+            .queues
+            .values()
+            .filter(|q| q.spec.exclusive_owner == Some(connection_id))
+            .cloned()
+            .collect();
+        for q in owned {
+            remove_queue(&mut topo, &q);
+        }
+    }
+
+    pub fn queue_names(&self) -> Vec<String> {
+        self.topology.read().queues.keys().cloned().collect()
+    }
+
+    // ----- bindings -----
+
+    /// `queue.bind` (destination a queue) or `exchange.bind` (destination an exchange).
+    pub fn bind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: FieldTable,
+        connection_id: u64,
+    ) -> CoreResult<()> {
+        let mut topo = self.topology.write();
+        self.check_binding_ends(&topo, source, &destination, connection_id)?;
+        let binding = Binding {
+            destination,
+            routing_key: routing_key.to_string(),
+            arguments,
+        };
+        let x = topo
+            .exchanges
+            .get_mut(source)
+            .ok_or_else(|| self.no_exchange(source))?;
+        x.bind(binding)?;
+        Ok(())
+    }
+
+    /// `queue.unbind` / `exchange.unbind`. A binding that does not exist unbinds fine.
+    pub fn unbind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: FieldTable,
+        connection_id: u64,
+    ) -> CoreResult<()> {
+        let mut topo = self.topology.write();
+        self.check_binding_ends(&topo, source, &destination, connection_id)?;
+        let binding = Binding {
+            destination,
+            routing_key: routing_key.to_string(),
+            arguments,
+        };
+        let Some(x) = topo.exchanges.get_mut(source) else {
+            return Err(self.no_exchange(source));
+        };
+        if x.unbind(&binding) && x.spec.auto_delete && !x.has_bindings() {
+            remove_exchange(&mut topo, source);
+        }
+        Ok(())
+    }
+
+    fn check_binding_ends(
+        &self,
+        topo: &Topology,
+        source: &str,
+        destination: &Destination,
+        connection_id: u64,
+    ) -> CoreResult<()> {
+        if source.is_empty() || destination == &Destination::Exchange(String::new()) {
+            return Err(CoreError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if !topo.exchanges.contains_key(source) {
+            return Err(self.no_exchange(source));
+        }
+        match destination {
+            Destination::Queue(q) => {
+                let queue = topo.queues.get(q).ok_or_else(|| self.no_queue(q))?;
+                self.check_exclusive(queue, connection_id)?;
+            }
+            Destination::Exchange(x) => {
+                if !topo.exchanges.contains_key(x) {
+                    return Err(self.no_exchange(x));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- publishing -----
+
+    /// Checks that a client may publish to `exchange`: it exists and is not internal.
+    pub fn check_publish(&self, exchange: &str) -> CoreResult<()> {
+        let topo = self.topology.read();
+        let x = topo
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| self.no_exchange(exchange))?;
+        if x.spec.internal {
+            return Err(CoreError::access_refused(format!(
+                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Routes a message published to `exchange` and appends each receiving queue once.
+    /// `headers` is called at most once, and only if a headers exchange is on the way.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> CoreResult<()> {
+        let topo = self.topology.read();
+        if exchange.is_empty() {
+            if let Some(q) = topo.queues.get(routing_key) {
+                out.push(Arc::clone(q));
+            }
+            return Ok(());
+        }
+        let first = topo
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| self.no_exchange(exchange))?;
+        let mut cached_headers: Option<Option<FieldTable>> = None;
+        let mut lazy_headers = || cached_headers.get_or_insert_with(&mut *headers).clone();
+        let mut pending: Vec<&Exchange> = vec![first];
+        let mut seen: Vec<&str> = vec![first.name()];
+        let mut dests = Vec::new();
+        while let Some(x) = pending.pop() {
+            dests.clear();
+            x.route(routing_key, &mut lazy_headers, &mut dests);
+            if dests.is_empty() {
+                if let Some(ae) = x.alternate.as_deref().and_then(|n| topo.exchanges.get(n)) {
+                    if !seen.contains(&ae.name()) {
+                        seen.push(ae.name());
+                        pending.push(ae);
+                    }
+                }
+                continue;
+            }
+            for d in &dests {
+                match d {
+                    Destination::Queue(name) => {
+                        if let Some(q) = topo.queues.get(name) {
+                            if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                                out.push(Arc::clone(q));
+                            }
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if let Some(next) = topo.exchanges.get(name) {
+                            if !seen.contains(&next.name()) {
+                                seen.push(next.name());
+                                pending.push(next);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses client-chosen queue names in the reserved `amq.` namespace (403).
+pub fn check_queue_name(name: &str) -> CoreResult<()> {
+    if name.starts_with("amq.") {
+        return Err(CoreError::access_refused(format!(
+            "queue name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a queue and its bindings, cancels its consumers; returns its message count.
+fn remove_queue(topo: &mut Topology, queue: &Arc<Queue>) -> u32 {
+    topo.queues.remove(queue.name());
+    let dest = Destination::Queue(queue.name().to_string());
+    remove_bindings_to(topo, &dest);
+    queue.mark_deleted()
+}
+
+fn remove_exchange(topo: &mut Topology, name: &str) {
+    topo.exchanges.remove(name);
+    remove_bindings_to(topo, &Destination::Exchange(name.to_string()));
+}
+
+/// Removes every binding to `dest`, then deletes auto-delete exchanges left without bindings
+/// (which may cascade).
+fn remove_bindings_to(topo: &mut Topology, dest: &Destination) {
+    let mut emptied = Vec::new();
+    for x in topo.exchanges.values_mut() {
+        if x.remove_destination(dest) > 0 && x.spec.auto_delete && !x.has_bindings() {
+            emptied.push(x.spec.name.clone());
+        }
+    }
+    for name in emptied {
+        remove_exchange(topo, &name);
+    }
+}
+
+fn validate_queue_args(args: &FieldTable) -> CoreResult<()> {
+    for (key, value) in args.iter() {
+        if UNSUPPORTED_QUEUE_ARGS.contains(&key.as_str()) {
+            return Err(CoreError::precondition(format!(
+                "queue argument '{key}' is not supported by Warren yet"
+            )));
+        }
+        match key.as_str() {
+            "x-queue-type" => match value.as_str() {
+                Some("classic") => {}
+                Some(other) => {
+                    return Err(CoreError::precondition(format!(
+                        "invalid arg 'x-queue-type': queue type '{other}' is not supported by Warren yet"
+                    )))
+                }
+                None => {
+                    return Err(CoreError::precondition(format!(
+                        "invalid arg 'x-queue-type' of type '{}'",
+                        value.type_name()
+                    )))
+                }
+            },
+            "x-queue-mode" => match value.as_str() {
+                Some("default" | "lazy") => {}
+                _ => {
+                    return Err(CoreError::precondition(format!(
+                        "invalid arg 'x-queue-mode': {value:?} is not 'default' or 'lazy'"
+                    )))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_args_equivalent(
+    have: &FieldTable,
+    want: &FieldTable,
+    keys: &[&str],
+    what: &str,
+) -> CoreResult<()> {
+    for key in keys {
+        let (h, w) = (have.get(key), want.get(key));
+        if !args_equal(h, w) {
+            return Err(CoreError::precondition(format!(
+                "inequivalent arg '{key}' for {what}: received {} but current is {}",
+                describe_arg(w),
+                describe_arg(h)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn args_equal(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b || (a.as_i64().is_some() && a.as_i64() == b.as_i64()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn describe_arg(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(v) => match v.as_str() {
+            Some(s) => format!("the value '{s}' of type '{}'", v.type_name()),
+            None => format!("the value '{v:?}' of type '{}'", v.type_name()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn qspec(name: &str) -> QueueSpec {
+        QueueSpec {
+            name: name.into(),
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        }
+    }
+
+    fn xspec(name: &str, kind: ExchangeKind) -> ExchangeSpec {
+        ExchangeSpec {
+            name: name.into(),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+        }
+    }
+
+    fn routed(v: &VHost, x: &str, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        v.route(x, key, &mut || None, &mut out).unwrap();
+        let mut names: Vec<String> = out.iter().map(|q| q.name().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn default_exchange_routes_by_queue_name() {
+        let v = VHost::new("/");
+        v.declare_queue(qspec("q1"), false, 1).unwrap();
+        assert_eq!(routed(&v, "", "q1"), vec!["q1"]);
+        assert!(routed(&v, "", "nope").is_empty());
+    }
+
+    #[test]
+    fn exchange_to_exchange_with_cycle_and_alternate() {
+        let v = VHost::new("/");
+        v.declare_exchange(xspec("a", ExchangeKind::Fanout), false)
+            .unwrap();
+        v.declare_exchange(xspec("b", ExchangeKind::Fanout), false)
+            .unwrap();
+        v.declare_queue(qspec("q"), false, 1).unwrap();
+        v.bind(
+            "a",
+            Destination::Exchange("b".into()),
+            "",
+            FieldTable::default(),
+            1,
+        )
+        .unwrap();
+        v.bind(
+            "b",
+            Destination::Exchange("a".into()),
+            "",
+            FieldTable::default(),
+            1,
+        )
+        .unwrap();
+        v.bind(
+            "b",
+            Destination::Queue("q".into()),
+            "",
+            FieldTable::default(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(routed(&v, "a", "k"), vec!["q"]);
+
+        let mut args = FieldTable::default();
+        args.insert("alternate-exchange", FieldValue::LongString("b".into()));
+        let mut d = xspec("d", ExchangeKind::Direct);
+        d.arguments = args;
+        v.declare_exchange(d, false).unwrap();
+        assert_eq!(routed(&v, "d", "unbound"), vec!["q"]);
+    }
+
+    #[test]
+    fn redeclare_mismatch_and_reserved_names() {
+        let v = VHost::new("/");
+        v.declare_exchange(xspec("x", ExchangeKind::Direct), false)
+            .unwrap();
+        let e = v
+            .declare_exchange(xspec("x", ExchangeKind::Fanout), false)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PreconditionFailed);
+        let e = v
+            .declare_exchange(xspec("amq.x", ExchangeKind::Fanout), false)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessRefused);
+        let e = check_queue_name("amq.q").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessRefused);
+        assert!(check_queue_name("amqp.q").is_ok());
+    }
+
+    #[test]
+    fn exclusive_queue_is_locked_and_removed_with_owner() {
+        let v = VHost::new("/");
+        let mut s = qspec("ex");
+        s.exclusive_owner = Some(7);
+        v.declare_queue(s, false, 7).unwrap();
+        assert_eq!(
+            v.queue("ex", 8).err().unwrap().kind,
+            ErrorKind::ResourceLocked
+        );
+        assert!(v.queue("ex", 7).is_ok());
+        v.delete_exclusive_queues(7);
+        assert_eq!(v.queue("ex", 7).err().unwrap().kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn auto_delete_exchange_goes_with_last_binding() {
+        let v = VHost::new("/");
+        let mut s = xspec("ad", ExchangeKind::Direct);
+        s.auto_delete = true;
+        v.declare_exchange(s, false).unwrap();
+        v.declare_queue(qspec("q"), false, 1).unwrap();
+        v.bind(
+            "ad",
+            Destination::Queue("q".into()),
+            "k",
+            FieldTable::default(),
+            1,
+        )
+        .unwrap();
+        v.delete_queue("q", false, false, 1).unwrap();
+        assert!(!v.exchange_exists("ad"));
+    }
+
+    #[test]
+    fn unsupported_queue_arguments_are_refused() {
+        let v = VHost::new("/");
+        let mut s = qspec("ttl");
+        s.arguments.insert("x-message-ttl", FieldValue::I32(10));
+        assert_eq!(
+            v.declare_queue(s, false, 1).err().unwrap().kind,
+            ErrorKind::PreconditionFailed
+        );
+        let mut s = qspec("quorum");
+        s.arguments
+            .insert("x-queue-type", FieldValue::LongString("quorum".into()));
+        assert_eq!(
+            v.declare_queue(s, false, 1).err().unwrap().kind,
+            ErrorKind::PreconditionFailed
+        );
+    }
+}

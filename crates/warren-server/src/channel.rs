@@ -1,0 +1,931 @@
+//! One AMQP channel: content assembly for `basic.publish`, the exchange/queue/basic/tx/confirm
+//! methods, consumers, unacknowledged deliveries and their delivery tags, prefetch, publisher
+//! confirms and transactions. Connection-level concerns (framing, handshake, writing to the
+//! socket) live in `connection.rs`; the broker model in `warren-core`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tracing::debug;
+use warren_amqp::constants::*;
+use warren_amqp::properties::peek_user_id;
+use warren_amqp::*;
+use warren_core::queue::{ConsumerSpec, Entry};
+use warren_core::vhost::VHost;
+use warren_core::{
+    Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
+};
+use warren_core::{Message, Queue, QueueSpec};
+
+use crate::config::ServerConfig;
+use crate::error::{AmqpError, AmqpResult};
+use crate::frames::{write_content, write_delivery};
+
+/// Everything a channel needs from its connection.
+pub(crate) struct ConnCtx {
+    pub id: u64,
+    #[allow(dead_code)]
+    pub broker: Arc<Broker>,
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub frame_max: u32,
+    pub out: BytesMut,
+    pub sink: Arc<dyn DeliverySink>,
+    pub consumer_cancel_notify: bool,
+    pub config: Arc<ServerConfig>,
+    /// Reused between publishes so routing does not allocate.
+    pub route_buf: Vec<Arc<Queue>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelState {
+    Open,
+    /// We sent `channel.close` and wait for `channel.close-ok`; everything else is dropped.
+    Closing,
+}
+
+/// Where a channel is in receiving a content-bearing method.
+enum Content {
+    Idle,
+    AwaitHeader(BasicPublish),
+    AwaitBody {
+        publish: BasicPublish,
+        properties: Bytes,
+        size: u64,
+        body: Body,
+    },
+}
+
+/// A body as it arrives: a single frame stays a zero-copy slice of the read buffer.
+enum Body {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::One(b) => b.len(),
+            Body::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes, expected: u64) {
+        *self = match std::mem::replace(self, Body::Empty) {
+            Body::Empty => Body::One(chunk),
+            Body::One(first) => {
+                // Capacity is bounded by max_message_size, checked on the header.
+                let mut all = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&chunk);
+                Body::Many(all)
+            }
+            Body::Many(mut all) => {
+                all.extend_from_slice(&chunk);
+                Body::Many(all)
+            }
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match self {
+            Body::Empty => Bytes::new(),
+            Body::One(b) => b,
+            Body::Many(b) => b.freeze(),
+        }
+    }
+}
+
+/// A delivery the client has not settled yet.
+struct Unacked {
+    tag: u64,
+    queue: Arc<Queue>,
+    entry: Entry,
+    /// The consumer's credit to give back; `None` for `basic.get`.
+    consumer_credit: Option<Arc<Credit>>,
+}
+
+struct ChannelConsumer {
+    queue: Arc<Queue>,
+    credit: Arc<Credit>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+enum TxOp {
+    Publish { msg: Arc<Message>, mandatory: bool },
+    Settle { entries: Vec<Unacked>, how: Settle },
+}
+
+/// Publisher-confirm bookkeeping: every publish gets the next sequence number; acks are
+/// coalesced into one `multiple=true` ack per output batch.
+#[derive(Default)]
+struct Confirms {
+    last_seq: u64,
+    acked_upto: u64,
+}
+
+pub(crate) struct Channel {
+    pub id: u16,
+    pub state: ChannelState,
+    content: Content,
+    next_delivery_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<Arc<str>, ChannelConsumer>,
+    /// Prefetch for consumers created from now on (`basic.qos` global=false).
+    consumer_prefetch: u32,
+    /// Prefetch shared by all consumers of the channel (`basic.qos` global=true).
+    channel_credit: Arc<Credit>,
+    confirms: Option<Confirms>,
+    tx: Option<Vec<TxOp>>,
+    /// For the empty-name shortcut of queue methods.
+    last_queue: Option<String>,
+}
+
+fn random_name(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Channel {
+        Channel {
+            id,
+            state: ChannelState::Open,
+            content: Content::Idle,
+            next_delivery_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            channel_credit: Arc::new(Credit::new(0)),
+            confirms: None,
+            tx: None,
+            last_queue: None,
+        }
+    }
+
+    fn send(&self, ctx: &mut ConnCtx, method: impl Into<Method>) {
+        encode_method_frame(&mut ctx.out, self.id, &method.into());
+    }
+
+    /// True while a content header or body is expected on this channel.
+    pub fn expecting_content(&self) -> bool {
+        !matches!(self.content, Content::Idle)
+    }
+
+    // ----- frames -----
+
+    pub fn handle_method(&mut self, ctx: &mut ConnCtx, method: Method) -> AmqpResult<()> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        self.dispatch(ctx, method)
+            .map_err(|e| e.on(class_id, method_id))
+    }
+
+    pub fn handle_header(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
+        let Content::AwaitHeader(publish) = std::mem::replace(&mut self.content, Content::Idle)
+        else {
+            return Err(AmqpError::connection(
+                UNEXPECTED_FRAME,
+                format!("expected content header for class 60, got non content header frame on channel {}", self.id),
+            ));
+        };
+        let header = ContentHeader::decode(payload).map_err(|e| {
+            AmqpError::connection(FRAME_ERROR, format!("malformed content header: {e}"))
+        })?;
+        if header.class_id != 60 {
+            return Err(AmqpError::connection(
+                UNEXPECTED_FRAME,
+                format!(
+                    "content header for class {} on a basic.publish",
+                    header.class_id
+                ),
+            ));
+        }
+        if header.body_size > ctx.config.max_message_size {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format!(
+                    "message size {} is larger than configured max size {}",
+                    header.body_size, ctx.config.max_message_size
+                ),
+            )
+            .on(60, 40));
+        }
+        if header.body_size == 0 {
+            return self.publish_complete(ctx, publish, header.properties_raw, Bytes::new());
+        }
+        self.content = Content::AwaitBody {
+            publish,
+            properties: header.properties_raw,
+            size: header.body_size,
+            body: Body::Empty,
+        };
+        Ok(())
+    }
+
+    pub fn handle_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
+        let Content::AwaitBody { size, body, .. } = &mut self.content else {
+            return Err(AmqpError::connection(
+                UNEXPECTED_FRAME,
+                format!("unexpected content body frame on channel {}", self.id),
+            ));
+        };
+        let total = body.len() as u64 + payload.len() as u64;
+        if total > *size {
+            return Err(AmqpError::connection(
+                FRAME_ERROR,
+                format!("content body is longer than the {size} bytes its header announced"),
+            ));
+        }
+        let expected = *size;
+        body.push(payload, expected);
+        if total < expected {
+            return Ok(());
+        }
+        let Content::AwaitBody {
+            publish,
+            properties,
+            body,
+            ..
+        } = std::mem::replace(&mut self.content, Content::Idle)
+        else {
+            return Ok(());
+        };
+        self.publish_complete(ctx, publish, properties, body.freeze())
+    }
+
+    fn dispatch(&mut self, ctx: &mut ConnCtx, method: Method) -> AmqpResult<()> {
+        match method {
+            Method::ChannelFlow(m) => {
+                self.channel_credit.set_paused(!m.active);
+                if m.active {
+                    self.dispatch_consumer_queues();
+                }
+                self.send(ctx, ChannelFlowOk { active: m.active });
+            }
+            Method::ChannelFlowOk(_) => {}
+            Method::AccessRequest(_) => self.send(ctx, AccessRequestOk { reserved_1: 1 }),
+            Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m)?,
+            Method::ExchangeDelete(m) => {
+                ctx.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+                if !m.no_wait {
+                    self.send(ctx, ExchangeDeleteOk {});
+                }
+            }
+            Method::ExchangeBind(m) => {
+                ctx.vhost.bind(
+                    &m.source,
+                    Destination::Exchange(m.destination),
+                    &m.routing_key,
+                    m.arguments,
+                    ctx.id,
+                )?;
+                if !m.no_wait {
+                    self.send(ctx, ExchangeBindOk {});
+                }
+            }
+            Method::ExchangeUnbind(m) => {
+                ctx.vhost.unbind(
+                    &m.source,
+                    Destination::Exchange(m.destination),
+                    &m.routing_key,
+                    m.arguments,
+                    ctx.id,
+                )?;
+                if !m.no_wait {
+                    self.send(ctx, ExchangeUnbindOk {});
+                }
+            }
+            Method::QueueDeclare(m) => self.queue_declare(ctx, m)?,
+            Method::QueueBind(m) => {
+                let queue = self.queue_name(&m.queue)?;
+                let key = self.routing_key_shortcut(&m.queue, &m.routing_key);
+                ctx.vhost.bind(
+                    &m.exchange,
+                    Destination::Queue(queue),
+                    &key,
+                    m.arguments,
+                    ctx.id,
+                )?;
+                if !m.no_wait {
+                    self.send(ctx, QueueBindOk {});
+                }
+            }
+            Method::QueueUnbind(m) => {
+                let queue = self.queue_name(&m.queue)?;
+                let key = self.routing_key_shortcut(&m.queue, &m.routing_key);
+                ctx.vhost.unbind(
+                    &m.exchange,
+                    Destination::Queue(queue),
+                    &key,
+                    m.arguments,
+                    ctx.id,
+                )?;
+                self.send(ctx, QueueUnbindOk {});
+            }
+            Method::QueuePurge(m) => {
+                let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+                let message_count = queue.purge();
+                if !m.no_wait {
+                    self.send(ctx, QueuePurgeOk { message_count });
+                }
+            }
+            Method::QueueDelete(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let message_count =
+                    ctx.vhost
+                        .delete_queue(&name, m.if_unused, m.if_empty, ctx.id)?;
+                if !m.no_wait {
+                    self.send(ctx, QueueDeleteOk { message_count });
+                }
+            }
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(AmqpError::connection(
+                        NOT_IMPLEMENTED,
+                        format!("prefetch_size!=0 ({})", m.prefetch_size),
+                    ));
+                }
+                if m.global {
+                    self.channel_credit.set_limit(u32::from(m.prefetch_count));
+                    self.dispatch_consumer_queues();
+                } else {
+                    self.consumer_prefetch = u32::from(m.prefetch_count);
+                }
+                self.send(ctx, BasicQosOk {});
+            }
+            Method::BasicConsume(m) => self.basic_consume(ctx, m)?,
+            Method::BasicCancel(m) => {
+                self.cancel_consumer(ctx, &m.consumer_tag);
+                if !m.no_wait {
+                    self.send(
+                        ctx,
+                        BasicCancelOk {
+                            consumer_tag: m.consumer_tag,
+                        },
+                    );
+                }
+            }
+            Method::BasicPublish(m) => {
+                self.content = Content::AwaitHeader(m);
+            }
+            Method::BasicGet(m) => self.basic_get(ctx, m)?,
+            Method::BasicAck(m) => self.settle(m.delivery_tag, m.multiple, Settle::Ack)?,
+            Method::BasicReject(m) => {
+                let how = if m.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(m.delivery_tag, false, how)?
+            }
+            Method::BasicNack(m) => {
+                let how = if m.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(m.delivery_tag, m.multiple, how)?
+            }
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue)?,
+            Method::BasicRecover(m) => {
+                self.recover(m.requeue)?;
+                self.send(ctx, BasicRecoverOk {});
+            }
+            Method::TxSelect(_) => {
+                if self.confirms.is_some() {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                if self.tx.is_none() {
+                    self.tx = Some(Vec::new());
+                }
+                self.send(ctx, TxSelectOk {});
+            }
+            Method::TxCommit(_) => {
+                let Some(ops) = self.tx.as_mut().map(std::mem::take) else {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        "channel is not transactional",
+                    ));
+                };
+                for op in ops {
+                    match op {
+                        TxOp::Publish { msg, mandatory } => self.route(ctx, msg, mandatory)?,
+                        TxOp::Settle { entries, how } => self.apply_settle(entries, how),
+                    }
+                }
+                self.send(ctx, TxCommitOk {});
+            }
+            Method::TxRollback(_) => {
+                let Some(ops) = self.tx.as_mut().map(std::mem::take) else {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        "channel is not transactional",
+                    ));
+                };
+                // Settlements go back to unacked, in delivery-tag order.
+                for op in ops {
+                    if let TxOp::Settle { entries, .. } = op {
+                        for u in entries {
+                            let pos = self.unacked.partition_point(|x| x.tag < u.tag);
+                            self.unacked.insert(pos, u);
+                        }
+                    }
+                }
+                self.send(ctx, TxRollbackOk {});
+            }
+            Method::ConfirmSelect(m) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                if self.confirms.is_none() {
+                    self.confirms = Some(Confirms::default());
+                }
+                if !m.no_wait {
+                    self.send(ctx, ConfirmSelectOk {});
+                }
+            }
+            other => {
+                return Err(AmqpError::connection(
+                    COMMAND_INVALID,
+                    format!(
+                        "method {} is not valid from a client on a channel",
+                        other.name()
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    // ----- exchanges and queues -----
+
+    fn exchange_declare(&mut self, ctx: &mut ConnCtx, m: ExchangeDeclare) -> AmqpResult<()> {
+        let kind = match ExchangeKind::parse(&m.kind) {
+            Some(kind) => kind,
+            None if m.passive => ExchangeKind::Direct,
+            None => {
+                return Err(AmqpError::connection(
+                    COMMAND_INVALID,
+                    format!("invalid exchange type '{}'", m.kind),
+                ))
+            }
+        };
+        let spec = ExchangeSpec {
+            name: m.exchange,
+            kind,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            arguments: m.arguments,
+        };
+        ctx.vhost.declare_exchange(spec, m.passive)?;
+        if !m.no_wait {
+            self.send(ctx, ExchangeDeclareOk {});
+        }
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, ctx: &mut ConnCtx, m: QueueDeclare) -> AmqpResult<()> {
+        let name = if m.queue.is_empty() {
+            if m.passive {
+                self.queue_name("")?
+            } else {
+                random_name("amq.gen-")
+            }
+        } else {
+            if !m.passive {
+                warren_core::vhost::check_queue_name(&m.queue)?;
+            }
+            m.queue
+        };
+        let spec = QueueSpec {
+            name,
+            durable: m.durable,
+            exclusive_owner: m.exclusive.then_some(ctx.id),
+            auto_delete: m.auto_delete,
+            arguments: m.arguments,
+        };
+        let declared = ctx.vhost.declare_queue(spec, m.passive, ctx.id)?;
+        let queue = declared.queue.name().to_string();
+        self.last_queue = Some(queue.clone());
+        if !m.no_wait {
+            self.send(
+                ctx,
+                QueueDeclareOk {
+                    queue,
+                    message_count: declared.counts.messages,
+                    consumer_count: declared.counts.consumers,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The empty queue name means "the queue last declared on this channel".
+    fn queue_name(&self, name: &str) -> AmqpResult<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::channel(NOT_FOUND, "no previously declared queue"))
+    }
+
+    fn routing_key_shortcut(&self, queue: &str, key: &str) -> String {
+        match (&self.last_queue, queue.is_empty() && key.is_empty()) {
+            (Some(last), true) => last.clone(),
+            _ => key.to_string(),
+        }
+    }
+
+    // ----- consumers -----
+
+    fn basic_consume(&mut self, ctx: &mut ConnCtx, m: BasicConsume) -> AmqpResult<()> {
+        let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+        if let Some((key, _)) = m.arguments.iter().find(|(k, _)| k == "x-priority") {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format!("consumer argument '{key}' is not supported by Warren yet"),
+            ));
+        }
+        let tag: Arc<str> = if m.consumer_tag.is_empty() {
+            Arc::from(random_name("amq.ctag-"))
+        } else {
+            Arc::from(m.consumer_tag.as_str())
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::connection(
+                NOT_ALLOWED,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let consumer_credit = Arc::new(Credit::new(if m.no_ack {
+            0
+        } else {
+            self.consumer_prefetch
+        }));
+        self.consumers.insert(
+            Arc::clone(&tag),
+            ChannelConsumer {
+                queue: Arc::clone(&queue),
+                credit: Arc::clone(&consumer_credit),
+            },
+        );
+        let spec = ConsumerSpec {
+            tag: Arc::clone(&tag),
+            connection_id: ctx.id,
+            channel: self.id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            sink: Arc::clone(&ctx.sink),
+            consumer_credit,
+            channel_credit: Arc::clone(&self.channel_credit),
+        };
+        if let Err(e) = queue.add_consumer(spec) {
+            self.consumers.remove(&tag);
+            return Err(e.into());
+        }
+        // consume-ok precedes every delivery on the wire: deliveries reach the connection
+        // through its event queue and are written after this frame.
+        if !m.no_wait {
+            self.send(
+                ctx,
+                BasicConsumeOk {
+                    consumer_tag: tag.to_string(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn cancel_consumer(&mut self, ctx: &mut ConnCtx, tag: &str) {
+        let Some(c) = self.consumers.remove(tag) else {
+            return;
+        };
+        if c.queue.remove_consumer(ctx.id, self.id, tag) {
+            ctx.vhost.delete_queue_instance(&c.queue);
+        }
+    }
+
+    /// The server cancelled one of our consumers (its queue was deleted).
+    pub fn consumer_cancelled(&mut self, ctx: &mut ConnCtx, tag: &Arc<str>) {
+        if self.consumers.remove(tag).is_some()
+            && self.state == ChannelState::Open
+            && ctx.consumer_cancel_notify
+        {
+            self.send(
+                ctx,
+                BasicCancel {
+                    consumer_tag: tag.to_string(),
+                    no_wait: true,
+                },
+            );
+        }
+    }
+
+    /// Writes a delivery from a queue, or hands it back if its consumer is gone.
+    pub fn deliver(&mut self, ctx: &mut ConnCtx, d: Delivery) {
+        let consumer = match self.consumers.get(&d.consumer_tag) {
+            Some(c) if self.state == ChannelState::Open => c,
+            _ => {
+                // The consumer went away while this delivery was on its way: give back the
+                // channel credit it took and return the message to its queue.
+                if !d.no_ack {
+                    self.channel_credit.release(1);
+                }
+                d.queue.requeue([d.entry]);
+                return;
+            }
+        };
+        let consumer_credit = (!d.no_ack).then(|| Arc::clone(&consumer.credit));
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        write_delivery(
+            &mut ctx.out,
+            self.id,
+            ctx.frame_max,
+            &d.consumer_tag,
+            tag,
+            d.entry.redelivered,
+            &d.entry.msg,
+        );
+        if consumer_credit.is_some() {
+            self.unacked.push_back(Unacked {
+                tag,
+                consumer_credit,
+                queue: d.queue,
+                entry: d.entry,
+            });
+        }
+    }
+
+    fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
+        let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+        let Some((entry, message_count)) = queue.get(m.no_ack) else {
+            self.send(
+                ctx,
+                BasicGetEmpty {
+                    reserved_1: String::new(),
+                },
+            );
+            return Ok(());
+        };
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        self.send(
+            ctx,
+            BasicGetOk {
+                delivery_tag: tag,
+                redelivered: entry.redelivered,
+                exchange: entry.msg.exchange.clone(),
+                routing_key: entry.msg.routing_key.clone(),
+                message_count,
+            },
+        );
+        write_content(&mut ctx.out, self.id, ctx.frame_max, &entry.msg);
+        if !m.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue,
+                entry,
+                consumer_credit: None,
+            });
+        }
+        Ok(())
+    }
+
+    // ----- acknowledgements -----
+
+    /// Takes the deliveries an ack/nack/reject names out of the unacked list.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let pos = self.unacked.partition_point(|u| u.tag < tag);
+        if self.unacked.get(pos).map(|u| u.tag) != Some(tag) {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format!("unknown delivery tag {tag}"),
+            ));
+        }
+        if multiple {
+            Ok(self.unacked.drain(..=pos).collect())
+        } else {
+            Ok(self.unacked.remove(pos).into_iter().collect())
+        }
+    }
+
+    fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
+        let entries = self.take_unacked(tag, multiple)?;
+        if let Some(ops) = self.tx.as_mut() {
+            ops.push(TxOp::Settle { entries, how });
+            return Ok(());
+        }
+        self.apply_settle(entries, how);
+        Ok(())
+    }
+
+    fn apply_settle(&mut self, entries: Vec<Unacked>, how: Settle) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut freed_credit = false;
+        // Group runs of the same queue so each queue is locked once per run.
+        let mut run: Vec<Entry> = Vec::new();
+        let mut run_queue: Option<Arc<Queue>> = None;
+        for u in entries {
+            if let Some(credit) = &u.consumer_credit {
+                credit.release(1);
+                self.channel_credit.release(1);
+                freed_credit = true;
+            }
+            if run_queue
+                .as_ref()
+                .is_some_and(|q| !Arc::ptr_eq(q, &u.queue))
+            {
+                if let Some(q) = run_queue.take() {
+                    finish_run(&q, std::mem::take(&mut run), how);
+                }
+            }
+            run_queue.get_or_insert(u.queue);
+            run.push(u.entry);
+        }
+        if let Some(q) = run_queue {
+            finish_run(&q, run, how);
+        }
+        if freed_credit {
+            self.dispatch_consumer_queues();
+        }
+    }
+
+    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::connection(NOT_IMPLEMENTED, "requeue=false"));
+        }
+        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        self.apply_settle(all, Settle::Requeue);
+        Ok(())
+    }
+
+    /// Lets every queue this channel consumes from dispatch again (credit was freed).
+    fn dispatch_consumer_queues(&self) {
+        let mut done: Vec<&Arc<Queue>> = Vec::new();
+        for c in self.consumers.values() {
+            if !done.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                c.queue.dispatch();
+                done.push(&c.queue);
+            }
+        }
+    }
+
+    // ----- publishing -----
+
+    fn publish_complete(
+        &mut self,
+        ctx: &mut ConnCtx,
+        publish: BasicPublish,
+        properties: Bytes,
+        body: Bytes,
+    ) -> AmqpResult<()> {
+        let fail = |e: AmqpError| e.on(60, 40);
+        if publish.immediate {
+            return Err(fail(AmqpError::connection(
+                NOT_IMPLEMENTED,
+                "immediate=true",
+            )));
+        }
+        ctx.vhost
+            .check_publish(&publish.exchange)
+            .map_err(|e| fail(e.into()))?;
+        // The user-id property, when set, must name the authenticated user (as in RabbitMQ).
+        if properties.len() >= 2 && properties[0..2] != [0, 0] {
+            if let Some(user_id) = peek_user_id(&properties) {
+                if user_id != ctx.user {
+                    return Err(fail(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        format!(
+                            "user_id property set to '{user_id}' but authenticated user was '{}'",
+                            ctx.user
+                        ),
+                    )));
+                }
+            }
+        }
+        let msg = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties_raw: properties,
+            body,
+        });
+        if let Some(ops) = self.tx.as_mut() {
+            ops.push(TxOp::Publish {
+                msg,
+                mandatory: publish.mandatory,
+            });
+            return Ok(());
+        }
+        self.route(ctx, msg, publish.mandatory).map_err(fail)?;
+        if let Some(c) = self.confirms.as_mut() {
+            c.last_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, ctx: &mut ConnCtx, msg: Arc<Message>, mandatory: bool) -> AmqpResult<()> {
+        let mut queues = std::mem::take(&mut ctx.route_buf);
+        let props = msg.properties_raw.clone();
+        let routed = ctx.vhost.route(
+            &msg.exchange,
+            &msg.routing_key,
+            &mut || peek_headers(&props),
+            &mut queues,
+        );
+        if let Err(e) = routed {
+            ctx.route_buf = queues;
+            return Err(e.into());
+        }
+        if queues.is_empty() {
+            if mandatory {
+                self.send(
+                    ctx,
+                    BasicReturn {
+                        reply_code: NO_ROUTE,
+                        reply_text: "NO_ROUTE".to_string(),
+                        exchange: msg.exchange.clone(),
+                        routing_key: msg.routing_key.clone(),
+                    },
+                );
+                write_content(&mut ctx.out, self.id, ctx.frame_max, &msg);
+            }
+        } else {
+            for q in queues.drain(..) {
+                q.publish(Arc::clone(&msg));
+            }
+        }
+        ctx.route_buf = queues;
+        Ok(())
+    }
+
+    /// Writes the publisher confirms accumulated since the last flush, coalesced.
+    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
+        let Some(c) = self.confirms.as_mut() else {
+            return;
+        };
+        if c.last_seq == c.acked_upto {
+            return;
+        }
+        let multiple = c.last_seq - c.acked_upto > 1;
+        let delivery_tag = c.last_seq;
+        c.acked_upto = c.last_seq;
+        self.send(
+            ctx,
+            BasicAck {
+                delivery_tag,
+                multiple,
+            },
+        );
+    }
+
+    // ----- closing -----
+
+    /// Releases everything the channel holds: consumers go, unacked messages return to
+    /// their queues. Called when the channel closes for any reason.
+    pub fn release(&mut self, ctx: &mut ConnCtx) {
+        let tags: Vec<Arc<str>> = self.consumers.keys().cloned().collect();
+        for tag in tags {
+            self.cancel_consumer(ctx, &tag);
+        }
+        self.tx = None;
+        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        self.apply_settle(all, Settle::Requeue);
+        self.content = Content::Idle;
+        debug!(channel = self.id, "channel resources released");
+    }
+}
+
+fn finish_run(queue: &Arc<Queue>, entries: Vec<Entry>, how: Settle) {
+    match how {
+        Settle::Ack | Settle::Discard => queue.settle(entries.len()),
+        Settle::Requeue => queue.requeue(entries),
+    }
+}

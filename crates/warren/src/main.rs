@@ -1,0 +1,111 @@
+//! The `warren` binary: parses options (flags, environment, config file), sets up logging,
+//! binds the listeners and runs the broker until SIGTERM/SIGINT.
+
+mod settings;
+
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+use warren_core::Broker;
+
+use settings::{Cli, Settings};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::resolve(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("warren: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            settings.data_dir.display()
+        )
+    })?;
+    let data_dir = settings
+        .data_dir
+        .canonicalize()
+        .unwrap_or(settings.data_dir.clone());
+    let mut listeners = Vec::new();
+    for addr in &settings.listen {
+        let listener = TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        listeners.push(listener);
+    }
+    // The listening lines go to stdout so scripts and tests can find the port (with :0).
+    for listener in &listeners {
+        if let Ok(local) = listener.local_addr() {
+            println!("warren: listening for AMQP on {local}");
+            info!(%local, "listening for AMQP");
+        }
+    }
+    println!("warren: data directory {}", data_dir.display());
+    info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "warren started");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested");
+        let _ = shutdown_tx.send(true);
+    });
+    let broker = Arc::new(Broker::new());
+    warren_server::serve(broker, settings.server, listeners, shutdown_rx).await;
+    info!("warren stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

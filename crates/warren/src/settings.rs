@@ -1,0 +1,139 @@
+//! Warren's settings: command-line flags, `WARREN_*` environment variables and an optional
+//! TOML config file, in that order of precedence, over built-in defaults. Documented in
+//! `docs/configuration.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use warren_server::ServerConfig;
+
+/// Warren: an AMQP 0-9-1 message broker.
+#[derive(Parser, Debug)]
+#[command(name = "warren", version, about)]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve AMQP on (repeatable; comma-separated in the environment).
+    #[arg(long = "listen", env = "WARREN_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// Directory for Warren's data.
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax: `info`, `warren_server=debug`, ...).
+    #[arg(long, env = "WARREN_LOG")]
+    pub log: Option<String>,
+    /// Largest frame offered to clients, in bytes.
+    #[arg(long, env = "WARREN_FRAME_MAX")]
+    pub frame_max: Option<u32>,
+    /// Highest channel number offered to clients.
+    #[arg(long, env = "WARREN_CHANNEL_MAX")]
+    pub channel_max: Option<u16>,
+    /// Heartbeat interval offered to clients, in seconds (0 disables).
+    #[arg(long, env = "WARREN_HEARTBEAT")]
+    pub heartbeat: Option<u16>,
+    /// Largest message body accepted, in bytes.
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<u64>,
+    /// Seconds a client has to complete the AMQP handshake.
+    #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<u64>,
+}
+
+/// The config file's shape: every key optional, names as the long flags with `_`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub log: Option<String>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub heartbeat: Option<u16>,
+    pub max_message_size: Option<u64>,
+    pub handshake_timeout: Option<u64>,
+}
+
+pub struct Settings {
+    pub listen: Vec<String>,
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub server: ServerConfig,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5672";
+pub const DEFAULT_DATA_DIR: &str = "warren-data";
+/// RabbitMQ caps max_message_size at 512 MiB; so do we.
+const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
+
+impl Settings {
+    pub fn resolve(cli: Cli) -> Result<Settings, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = ServerConfig::default();
+        let listen = if !cli.listen.is_empty() {
+            cli.listen
+        } else {
+            file.listen
+                .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()])
+        };
+        if listen.is_empty() {
+            return Err("at least one listen address is needed".into());
+        }
+        let frame_max = cli
+            .frame_max
+            .or(file.frame_max)
+            .unwrap_or(defaults.frame_max);
+        if frame_max < 4096 {
+            return Err(format!(
+                "frame_max {frame_max} is below the AMQP minimum of 4096"
+            ));
+        }
+        let max_message_size = cli
+            .max_message_size
+            .or(file.max_message_size)
+            .unwrap_or(defaults.max_message_size);
+        if max_message_size > MAX_MESSAGE_SIZE_LIMIT {
+            return Err(format!(
+                "max_message_size {max_message_size} exceeds the limit of {MAX_MESSAGE_SIZE_LIMIT}"
+            ));
+        }
+        let server = ServerConfig {
+            frame_max,
+            channel_max: cli
+                .channel_max
+                .or(file.channel_max)
+                .unwrap_or(defaults.channel_max)
+                .max(1),
+            heartbeat: cli
+                .heartbeat
+                .or(file.heartbeat)
+                .unwrap_or(defaults.heartbeat),
+            max_message_size,
+            handshake_timeout: cli
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.handshake_timeout),
+            cluster_name: defaults.cluster_name,
+        };
+        Ok(Settings {
+            listen,
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            log: cli.log.or(file.log).unwrap_or_else(|| "info".to_string()),
+            server,
+        })
+    }
+}
