@@ -34,7 +34,9 @@ async fn many_channels_on_one_connection() {
         ch.close(200, "ok".into()).await.unwrap();
     }
     for ch in chans.iter().take(50) {
-        within("qos", ch.basic_qos(5, BasicQosOptions::default())).await.unwrap();
+        within("qos", ch.basic_qos(5, BasicQosOptions::default()))
+            .await
+            .unwrap();
     }
 }
 
@@ -49,14 +51,19 @@ async fn channel_error_closes_only_that_channel() {
     let err = bad
         .queue_declare(
             unique("missing").as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
         .unwrap_err();
     // RabbitMQ 3.10: channel.close 404 "NOT_FOUND - no queue 'x' in vhost '/'", class 50 method 10.
     assert_eq!(reply_code(&err), Some(404));
-    assert!(reply_text(&err).unwrap().starts_with("NOT_FOUND - no queue '"));
+    assert!(reply_text(&err)
+        .unwrap()
+        .starts_with("NOT_FOUND - no queue '"));
     assert!(err.is_amqp_soft_error());
 
     // The failed channel is unusable...
@@ -77,7 +84,15 @@ async fn channel_error_does_not_disturb_consumers_on_other_channels() {
     let good = conn.create_channel().await.unwrap();
     let q = declare_queue(&good, "iso-consumer").await;
     let mut consumer = good
-        .basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let bad = conn.create_channel().await.unwrap();
@@ -85,7 +100,10 @@ async fn channel_error_does_not_disturb_consumers_on_other_channels() {
         .exchange_declare(
             unique("missing-x").as_str().into(),
             lapin::ExchangeKind::Direct,
-            ExchangeDeclareOptions { passive: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -104,7 +122,10 @@ async fn many_channel_errors_in_a_row() {
         let err = ch
             .queue_declare(
                 unique("missing").as_str().into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -121,9 +142,12 @@ async fn channel_flow_active_true_is_acknowledged() {
     let broker = Broker::start();
     let (_conn, ch) = connect_channel(&broker).await;
     // RabbitMQ 3.10 answers channel.flow(active=true) with flow-ok(active=true).
-    let active = within("channel.flow", ch.channel_flow(ChannelFlowOptions { active: true }))
-        .await
-        .unwrap();
+    let active = within(
+        "channel.flow",
+        ch.channel_flow(ChannelFlowOptions { active: true }),
+    )
+    .await
+    .unwrap();
     assert!(active);
 }
 
@@ -150,10 +174,18 @@ async fn channel_close_with_pending_unacked_requeues() {
     let q = declare_queue(&ch, "close-requeue").await;
     publish(&ch, "", &q, b"m").await;
     let c2 = conn.create_channel().await.unwrap();
-    let got = c2.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false }).await.unwrap().unwrap();
+    let got = c2
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!got.delivery.redelivered);
     c2.close(200, "bye".into()).await.unwrap();
-    let again = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
+    let again = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.delivery.data, b"m");
     assert!(again.delivery.redelivered);
 }

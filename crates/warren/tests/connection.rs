@@ -10,7 +10,9 @@ async fn connect_and_close_cleanly() {
     let conn = connect(&broker).await;
     assert!(conn.status().connected());
     assert_eq!(conn.status().vhost().as_str(), "/");
-    within("connection.close", conn.close(200, "bye".into())).await.expect("close");
+    within("connection.close", conn.close(200, "bye".into()))
+        .await
+        .expect("close");
     assert!(conn.status().closed());
 }
 
@@ -20,7 +22,9 @@ async fn many_sequential_connections() {
     for _ in 0..10 {
         let conn = connect(&broker).await;
         let ch = within("channel", conn.create_channel()).await.unwrap();
-        within("qos", ch.basic_qos(1, BasicQosOptions::default())).await.unwrap();
+        within("qos", ch.basic_qos(1, BasicQosOptions::default()))
+            .await
+            .unwrap();
         conn.close(200, "ok".into()).await.unwrap();
     }
 }
@@ -52,7 +56,10 @@ async fn bad_password_is_access_refused() {
     // authentication mechanism PLAIN. For details see the broker logfile." (class 0 method 0)
     // in place of connection.tune.
     assert_eq!(reply_code(&err), Some(403), "{err:?}");
-    assert!(reply_text(&err).unwrap().starts_with("ACCESS_REFUSED"), "{err:?}");
+    assert!(
+        reply_text(&err).unwrap().starts_with("ACCESS_REFUSED"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +81,10 @@ async fn unknown_vhost_is_not_allowed() {
     // RabbitMQ 3.10: connection.close 530 "NOT_ALLOWED - vhost <name> not found" in reply to
     // connection.open (class 10 method 40).
     assert_eq!(reply_code(&err), Some(530), "{err:?}");
-    assert_eq!(reply_text(&err).unwrap(), format!("NOT_ALLOWED - vhost {vhost} not found"));
+    assert_eq!(
+        reply_text(&err).unwrap(),
+        format!("NOT_ALLOWED - vhost {vhost} not found")
+    );
 }
 
 #[tokio::test]
@@ -104,9 +114,12 @@ async fn default_tune_values() {
 #[tokio::test]
 async fn client_can_lower_channel_max_and_frame_max() {
     let broker = Broker::start();
-    let conn = connect_url(&format!("{}?channel_max=10&frame_max=8192&heartbeat=7", broker.url()))
-        .await
-        .unwrap();
+    let conn = connect_url(&format!(
+        "{}?channel_max=10&frame_max=8192&heartbeat=7",
+        broker.url()
+    ))
+    .await
+    .unwrap();
     let cfg = conn.configuration();
     assert_eq!(cfg.channel_max(), 10);
     assert_eq!(cfg.frame_max(), 8192);
@@ -122,13 +135,21 @@ async fn client_can_lower_channel_max_and_frame_max() {
 #[tokio::test]
 async fn channel_max_is_enforced_client_side_by_lapin() {
     let broker = Broker::start();
-    let conn = connect_url(&format!("{}?channel_max=3", broker.url())).await.unwrap();
+    let conn = connect_url(&format!("{}?channel_max=3", broker.url()))
+        .await
+        .unwrap();
     let mut chans = Vec::new();
     for _ in 0..3 {
         chans.push(conn.create_channel().await.expect("within channel_max"));
     }
-    let err = conn.create_channel().await.expect_err("4th channel exceeds channel_max=3");
-    assert!(matches!(err.kind(), lapin::ErrorKind::ChannelsLimitReached), "{err:?}");
+    let err = conn
+        .create_channel()
+        .await
+        .expect_err("4th channel exceeds channel_max=3");
+    assert!(
+        matches!(err.kind(), lapin::ErrorKind::ChannelsLimitReached),
+        "{err:?}"
+    );
     // The connection is still fine.
     declare_queue(&chans[2], "chmax").await;
 }
@@ -177,7 +198,9 @@ async fn client_properties_with_connection_name_accepted() {
     let props = lapin::ConnectionProperties::default()
         .with_connection_name("warren-test-conn".into())
         .with_client_property("x-test".into(), "yes".into());
-    let conn = within("connect", lapin::Connection::connect(&broker.url(), props)).await.unwrap();
+    let conn = within("connect", lapin::Connection::connect(&broker.url(), props))
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
     declare_queue(&ch, "named-conn").await;
 }
