@@ -102,16 +102,19 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(spec: ExchangeSpec) -> CoreResult<Exchange> {
+    /// Builds an exchange of vhost `vhost` (named in error texts).
+    pub fn new(spec: ExchangeSpec, vhost: &str) -> CoreResult<Exchange> {
         let alternate = match spec.arguments.get("alternate-exchange") {
             None => None,
             Some(v) => match v.as_str() {
                 Some(name) => Some(name.to_string()),
-                None => return Err(CoreError::precondition(format!(
-                    "invalid arg 'alternate-exchange' for exchange '{}': expected a string, got {}",
-                    spec.name,
-                    v.type_name()
-                ))),
+                None => {
+                    return Err(CoreError::precondition(format!(
+                        "invalid type '{}' for arg 'alternate-exchange' in exchange '{}' in vhost '{vhost}'",
+                        v.type_name(),
+                        spec.name,
+                    )))
+                }
             },
         };
         let index = match spec.kind {

@@ -37,9 +37,8 @@ const UNSUPPORTED_QUEUE_ARGS: &[&str] = &[
     "x-stream-max-segment-size-bytes",
 ];
 
-/// Queue arguments compared when a queue is declared again (RabbitMQ compares only the
-/// arguments it knows).
-const EQUIVALENCE_QUEUE_ARGS: &[&str] = &["x-queue-type", "x-queue-mode"];
+/// Queue arguments Warren honours today.
+const SUPPORTED_QUEUE_ARGS: &[&str] = &["x-queue-type", "x-queue-mode"];
 
 /// The exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -83,7 +82,7 @@ impl VHost {
                 internal: false,
                 arguments: FieldTable::default(),
             };
-            if let Ok(x) = Exchange::new(spec) {
+            if let Ok(x) = Exchange::new(spec, name) {
                 topology.exchanges.insert(name.to_string(), x);
             }
         };
@@ -110,7 +109,7 @@ impl VHost {
 
     /// `exchange.declare`. Passive checks existence only.
     pub fn declare_exchange(&self, spec: ExchangeSpec, passive: bool) -> CoreResult<()> {
-        if spec.name.is_empty() && !passive {
+        if spec.name.is_empty() {
             return Err(CoreError::access_refused(
                 "operation not permitted on the default exchange",
             ));
@@ -131,7 +130,7 @@ impl VHost {
                 spec.name
             )));
         }
-        let exchange = Exchange::new(spec)?;
+        let exchange = Exchange::new(spec, &self.name)?;
         topo.exchanges.insert(exchange.spec.name.clone(), exchange);
         Ok(())
     }
@@ -181,9 +180,15 @@ impl VHost {
 
     /// `exchange.delete`. Deleting an exchange that does not exist succeeds, as in RabbitMQ.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> CoreResult<()> {
-        if name.is_empty() || name.starts_with("amq.") {
+        if name.is_empty() {
+            return Err(CoreError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if name.starts_with("amq.") {
             return Err(CoreError::access_refused(format!(
-                "operation not permitted on the default exchange or reserved exchange '{name}'"
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
             )));
         }
         let mut topo = self.topology.write();
@@ -275,7 +280,8 @@ impl VHost {
         check_args_equivalent(
             &have.arguments,
             &want.arguments,
-            EQUIVALENCE_QUEUE_ARGS,
+            // RabbitMQ compares exactly the arguments it knows; so do we.
+            SUPPORTED_QUEUE_ARGS.iter().chain(UNSUPPORTED_QUEUE_ARGS),
             &format!("queue '{}' in vhost '{}'", have.name, self.name),
         )
     }
@@ -309,7 +315,7 @@ impl VHost {
         }
         if if_empty && q.message_count() > 0 {
             return Err(CoreError::precondition(format!(
-                "queue '{name}' in vhost '{}' is not empty",
+                "queue '{name}' in vhost '{}' not empty",
                 self.name
             )));
         }
@@ -373,7 +379,8 @@ impl VHost {
         Ok(())
     }
 
-    /// `queue.unbind` / `exchange.unbind`. A binding that does not exist unbinds fine.
+    /// `queue.unbind` / `exchange.unbind`. A binding, queue or exchange that does not exist
+    /// unbinds fine, as in RabbitMQ.
     pub fn unbind(
         &self,
         source: &str,
@@ -382,15 +389,25 @@ impl VHost {
         arguments: FieldTable,
         connection_id: u64,
     ) -> CoreResult<()> {
+        if source.is_empty() || destination == Destination::Exchange(String::new()) {
+            return Err(CoreError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
         let mut topo = self.topology.write();
-        self.check_binding_ends(&topo, source, &destination, connection_id)?;
+        if let Destination::Queue(q) = &destination {
+            if let Some(queue) = topo.queues.get(q) {
+                self.check_exclusive(queue, connection_id)?;
+            }
+        }
         let binding = Binding {
             destination,
             routing_key: routing_key.to_string(),
             arguments,
         };
+        // Unbinding is idempotent in RabbitMQ: a missing queue, exchange or binding is fine.
         let Some(x) = topo.exchanges.get_mut(source) else {
-            return Err(self.no_exchange(source));
+            return Ok(());
         };
         if x.unbind(&binding) && x.spec.auto_delete && !x.has_bindings() {
             remove_exchange(&mut topo, source);
@@ -579,10 +596,10 @@ fn validate_queue_args(args: &FieldTable) -> CoreResult<()> {
     Ok(())
 }
 
-fn check_args_equivalent(
+fn check_args_equivalent<'a>(
     have: &FieldTable,
     want: &FieldTable,
-    keys: &[&str],
+    keys: impl IntoIterator<Item = &'a &'a str>,
     what: &str,
 ) -> CoreResult<()> {
     for key in keys {
@@ -606,14 +623,18 @@ fn args_equal(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     }
 }
 
+/// RabbitMQ's wording for an argument value in an "inequivalent arg" message.
 fn describe_arg(v: Option<&FieldValue>) -> String {
-    match v {
-        None => "none".to_string(),
-        Some(v) => match v.as_str() {
-            Some(s) => format!("the value '{s}' of type '{}'", v.type_name()),
-            None => format!("the value '{v:?}' of type '{}'", v.type_name()),
-        },
-    }
+    let Some(v) = v else {
+        return "none".to_string();
+    };
+    let shown = match (v.as_str(), v.as_i64(), v) {
+        (Some(s), _, _) => s.to_string(),
+        (_, Some(i), _) => i.to_string(),
+        (_, _, FieldValue::Bool(b)) => b.to_string(),
+        (_, _, other) => format!("{other:?}"),
+    };
+    format!("the value '{shown}' of type '{}'", v.type_name())
 }
 
 #[cfg(test)]

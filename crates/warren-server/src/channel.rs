@@ -270,11 +270,12 @@ impl Channel {
     fn dispatch(&mut self, ctx: &mut ConnCtx, method: Method) -> AmqpResult<()> {
         match method {
             Method::ChannelFlow(m) => {
-                self.channel_credit.set_paused(!m.active);
-                if m.active {
-                    self.dispatch_consumer_queues();
+                // RabbitMQ refuses client-initiated flow control (it has credit flow and
+                // prefetch instead); clients depend on exactly that answer.
+                if !m.active {
+                    return Err(AmqpError::connection(NOT_IMPLEMENTED, "active=false"));
                 }
-                self.send(ctx, ChannelFlowOk { active: m.active });
+                self.send(ctx, ChannelFlowOk { active: true });
             }
             Method::ChannelFlowOk(_) => {}
             Method::AccessRequest(_) => self.send(ctx, AccessRequestOk { reserved_1: 1 }),
@@ -486,7 +487,7 @@ impl Channel {
             None => {
                 return Err(AmqpError::connection(
                     COMMAND_INVALID,
-                    format!("invalid exchange type '{}'", m.kind),
+                    format!("unknown exchange type '{}'", m.kind),
                 ))
             }
         };
@@ -831,6 +832,9 @@ impl Channel {
                 }
             }
         }
+        if let Some(expiration) = peek_expiration(&properties) {
+            validate_expiration(&expiration).map_err(fail)?;
+        }
         let msg = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -921,6 +925,20 @@ impl Channel {
         self.content = Content::Idle;
         debug!(channel = self.id, "channel resources released");
     }
+}
+
+/// The `expiration` property must be a non-negative integer of milliseconds; RabbitMQ
+/// refuses anything else with these texts.
+fn validate_expiration(expiration: &str) -> AmqpResult<()> {
+    let detail = match expiration.parse::<i64>() {
+        Ok(v) if v < 0 => format!("{{value_negative,{v}}}"),
+        Ok(_) => return Ok(()),
+        Err(_) => "no_integer".to_string(),
+    };
+    Err(AmqpError::channel(
+        PRECONDITION_FAILED,
+        format!("invalid expiration '{expiration}': {detail}"),
+    ))
 }
 
 fn finish_run(queue: &Arc<Queue>, entries: Vec<Entry>, how: Settle) {
