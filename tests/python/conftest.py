@@ -265,3 +265,54 @@ def wait_for(conn, predicate, timeout=5.0, step=0.05):
         if v or time.monotonic() >= deadline:
             return v
         conn.process_data_events(time_limit=step)
+
+
+def message_count(channel, queue_name):
+    return channel.queue_declare(queue_name, passive=True).method.message_count
+
+
+def wait_message_count(channel, queue_name, expected, timeout=5.0):
+    """Poll queue.declare(passive) until message_count == expected (bounded); return last count.
+
+    RabbitMQ 3.10 routes publishes to classic queues asynchronously (via delegates), so a
+    queue.declare right after basic.publish on the same channel may not see them yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = message_count(channel, queue_name)
+        if n == expected or time.monotonic() >= deadline:
+            return n
+        time.sleep(0.02)
+
+
+def get_one(channel, queue_name, timeout=5.0, auto_ack=True):
+    """basic_get, retrying until a message arrives (bounded). Returns (method, props, body)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = channel.basic_get(queue_name, auto_ack=auto_ack)
+        if res[0] is not None or time.monotonic() >= deadline:
+            return res
+        time.sleep(0.02)
+
+
+def queue_exists(conn, queue_name):
+    import pika.exceptions as exc
+
+    ch = conn.channel()
+    try:
+        ch.queue_declare(queue_name, passive=True)
+    except exc.ChannelClosedByBroker as e:
+        if e.reply_code == 404:
+            return False
+        raise
+    ch.close()
+    return True
+
+
+def wait_queue_gone(conn, queue_name, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if not queue_exists(conn, queue_name):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        conn.process_data_events(time_limit=0.05)

@@ -10,7 +10,7 @@ import pika.data
 import pika.exceptions as exc
 import pytest
 
-from conftest import drain, get_all, unique, wait_for
+from conftest import drain, get_all, get_one, unique, wait_for, wait_message_count
 
 
 def closed(ei, code, text):
@@ -67,15 +67,12 @@ def test_delivery_tags_monotonic_per_channel(conn):
     ch.basic_consume(q, lambda c, m, p, b: got.append(m.delivery_tag))
     assert wait_for(conn, lambda: len(got) == 2)
     assert tags + got == [1, 2, 3, 4]
+    # each channel has its own delivery-tag sequence starting at 1
     other = conn.channel()
-    other.basic_publish("", q, b"x")
-    m, _, _ = other.basic_get(q, auto_ack=True)
-    # each channel has its own tag sequence; but this queue has a consumer on `ch`,
-    # so publish something to a fresh queue to observe channel 2's first tag.
     q2 = other.queue_declare("", exclusive=True).method.queue
     other.basic_publish("", q2, b"y")
-    m2, _, _ = other.basic_get(q2)
-    assert m2.delivery_tag in (1, 2)
+    m2, _, _ = get_one(other, q2, auto_ack=False)
+    assert m2.delivery_tag == 1
 
 
 def test_empty_body(channel):
@@ -443,6 +440,7 @@ def test_ack_multiple_then_close_requeues_rest(conn):
     ch.basic_ack(got[2][0].delivery_tag, multiple=True)
     ch.close()
     ch2 = conn.channel()
+    wait_message_count(ch2, q, 2)  # requeue on channel close is asynchronous
     rest = []
     for _ in range(3):
         m, p, b = ch2.basic_get(q, auto_ack=True)
@@ -570,7 +568,7 @@ def test_unacked_requeued_on_connection_close(broker, conn, cleanup):
     m, _, _ = ch.basic_get(q)
     assert m is not None
     c.close()
-    m, _, b = conn.channel().basic_get(q, auto_ack=True)
+    m, _, b = get_one(conn.channel(), q)
     assert b == b"x" and m.redelivered is True
 
 

@@ -7,7 +7,7 @@ import pika
 import pika.exceptions as exc
 import pytest
 
-from conftest import unique, wait_for
+from conftest import unique, wait_for, wait_message_count
 
 
 EXPECTED_CAPABILITIES = [
@@ -195,7 +195,7 @@ def test_blocked_callbacks_registration_harmless(broker):
         for i in range(20):
             ch.basic_publish("", q, b"m%d" % i)
         c.process_data_events(time_limit=0.1)
-        assert ch.queue_declare(q, passive=True).method.message_count == 20
+        assert wait_message_count(ch, q, 20) == 20
         assert events == []
     finally:
         c.close()

@@ -7,7 +7,7 @@ import pika
 import pika.exceptions as exc
 import pytest
 
-from conftest import get_all, unique, wait_for
+from conftest import get_all, get_one, unique, wait_for, wait_message_count, wait_queue_gone
 
 GEN_RE = re.compile(r"^amq\.gen-[A-Za-z0-9_\-]{22}$")
 
@@ -89,6 +89,7 @@ def test_declare_ok_counts(conn, cleanup):
     ch.queue_declare(q)
     for i in range(3):
         ch.basic_publish("", q, b"m%d" % i)
+    wait_message_count(ch, q, 3)
     ok = ch.queue_declare(q)
     assert ok.method.message_count == 3
     assert ok.method.consumer_count == 0
@@ -101,6 +102,7 @@ def test_declare_ok_counts(conn, cleanup):
     cons.basic_consume(q, lambda c, m, p, b: got.append(m))
     assert wait_for(conn, lambda: got)
     conn.process_data_events(time_limit=0.1)
+    wait_message_count(ch, q, 2)
     ok = ch.queue_declare(q, passive=True)
     # message_count counts only ready messages: 1 is unacked in the consumer.
     assert ok.method.message_count == 2
@@ -212,16 +214,14 @@ def test_exclusive_queue_deleted_when_connection_closes(broker, conn):
     owner = broker.connect()
     q = owner.channel().queue_declare("", exclusive=True).method.queue
     owner.close()
-    ch = conn.channel()
-    with pytest.raises(exc.ChannelClosedByBroker) as ei:
-        ch.queue_declare(q, passive=True)
-    assert ei.value.reply_code == 404
+    assert wait_queue_gone(conn, q)
 
 
 def test_purge_returns_count(channel):
     q = channel.queue_declare("", exclusive=True).method.queue
     for i in range(7):
         channel.basic_publish("", q, b"x")
+    wait_message_count(channel, q, 7)
     ok = channel.queue_purge(q)
     assert isinstance(ok.method, pika.spec.Queue.PurgeOk)
     assert ok.method.message_count == 7
@@ -233,6 +233,7 @@ def test_purge_does_not_touch_unacked(conn):
     q = ch.queue_declare("", exclusive=True).method.queue
     for i in range(3):
         ch.basic_publish("", q, b"%d" % i)
+    wait_message_count(ch, q, 3)
     m, p, b = ch.basic_get(q, auto_ack=False)
     assert ch.queue_purge(q).method.message_count == 2
     ch.basic_nack(m.delivery_tag, requeue=True)
@@ -251,6 +252,7 @@ def test_delete_returns_count(channel, cleanup):
     channel.queue_declare(q)
     for i in range(4):
         channel.basic_publish("", q, b"x")
+    wait_message_count(channel, q, 4)
     ok = channel.queue_delete(q)
     assert isinstance(ok.method, pika.spec.Queue.DeleteOk)
     assert ok.method.message_count == 4
@@ -282,6 +284,7 @@ def test_delete_if_empty_406(conn, cleanup, broker):
     q = cleanup.queue(unique("ife"))
     ch.queue_declare(q)
     ch.basic_publish("", q, b"x")
+    wait_message_count(ch, q, 1)
     with pytest.raises(exc.ChannelClosedByBroker) as ei:
         ch.queue_delete(q, if_empty=True)
     closed(ei, 406, f"PRECONDITION_FAILED - queue '{q}' in vhost '{broker.vhost}' not empty")
@@ -320,18 +323,7 @@ def test_auto_delete_after_last_consumer(conn, cleanup):
     c1.basic_cancel(t1)
     assert ch.queue_declare(q, passive=True).method.consumer_count == 1
     c2.basic_cancel(t2)
-
-    def gone():
-        probe = conn.channel()
-        try:
-            probe.queue_declare(q, passive=True)
-            probe.close()
-            return False
-        except exc.ChannelClosedByBroker as e:
-            assert e.reply_code == 404
-            return True
-
-    assert wait_for(conn, gone, timeout=3)
+    assert wait_queue_gone(conn, q)
 
 
 def test_auto_delete_when_consumer_channel_closes(conn, cleanup):
@@ -341,17 +333,7 @@ def test_auto_delete_when_consumer_channel_closes(conn, cleanup):
     c1 = conn.channel()
     c1.basic_consume(q, lambda *a: None)
     c1.close()
-
-    def gone():
-        probe = conn.channel()
-        try:
-            probe.queue_declare(q, passive=True)
-            probe.close()
-            return False
-        except exc.ChannelClosedByBroker:
-            return True
-
-    assert wait_for(conn, gone, timeout=3)
+    assert wait_queue_gone(conn, q)
 
 
 def test_bind_unbind(channel, cleanup):
@@ -435,7 +417,7 @@ def test_dead_letter_on_reject(channel):
     channel.basic_publish("", q, b"dead")
     m, p, b = channel.basic_get(q)
     channel.basic_reject(m.delivery_tag, requeue=False)
-    m, p, b = channel.basic_get(dlq, auto_ack=True)
+    m, p, b = get_one(channel, dlq)  # dead-lettering is asynchronous
     assert b == b"dead"
     death = p.headers["x-death"][0]
     assert death["reason"] == "rejected"
