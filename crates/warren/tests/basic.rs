@@ -140,7 +140,10 @@ async fn two_consumers_with_qos(calls: &[(u16, bool)]) -> (usize, usize) {
 #[tokio::test]
 async fn qos_per_consumer_then_global_both_apply() {
     // Per-consumer 2, then channel-wide 3: c1 gets 2 (its own limit), c2 gets 1 (channel full).
-    assert_eq!(two_consumers_with_qos(&[(2, false), (3, true)]).await, (2, 1));
+    assert_eq!(
+        two_consumers_with_qos(&[(2, false), (3, true)]).await,
+        (2, 1)
+    );
 }
 
 #[tokio::test]
@@ -148,7 +151,10 @@ async fn qos_global_then_per_consumer_resets_global_limit() {
     // RabbitMQ 3.10 quirk: basic.qos(global=false) also REMOVES any channel-wide (global)
     // prefetch limit set earlier ("if default was set to global, it is reset to per
     // consumer"). So global 3 followed by per-consumer 2 leaves only the per-consumer limit.
-    assert_eq!(two_consumers_with_qos(&[(3, true), (2, false)]).await, (2, 2));
+    assert_eq!(
+        two_consumers_with_qos(&[(3, true), (2, false)]).await,
+        (2, 2)
+    );
 }
 
 #[tokio::test]
