@@ -57,11 +57,22 @@ class Broker:
         return pika.BlockingConnection(self.params(**overrides))
 
 
-def _start_warren():
-    binary = os.environ.get("WARREN_BIN", os.path.join(REPO_ROOT, "target", "debug", "warren"))
+def warren_binary():
+    return os.environ.get("WARREN_BIN", os.path.join(REPO_ROOT, "target", "debug", "warren"))
+
+
+class WarrenStartError(RuntimeError):
+    pass
+
+
+def _start_warren(data_dir=None, fatal=True):
+    binary = warren_binary()
     if not os.path.exists(binary):
-        pytest.exit(f"Warren binary not found at {binary}; build it or set WARREN_URL", returncode=2)
-    data_dir = tempfile.mkdtemp(prefix="warren-pytest-")
+        if fatal:
+            pytest.exit(f"Warren binary not found at {binary}; build it or set WARREN_URL", returncode=2)
+        raise WarrenStartError(f"Warren binary not found at {binary}")
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="warren-pytest-")
     env = dict(os.environ)
     env["WARREN_LOG"] = "warn"
     proc = subprocess.Popen(
@@ -103,8 +114,11 @@ def _start_warren():
     if port is None:
         proc.kill()
         proc.wait(timeout=5)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        pytest.exit("Warren did not report its listening port within 20 s:\n" + "".join(output), returncode=2)
+        msg = "Warren did not report its listening port within 20 s:\n" + "".join(output)
+        if fatal:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            pytest.exit(msg, returncode=2)
+        raise WarrenStartError(msg)
     url = f"amqp://guest:guest@{host}:{port}/%2f"
     return Broker(host=host, port=port, url=url, external=False, process=proc, output=output), data_dir
 
@@ -137,6 +151,47 @@ def broker():
         except subprocess.TimeoutExpired:
             pass
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def stop_warren(b, hard=False):
+    """Stop a Warren we started (by its PID): SIGTERM (graceful) or SIGKILL."""
+    proc = b.process
+    if proc is None or proc.poll() is not None:
+        return
+    if hard:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture
+def private_warren(broker):
+    """Factory for private Warren instances on a shared data dir (for restart tests).
+
+    Skipped when the suite runs against an external broker (WARREN_URL)."""
+    if broker.external:
+        pytest.skip("needs a broker we can restart (WARREN_URL is set)")
+    data_dir = tempfile.mkdtemp(prefix="warren-pytest-restart-")
+    started = []
+
+    class _Factory:
+        def start(self):
+            b, _ = _start_warren(data_dir=data_dir, fatal=False)
+            started.append(b)
+            return b
+
+        def stop(self, b, hard=False):
+            stop_warren(b, hard=hard)
+
+    yield _Factory()
+    for b in started:
+        stop_warren(b, hard=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
