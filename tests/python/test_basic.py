@@ -641,3 +641,21 @@ def test_basic_recover_requeue_false_not_implemented(conn):
     # RabbitMQ 3.10: basic.recover(requeue=false) is a connection error 540.
     assert ei.value.reply_code == 540
     assert ei.value.reply_text == "NOT_IMPLEMENTED - requeue=false"
+
+
+def test_nacked_message_goes_to_other_consumer_redelivered(conn, connect, cleanup):
+    ch = conn.channel()
+    q = ch.queue_declare(cleanup.queue(unique("nk"))).method.queue
+    first = []
+    tag = ch.basic_consume(q, lambda c, m, p, b: first.append(m))
+    ch.basic_publish("", q, b"hot-potato")
+    assert wait_for(conn, lambda: first)
+    ch.basic_cancel(tag)  # cancelling does not requeue unacked deliveries
+    other = connect()
+    och = other.channel()
+    second = []
+    och.basic_consume(q, lambda c, m, p, b: second.append((m, b)), auto_ack=True)
+    ch.basic_nack(first[0].delivery_tag, requeue=True)
+    assert wait_for(other, lambda: second)
+    m, b = second[0]
+    assert b == b"hot-potato" and m.redelivered is True

@@ -432,3 +432,23 @@ def test_queue_expires(channel, cleanup):
     with pytest.raises(exc.ChannelClosedByBroker) as ei:
         channel.queue_declare(q, passive=True)
     assert ei.value.reply_code == 404
+
+
+def test_exclusive_queue_name_reusable_after_owner_closes(broker, connect):
+    q = unique("exreuse")
+    owner = connect()
+    owner.channel().queue_declare(q, exclusive=True)
+    owner.close()
+    other = connect()
+    deadline = time.monotonic() + 5
+    while True:
+        ch = other.channel()
+        try:
+            ch.queue_declare(q, exclusive=True)
+            break
+        except exc.ChannelClosedByBroker as e:
+            # owner cleanup is asynchronous; 405 until it finishes
+            assert e.reply_code == 405
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    ch.queue_delete(q)
