@@ -364,7 +364,10 @@ impl Channel {
                     self.channel_credit.set_limit(u32::from(m.prefetch_count));
                     self.dispatch_consumer_queues();
                 } else {
+                    // As RabbitMQ: a per-consumer qos also lifts any channel-wide limit.
                     self.consumer_prefetch = u32::from(m.prefetch_count);
+                    self.channel_credit.set_limit(0);
+                    self.dispatch_consumer_queues();
                 }
                 self.send(ctx, BasicQosOk {});
             }
