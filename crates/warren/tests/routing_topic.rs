@@ -8,13 +8,28 @@ use std::time::Duration;
 
 async fn exchange(ch: &lapin::Channel, kind: ExchangeKind) -> String {
     let x = unique("rx");
-    ch.exchange_declare(x.as_str().into(), kind, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        x.as_str().into(),
+        kind,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     x
 }
 
 async fn bound_queue(ch: &lapin::Channel, x: &str, key: &str) -> String {
     let q = declare_queue(ch, "rq").await;
-    ch.queue_bind(q.as_str().into(), x.into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        x.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     q
 }
 
@@ -41,7 +56,11 @@ async fn publish_keys_and_settle(ch: &lapin::Channel, x: &str, keys: &[&str], qu
 
 async fn bodies_until_marker(ch: &lapin::Channel, q: &str) -> Vec<String> {
     let mut all = bodies(ch, q).await;
-    assert_eq!(all.pop().as_deref(), Some("<end>"), "marker must arrive last");
+    assert_eq!(
+        all.pop().as_deref(),
+        Some("<end>"),
+        "marker must arrive last"
+    );
     all
 }
 
@@ -55,10 +74,20 @@ async fn direct_exact_match_only() {
     let qa = bound_queue(&ch, &x, "a").await;
     let qe = bound_queue(&ch, &x, "").await;
     let qstar = bound_queue(&ch, &x, "*").await;
-    publish_keys_and_settle(&ch, &x, &["a", "A", "a.b", "", "*", "b"], &[qa.clone(), qe.clone(), qstar.clone()]).await;
+    publish_keys_and_settle(
+        &ch,
+        &x,
+        &["a", "A", "a.b", "", "*", "b"],
+        &[qa.clone(), qe.clone(), qstar.clone()],
+    )
+    .await;
     assert_eq!(bodies_until_marker(&ch, &qa).await, ["a"]);
     assert_eq!(bodies_until_marker(&ch, &qe).await, [""]);
-    assert_eq!(bodies_until_marker(&ch, &qstar).await, ["*"], "no wildcards in direct");
+    assert_eq!(
+        bodies_until_marker(&ch, &qstar).await,
+        ["*"],
+        "no wildcards in direct"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +97,15 @@ async fn direct_multiple_queues_same_key_and_multiple_keys_one_queue() {
     let x = exchange(&ch, ExchangeKind::Direct).await;
     let q1 = bound_queue(&ch, &x, "k").await;
     let q2 = bound_queue(&ch, &x, "k").await;
-    ch.queue_bind(q1.as_str().into(), x.as_str().into(), "k2".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        q1.as_str().into(),
+        x.as_str().into(),
+        "k2".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     publish_keys_and_settle(&ch, &x, &["k", "k2"], &[q1.clone(), q2.clone()]).await;
     assert_eq!(bodies_until_marker(&ch, &q1).await, ["k", "k2"]);
     assert_eq!(bodies_until_marker(&ch, &q2).await, ["k"]);
@@ -92,7 +129,15 @@ async fn fanout_same_queue_bound_twice_gets_one_copy() {
     let (_c, ch) = connect_channel(&broker).await;
     let x = exchange(&ch, ExchangeKind::Fanout).await;
     let q = bound_queue(&ch, &x, "one").await;
-    ch.queue_bind(q.as_str().into(), x.as_str().into(), "two".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        x.as_str().into(),
+        "two".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     publish_keys_and_settle(&ch, &x, &["m"], std::slice::from_ref(&q)).await;
     assert_eq!(bodies_until_marker(&ch, &q).await, ["m"]);
 }
@@ -128,7 +173,8 @@ async fn publish_to_amq_default_by_name_is_404() {
 // ----------------------------------------------------------------------------- topic
 
 const KEYS: &[&str] = &[
-    "", "a", "b", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", ".", "a.", ".a", "*", "#", "b.a", "a.a",
+    "", "a", "b", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", ".", "a.", ".a", "*", "#",
+    "b.a", "a.a",
 ];
 
 async fn check_topic(pattern: &str, expected: &[&str]) {
@@ -137,7 +183,11 @@ async fn check_topic(pattern: &str, expected: &[&str]) {
     let x = exchange(&ch, ExchangeKind::Topic).await;
     let q = bound_queue(&ch, &x, pattern).await;
     publish_keys_and_settle(&ch, &x, KEYS, std::slice::from_ref(&q)).await;
-    assert_eq!(bodies_until_marker(&ch, &q).await, expected, "pattern {pattern:?}");
+    assert_eq!(
+        bodies_until_marker(&ch, &q).await,
+        expected,
+        "pattern {pattern:?}"
+    );
 }
 
 #[tokio::test]
@@ -187,7 +237,13 @@ async fn topic_hash_star_needs_at_least_one_word() {
 
 #[tokio::test]
 async fn topic_star_star_hash_needs_two_words() {
-    check_topic("*.*.#", &["a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", ".", "a.", ".a", "b.a", "a.a"]).await;
+    check_topic(
+        "*.*.#",
+        &[
+            "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", ".", "a.", ".a", "b.a", "a.a",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -198,7 +254,13 @@ async fn topic_a_star() {
 
 #[tokio::test]
 async fn topic_a_hash_includes_bare_a() {
-    check_topic("a.#", &["a", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", "a.", "a.a"]).await;
+    check_topic(
+        "a.#",
+        &[
+            "a", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", "a.", "a.a",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -229,7 +291,13 @@ async fn topic_exact_words() {
 
 #[tokio::test]
 async fn topic_hash_a_hash() {
-    check_topic("#.a.#", &["a", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", "a.", ".a", "b.a", "a.a"]).await;
+    check_topic(
+        "#.a.#",
+        &[
+            "a", "a.b", "a.c", "a.x.b", "a.x.y.b", "a.b.c", "a..b", "a.", ".a", "b.a", "a.a",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -245,7 +313,15 @@ async fn topic_overlapping_bindings_deliver_one_copy_per_queue() {
     let x = exchange(&ch, ExchangeKind::Topic).await;
     let q = bound_queue(&ch, &x, "a.*").await;
     for p in ["#", "a.b", "*.b", "a.#"] {
-        ch.queue_bind(q.as_str().into(), x.as_str().into(), p.into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+        ch.queue_bind(
+            q.as_str().into(),
+            x.as_str().into(),
+            p.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
     publish_keys_and_settle(&ch, &x, &["a.b", "z"], std::slice::from_ref(&q)).await;
     assert_eq!(bodies_until_marker(&ch, &q).await, ["a.b", "z"]);
@@ -257,8 +333,23 @@ async fn topic_unbind_one_pattern_keeps_others() {
     let (_c, ch) = connect_channel(&broker).await;
     let x = exchange(&ch, ExchangeKind::Topic).await;
     let q = bound_queue(&ch, &x, "a.*").await;
-    ch.queue_bind(q.as_str().into(), x.as_str().into(), "#.c".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-    ch.queue_unbind(q.as_str().into(), x.as_str().into(), "a.*".into(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        x.as_str().into(),
+        "#.c".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_unbind(
+        q.as_str().into(),
+        x.as_str().into(),
+        "a.*".into(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     publish_keys_and_settle(&ch, &x, &["a.b", "a.c", "x.y.c"], std::slice::from_ref(&q)).await;
     assert_eq!(bodies_until_marker(&ch, &q).await, ["a.c", "x.y.c"]);
 }
