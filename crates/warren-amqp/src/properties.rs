@@ -305,6 +305,11 @@ pub fn peek_timestamp(raw: &[u8]) -> Option<u64> {
     wire::read_u64(&mut seek(raw, flags::TIMESTAMP)?).ok()
 }
 
+/// `reply-to` without decoding the other properties.
+pub fn peek_reply_to(raw: &[u8]) -> Option<String> {
+    wire::read_shortstr(&mut seek(raw, flags::REPLY_TO)?).ok()
+}
+
 /// `user-id` without decoding the other properties.
 pub fn peek_user_id(raw: &[u8]) -> Option<String> {
     wire::read_shortstr(&mut seek(raw, flags::USER_ID)?).ok()

@@ -7,7 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::queue::Queue;
 use crate::vhost::VHost;
+
+/// The pseudo-queue name of RabbitMQ's direct reply-to.
+pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
+/// Prefix of the per-channel routing keys that direct reply-to hands out.
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
 /// A user who may log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +28,9 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     users: RwLock<HashMap<String, User>>,
     next_connection_id: AtomicU64,
+    /// Direct reply-to targets: full `amq.rabbitmq.reply-to.<token>` name to the private,
+    /// unlisted queue that feeds the requesting channel's no-ack consumer.
+    reply_targets: RwLock<HashMap<String, Arc<Queue>>>,
 }
 
 impl Default for Broker {
@@ -38,6 +47,7 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
+            reply_targets: RwLock::new(HashMap::new()),
         };
         broker.add_vhost("/");
         broker.add_user(User {
@@ -73,6 +83,20 @@ impl Broker {
             return None;
         }
         Some(user.clone())
+    }
+
+    /// Registers a direct reply-to target under its full name.
+    pub fn register_reply_target(&self, name: &str, queue: Arc<Queue>) {
+        self.reply_targets.write().insert(name.to_string(), queue);
+    }
+
+    pub fn unregister_reply_target(&self, name: &str) {
+        self.reply_targets.write().remove(name);
+    }
+
+    /// The queue behind a direct reply-to routing key, if its consumer still exists.
+    pub fn reply_target(&self, name: &str) -> Option<Arc<Queue>> {
+        self.reply_targets.read().get(name).cloned()
     }
 
     /// A process-unique id for a new connection (exclusive queue ownership, consumer identity).

@@ -12,7 +12,7 @@ pub mod queue;
 pub mod routing;
 pub mod vhost;
 
-pub use broker::{Broker, User};
+pub use broker::{Broker, User, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 pub use credit::Credit;
 pub use error::{CoreError, ErrorKind};
 pub use exchange::{Destination, ExchangeKind, ExchangeSpec};

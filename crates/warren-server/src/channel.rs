@@ -9,14 +9,14 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
 use warren_amqp::constants::*;
-use warren_amqp::properties::peek_user_id;
+use warren_amqp::properties::{self as prop, peek_user_id};
 use warren_amqp::*;
 use warren_core::queue::{ConsumerSpec, Entry};
 use warren_core::vhost::VHost;
 use warren_core::{
     Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
 };
-use warren_core::{Message, Queue, QueueSpec};
+use warren_core::{Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, AmqpResult};
@@ -148,6 +148,13 @@ pub(crate) struct Channel {
     tx: Option<Vec<TxOp>>,
     /// For the empty-name shortcut of queue methods.
     last_queue: Option<String>,
+    /// Direct reply-to: the routing key handed out and the consumer that receives on it.
+    reply_to: Option<ReplyTo>,
+}
+
+struct ReplyTo {
+    name: String,
+    consumer_tag: Arc<str>,
 }
 
 fn random_name(prefix: &str) -> String {
@@ -174,6 +181,7 @@ impl Channel {
             confirms: None,
             tx: None,
             last_queue: None,
+            reply_to: None,
         }
     }
 
@@ -510,6 +518,26 @@ impl Channel {
     }
 
     fn queue_declare(&mut self, ctx: &mut ConnCtx, m: QueueDeclare) -> AmqpResult<()> {
+        if m.passive && is_reply_to_name(&m.queue) {
+            // The direct reply-to pseudo-queue "exists" for passive declares, as in RabbitMQ.
+            if m.queue != REPLY_TO_QUEUE && ctx.broker.reply_target(&m.queue).is_none() {
+                return Err(AmqpError::channel(
+                    NOT_FOUND,
+                    format!("no queue '{}' in vhost '{}'", m.queue, ctx.vhost.name),
+                ));
+            }
+            if !m.no_wait {
+                self.send(
+                    ctx,
+                    QueueDeclareOk {
+                        queue: m.queue,
+                        message_count: 0,
+                        consumer_count: 0,
+                    },
+                );
+            }
+            return Ok(());
+        }
         let name = if m.queue.is_empty() {
             if m.passive {
                 self.queue_name("")?
@@ -565,7 +593,11 @@ impl Channel {
     // ----- consumers -----
 
     fn basic_consume(&mut self, ctx: &mut ConnCtx, m: BasicConsume) -> AmqpResult<()> {
-        let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+        let queue = if m.queue == REPLY_TO_QUEUE {
+            self.reply_to_queue(ctx, &m)?
+        } else {
+            ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?
+        };
         if let Some((key, _)) = m.arguments.iter().find(|(k, _)| k == "x-priority") {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
@@ -609,6 +641,14 @@ impl Channel {
             self.consumers.remove(&tag);
             return Err(e.into());
         }
+        if m.queue == REPLY_TO_QUEUE {
+            let name = format!("{REPLY_TO_PREFIX}{}", random_name(""));
+            ctx.broker.register_reply_target(&name, Arc::clone(&queue));
+            self.reply_to = Some(ReplyTo {
+                name,
+                consumer_tag: Arc::clone(&tag),
+            });
+        }
         // consume-ok precedes every delivery on the wire: deliveries reach the connection
         // through its event queue and are written after this frame.
         if !m.no_wait {
@@ -622,10 +662,48 @@ impl Channel {
         Ok(())
     }
 
+    /// A private queue (not in the vhost's topology) for this channel's direct reply-to
+    /// consumer; replies reach it through the broker's reply-target registry.
+    fn reply_to_queue(&self, ctx: &ConnCtx, m: &BasicConsume) -> AmqpResult<Arc<Queue>> {
+        if !m.no_ack {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply_to.is_some() {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                "reply consumer already set",
+            ));
+        }
+        Ok(Queue::new(
+            &ctx.vhost.name,
+            QueueSpec {
+                name: REPLY_TO_QUEUE.to_string(),
+                durable: false,
+                exclusive_owner: Some(ctx.id),
+                auto_delete: true,
+                arguments: FieldTable::default(),
+            },
+        ))
+    }
+
     fn cancel_consumer(&mut self, ctx: &mut ConnCtx, tag: &str) {
         let Some(c) = self.consumers.remove(tag) else {
             return;
         };
+        if self
+            .reply_to
+            .as_ref()
+            .is_some_and(|r| &*r.consumer_tag == tag)
+        {
+            if let Some(r) = self.reply_to.take() {
+                ctx.broker.unregister_reply_target(&r.name);
+            }
+            c.queue.mark_deleted();
+            return;
+        }
         if c.queue.remove_consumer(ctx.id, self.id, tag) {
             ctx.vhost.delete_queue_instance(&c.queue);
         }
@@ -838,6 +916,7 @@ impl Channel {
         if let Some(expiration) = peek_expiration(&properties) {
             validate_expiration(&expiration).map_err(fail)?;
         }
+        let properties = self.rewrite_reply_to(properties).map_err(fail)?;
         let msg = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -858,15 +937,46 @@ impl Channel {
         Ok(())
     }
 
+    /// A request that asks for a direct reply (`reply_to = amq.rabbitmq.reply-to`) gets the
+    /// channel's own reply name written into its properties instead.
+    fn rewrite_reply_to(&self, properties: Bytes) -> AmqpResult<Bytes> {
+        let wants_reply = properties.len() >= 2
+            && u16::from_be_bytes([properties[0], properties[1]]) & prop::flags::REPLY_TO != 0
+            && prop::peek_reply_to(&properties).as_deref() == Some(REPLY_TO_QUEUE);
+        if !wants_reply {
+            return Ok(properties);
+        }
+        let Some(reply_to) = &self.reply_to else {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                "fast reply consumer does not exist",
+            ));
+        };
+        let mut decoded = BasicProperties::decode(&properties).map_err(|e| {
+            AmqpError::connection(FRAME_ERROR, format!("malformed content header: {e}"))
+        })?;
+        decoded.reply_to = Some(reply_to.name.clone());
+        Ok(decoded.to_bytes())
+    }
+
     fn route(&mut self, ctx: &mut ConnCtx, msg: Arc<Message>, mandatory: bool) -> AmqpResult<()> {
         let mut queues = std::mem::take(&mut ctx.route_buf);
+        if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_PREFIX) {
+            // A reply to a direct reply-to request; a reply whose requester is gone is
+            // dropped (or returned, when mandatory).
+            queues.extend(ctx.broker.reply_target(&msg.routing_key));
+        }
         let props = msg.properties_raw.clone();
-        let routed = ctx.vhost.route(
-            &msg.exchange,
-            &msg.routing_key,
-            &mut || peek_headers(&props),
-            &mut queues,
-        );
+        let routed = if !queues.is_empty() {
+            Ok(())
+        } else {
+            ctx.vhost.route(
+                &msg.exchange,
+                &msg.routing_key,
+                &mut || peek_headers(&props),
+                &mut queues,
+            )
+        };
         if let Err(e) = routed {
             ctx.route_buf = queues;
             return Err(e.into());
@@ -942,6 +1052,10 @@ fn validate_expiration(expiration: &str) -> AmqpResult<()> {
         PRECONDITION_FAILED,
         format!("invalid expiration '{expiration}': {detail}"),
     ))
+}
+
+fn is_reply_to_name(name: &str) -> bool {
+    name == REPLY_TO_QUEUE || name.starts_with(REPLY_TO_PREFIX)
 }
 
 fn finish_run(queue: &Arc<Queue>, entries: Vec<Entry>, how: Settle) {
