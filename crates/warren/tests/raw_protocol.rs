@@ -541,6 +541,52 @@ async fn connection_start_advertises_version_mechanisms_and_capabilities() {
     }
 }
 
+/// Sends header + start-ok with bad credentials; `caps` is the raw client-properties table.
+fn bad_login(broker: &Broker, client_properties: &[u8]) -> Outcome {
+    let mut c = Conn { sock: Conn::tcp(broker), buf: Vec::new(), frame_max: 0, channel_max: 0, server_properties: BTreeMap::new(), mechanisms: String::new(), locales: String::new() };
+    c.send(PROTOCOL_HEADER);
+    c.expect_method(10, 10);
+    let start_ok = Args::default().table_raw(client_properties).shortstr("PLAIN").longstr(b"\0guest\0not-the-password").shortstr("en_US").done();
+    c.send(&method_frame(0, 10, 11, &start_ok));
+    c.outcome()
+}
+
+#[tokio::test]
+async fn bad_login_with_auth_failure_close_capability_gets_403() {
+    let broker = Broker::start();
+    let caps = table_entry_table("capabilities", &table_entry_bool("authentication_failure_close", true));
+    let out = bad_login(&broker, &caps);
+    // RabbitMQ 3.10: connection.close 403 "ACCESS_REFUSED - Login was refused using
+    // authentication mechanism PLAIN. For details see the broker logfile.", class 0 method 0,
+    // sent in place of connection.tune.
+    let text = assert_conn_close(out, 403, 0, 0);
+    assert_eq!(text, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.");
+    broker_still_healthy(&broker).await;
+}
+
+#[tokio::test]
+async fn bad_login_without_capability_just_closes_socket() {
+    let broker = Broker::start();
+    // RabbitMQ 3.10: a client that did not announce authentication_failure_close gets no
+    // connection.close at all; the TCP connection is simply closed.
+    assert_eq!(bad_login(&broker, &[]), Outcome::Eof);
+    broker_still_healthy(&broker).await;
+}
+
+#[tokio::test]
+async fn unsupported_mechanism_is_rejected() {
+    let broker = Broker::start();
+    let mut c = Conn { sock: Conn::tcp(&broker), buf: Vec::new(), frame_max: 0, channel_max: 0, server_properties: BTreeMap::new(), mechanisms: String::new(), locales: String::new() };
+    c.send(PROTOCOL_HEADER);
+    c.expect_method(10, 10);
+    let start_ok = Args::default().empty_table().shortstr("NO-SUCH-MECH").longstr(b"x").shortstr("en_US").done();
+    c.send(&method_frame(0, 10, 11, &start_ok));
+    // RabbitMQ 3.10 (client announced no capabilities): the socket is simply closed, no
+    // connection.close.
+    assert_eq!(c.outcome(), Outcome::Eof);
+    broker_still_healthy(&broker).await;
+}
+
 #[tokio::test]
 async fn tune_values_from_server() {
     let broker = Broker::start();
