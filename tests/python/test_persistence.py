@@ -9,6 +9,7 @@ import pika
 import pika.exceptions as exc
 import pytest
 
+
 from conftest import get_all, unique, wait_message_count
 
 
@@ -24,6 +25,7 @@ def _names():
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["graceful", "kill9"])
+@pytest.mark.warren_pending(3)
 def test_durable_entities_and_persistent_messages_survive_restart(private_warren, hard):
     names = _names()
     b1 = private_warren.start()
@@ -60,6 +62,7 @@ def test_durable_entities_and_persistent_messages_survive_restart(private_warren
         c2.close()
 
 
+@pytest.mark.warren_pending(3)
 def test_unacked_persistent_message_redelivered_after_restart(private_warren):
     q = unique("ua")
     b1 = private_warren.start()
