@@ -2,17 +2,18 @@
 //! so that the broker is not only tuned to lapin's quirks.
 mod common;
 
+use amqprs::error::Error as AmqprsError;
 use amqprs::{
     callbacks::{ChannelCallback, ConnectionCallback},
     channel::{
-        BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicNackArguments, BasicPublishArguments,
-        BasicQosArguments, BasicRejectArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
-        QueueBindArguments, QueueDeclareArguments, QueueDeleteArguments, QueuePurgeArguments,
+        BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicNackArguments,
+        BasicPublishArguments, BasicQosArguments, BasicRejectArguments, Channel,
+        ConfirmSelectArguments, ExchangeDeclareArguments, QueueBindArguments,
+        QueueDeclareArguments, QueueDeleteArguments, QueuePurgeArguments,
     },
     connection::{Connection, OpenConnectionArguments},
     Ack, BasicProperties, Cancel, Close, CloseChannel, FieldTable, FieldValue, Nack, Return,
 };
-use amqprs::error::Error as AmqprsError;
 use async_trait::async_trait;
 
 type Result<T> = std::result::Result<T, AmqprsError>;
@@ -23,13 +24,35 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 /// Events observed through amqprs callbacks.
 #[derive(Debug)]
 enum Ev {
-    ConnClose { code: u16, class: u16, method: u16, text: String },
-    ChanClose { code: u16, class: u16, method: u16, text: String },
-    Ack { tag: u64, multiple: bool },
+    ConnClose {
+        code: u16,
+        class: u16,
+        method: u16,
+        text: String,
+    },
+    ChanClose {
+        code: u16,
+        class: u16,
+        method: u16,
+        text: String,
+    },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
     #[allow(dead_code)]
-    Nack { tag: u64 },
-    Return { code: u16, text: String, routing_key: String, body: Vec<u8> },
-    Cancel { tag: String },
+    Nack {
+        tag: u64,
+    },
+    Return {
+        code: u16,
+        text: String,
+        routing_key: String,
+        body: Vec<u8>,
+    },
+    Cancel {
+        tag: String,
+    },
 }
 
 struct ConnCb(UnboundedSender<Ev>);
@@ -64,19 +87,32 @@ impl ChannelCallback for ChanCb {
         Ok(())
     }
     async fn cancel(&mut self, _ch: &Channel, cancel: Cancel) -> Result<()> {
-        let _ = self.0.send(Ev::Cancel { tag: cancel.consumer_tag().clone() });
+        let _ = self.0.send(Ev::Cancel {
+            tag: cancel.consumer_tag().clone(),
+        });
         Ok(())
     }
     async fn flow(&mut self, _ch: &Channel, active: bool) -> Result<bool> {
         Ok(active)
     }
     async fn publish_ack(&mut self, _ch: &Channel, ack: Ack) {
-        let _ = self.0.send(Ev::Ack { tag: ack.delivery_tag(), multiple: ack.mutiple() });
+        let _ = self.0.send(Ev::Ack {
+            tag: ack.delivery_tag(),
+            multiple: ack.mutiple(),
+        });
     }
     async fn publish_nack(&mut self, _ch: &Channel, nack: Nack) {
-        let _ = self.0.send(Ev::Nack { tag: nack.delivery_tag() });
+        let _ = self.0.send(Ev::Nack {
+            tag: nack.delivery_tag(),
+        });
     }
-    async fn publish_return(&mut self, _ch: &Channel, ret: Return, _props: BasicProperties, content: Vec<u8>) {
+    async fn publish_return(
+        &mut self,
+        _ch: &Channel,
+        ret: Return,
+        _props: BasicProperties,
+        content: Vec<u8>,
+    ) {
         let _ = self.0.send(Ev::Return {
             code: ret.reply_code(),
             text: ret.reply_text().clone(),
@@ -98,45 +134,79 @@ struct Client {
 
 async fn client(broker: &Broker) -> Client {
     let (tx, events) = unbounded_channel();
-    let conn = within("amqprs connect", Connection::open(&open_args(broker, "guest", "guest"))).await.expect("amqprs connect");
+    let conn = within(
+        "amqprs connect",
+        Connection::open(&open_args(broker, "guest", "guest")),
+    )
+    .await
+    .expect("amqprs connect");
     conn.register_callback(ConnCb(tx.clone())).await.unwrap();
-    let ch = within("amqprs channel", conn.open_channel(None)).await.unwrap();
+    let ch = within("amqprs channel", conn.open_channel(None))
+        .await
+        .unwrap();
     ch.register_callback(ChanCb(tx)).await.unwrap();
     Client { conn, ch, events }
 }
 
 impl Client {
     async fn next_event(&mut self) -> Ev {
-        within("amqprs callback event", self.events.recv()).await.expect("event channel open")
+        within("amqprs callback event", self.events.recv())
+            .await
+            .expect("event channel open")
     }
     async fn declare(&self, prefix: &str) -> String {
         let name = unique(prefix);
-        let (n, m, c) = within("queue.declare", self.ch.queue_declare(QueueDeclareArguments::new(&name)))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, m, c) = within(
+            "queue.declare",
+            self.ch.queue_declare(QueueDeclareArguments::new(&name)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!((n.as_str(), m, c), (name.as_str(), 0, 0));
         name
     }
     async fn publish(&self, exchange: &str, key: &str, body: &[u8]) {
         within(
             "publish",
-            self.ch.basic_publish(BasicProperties::default(), body.to_vec(), BasicPublishArguments::new(exchange, key)),
+            self.ch.basic_publish(
+                BasicProperties::default(),
+                body.to_vec(),
+                BasicPublishArguments::new(exchange, key),
+            ),
         )
         .await
         .unwrap();
     }
-    async fn get(&self, q: &str, no_ack: bool) -> Option<(amqprs::GetOk, BasicProperties, Vec<u8>)> {
-        within("basic.get", self.ch.basic_get(BasicGetArguments::new(q).no_ack(no_ack).finish())).await.unwrap()
+    async fn get(
+        &self,
+        q: &str,
+        no_ack: bool,
+    ) -> Option<(amqprs::GetOk, BasicProperties, Vec<u8>)> {
+        within(
+            "basic.get",
+            self.ch
+                .basic_get(BasicGetArguments::new(q).no_ack(no_ack).finish()),
+        )
+        .await
+        .unwrap()
     }
     async fn ready(&self, q: &str) -> u32 {
-        let (_, m, _) = self.ch.queue_declare(QueueDeclareArguments::new(q).passive(true).finish()).await.unwrap().unwrap();
+        let (_, m, _) = self
+            .ch
+            .queue_declare(QueueDeclareArguments::new(q).passive(true).finish())
+            .await
+            .unwrap()
+            .unwrap();
         m
     }
     async fn wait_ready(&self, q: &str, n: u32) {
         let deadline = std::time::Instant::now() + WAIT;
         while self.ready(q).await != n {
-            assert!(std::time::Instant::now() < deadline, "queue {q} never reached {n} ready");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue {q} never reached {n} ready"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -165,7 +235,11 @@ async fn amqprs_connect_and_server_capabilities() {
 #[tokio::test]
 async fn amqprs_bad_credentials_fail() {
     let broker = Broker::start();
-    let res = within("connect", Connection::open(&open_args(&broker, "guest", "definitely-wrong"))).await;
+    let res = within(
+        "connect",
+        Connection::open(&open_args(&broker, "guest", "definitely-wrong")),
+    )
+    .await;
     let err = res.err().expect("login must fail");
     // RabbitMQ 3.10: amqprs does not announce the authentication_failure_close client
     // capability, so the broker does NOT send connection.close 403; it just closes the socket
@@ -178,7 +252,10 @@ async fn amqprs_unknown_vhost_fails() {
     let broker = Broker::start();
     let mut args = open_args(&broker, "guest", "guest");
     args.virtual_host(&unique("no-vhost"));
-    let err = within("connect", Connection::open(&args)).await.err().expect("open must fail");
+    let err = within("connect", Connection::open(&args))
+        .await
+        .err()
+        .expect("open must fail");
     let msg = format!("{err}");
     assert!(msg.contains("530") || msg.contains("NOT_ALLOWED"), "{msg}");
 }
@@ -188,9 +265,13 @@ async fn amqprs_declare_bind_publish_get() {
     let broker = Broker::start();
     let c = client(&broker).await;
     let x = unique("amqprs-x");
-    c.ch.exchange_declare(ExchangeDeclareArguments::new(&x, "topic")).await.unwrap();
+    c.ch.exchange_declare(ExchangeDeclareArguments::new(&x, "topic"))
+        .await
+        .unwrap();
     let q = c.declare("amqprs-q").await;
-    c.ch.queue_bind(QueueBindArguments::new(&q, &x, "a.*")).await.unwrap();
+    c.ch.queue_bind(QueueBindArguments::new(&q, &x, "a.*"))
+        .await
+        .unwrap();
     c.publish(&x, "a.b", b"hit").await;
     c.publish(&x, "b.a", b"miss").await;
     c.wait_ready(&q, 1).await;
@@ -208,11 +289,16 @@ async fn amqprs_consume_and_ack() {
     let broker = Broker::start();
     let c = client(&broker).await;
     let q = c.declare("amqprs-consume").await;
-    c.ch.basic_qos(BasicQosArguments::new(0, 2, false)).await.unwrap();
+    c.ch.basic_qos(BasicQosArguments::new(0, 2, false))
+        .await
+        .unwrap();
     for i in 0..4u8 {
         c.publish("", &q, &[i]).await;
     }
-    let (tag, mut rx) = c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "")).await.unwrap();
+    let (tag, mut rx) =
+        c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, ""))
+            .await
+            .unwrap();
     assert!(tag.starts_with("amq.ctag-"), "{tag}");
     let mut tags = Vec::new();
     for i in 0..2u8 {
@@ -221,14 +307,20 @@ async fn amqprs_consume_and_ack() {
         tags.push(m.deliver.unwrap().delivery_tag());
     }
     // prefetch 2: nothing more until an ack.
-    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err());
-    c.ch.basic_ack(BasicAckArguments::new(tags[1], true)).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv())
+        .await
+        .is_err());
+    c.ch.basic_ack(BasicAckArguments::new(tags[1], true))
+        .await
+        .unwrap();
     for i in 2..4u8 {
         let m = within("delivery", rx.recv()).await.unwrap();
         assert_eq!(m.content.unwrap(), vec![i]);
         let d = m.deliver.unwrap();
         assert_eq!(d.delivery_tag(), u64::from(i) + 1);
-        c.ch.basic_ack(BasicAckArguments::new(d.delivery_tag(), false)).await.unwrap();
+        c.ch.basic_ack(BasicAckArguments::new(d.delivery_tag(), false))
+            .await
+            .unwrap();
     }
     c.wait_ready(&q, 0).await;
 }
@@ -243,8 +335,12 @@ async fn amqprs_nack_requeue_and_reject() {
     c.wait_ready(&q, 2).await;
     let (a, _, _) = c.get(&q, false).await.unwrap();
     let (b, _, _) = c.get(&q, false).await.unwrap();
-    c.ch.basic_reject(BasicRejectArguments::new(b.delivery_tag(), false)).await.unwrap();
-    c.ch.basic_nack(BasicNackArguments::new(a.delivery_tag(), false, true)).await.unwrap();
+    c.ch.basic_reject(BasicRejectArguments::new(b.delivery_tag(), false))
+        .await
+        .unwrap();
+    c.ch.basic_nack(BasicNackArguments::new(a.delivery_tag(), false, true))
+        .await
+        .unwrap();
     c.wait_ready(&q, 1).await;
     let (again, _, body) = c.get(&q, true).await.unwrap();
     assert_eq!(body, b"a");
@@ -260,10 +356,20 @@ async fn amqprs_purge_and_delete_counts() {
         c.publish("", &q, b"x").await;
     }
     c.wait_ready(&q, 3).await;
-    assert_eq!(c.ch.queue_purge(QueuePurgeArguments::new(&q)).await.unwrap(), Some(3));
+    assert_eq!(
+        c.ch.queue_purge(QueuePurgeArguments::new(&q))
+            .await
+            .unwrap(),
+        Some(3)
+    );
     c.publish("", &q, b"y").await;
     c.wait_ready(&q, 1).await;
-    assert_eq!(c.ch.queue_delete(QueueDeleteArguments::new(&q)).await.unwrap(), Some(1));
+    assert_eq!(
+        c.ch.queue_delete(QueueDeleteArguments::new(&q))
+            .await
+            .unwrap(),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -292,7 +398,13 @@ async fn amqprs_properties_round_trip() {
         .with_app_id("amqprs-test")
         .with_cluster_id("cl")
         .finish();
-    c.ch.basic_publish(props.clone(), b"body".to_vec(), BasicPublishArguments::new("", &q)).await.unwrap();
+    c.ch.basic_publish(
+        props.clone(),
+        b"body".to_vec(),
+        BasicPublishArguments::new("", &q),
+    )
+    .await
+    .unwrap();
     c.wait_ready(&q, 1).await;
     let (_, got, body) = c.get(&q, true).await.unwrap();
     assert_eq!(body, b"body");
@@ -317,7 +429,9 @@ async fn amqprs_publisher_confirms_have_increasing_tags() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
     let q = c.declare("amqprs-confirm").await;
-    c.ch.confirm_select(ConfirmSelectArguments::new(false)).await.unwrap();
+    c.ch.confirm_select(ConfirmSelectArguments::new(false))
+        .await
+        .unwrap();
     for _ in 0..10 {
         c.publish("", &q, b"c").await;
     }
@@ -341,15 +455,31 @@ async fn amqprs_publisher_confirms_have_increasing_tags() {
 async fn amqprs_mandatory_return_then_ack() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
-    c.ch.confirm_select(ConfirmSelectArguments::new(false)).await.unwrap();
-    let key = unique("nowhere");
-    c.ch.basic_publish(BasicProperties::default(), b"ret".to_vec(), BasicPublishArguments::new("", &key).mandatory(true).finish())
+    c.ch.confirm_select(ConfirmSelectArguments::new(false))
         .await
         .unwrap();
+    let key = unique("nowhere");
+    c.ch.basic_publish(
+        BasicProperties::default(),
+        b"ret".to_vec(),
+        BasicPublishArguments::new("", &key)
+            .mandatory(true)
+            .finish(),
+    )
+    .await
+    .unwrap();
     // RabbitMQ 3.10: basic.return (312 NO_ROUTE) arrives before basic.ack(1).
     match c.next_event().await {
-        Ev::Return { code, text, routing_key, body } => {
-            assert_eq!((code, text.as_str(), routing_key.as_str(), body.as_slice()), (312, "NO_ROUTE", key.as_str(), &b"ret"[..]));
+        Ev::Return {
+            code,
+            text,
+            routing_key,
+            body,
+        } => {
+            assert_eq!(
+                (code, text.as_str(), routing_key.as_str(), body.as_slice()),
+                (312, "NO_ROUTE", key.as_str(), &b"ret"[..])
+            );
         }
         other => panic!("expected return first, got {other:?}"),
     }
@@ -364,19 +494,31 @@ async fn amqprs_channel_error_reports_code_class_method() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
     let missing = unique("amqprs-missing");
-    let res = c.ch.queue_declare(QueueDeclareArguments::new(&missing).passive(true).finish()).await;
+    let res =
+        c.ch.queue_declare(QueueDeclareArguments::new(&missing).passive(true).finish())
+            .await;
     assert!(res.is_err());
     match c.next_event().await {
-        Ev::ChanClose { code, class, method, text } => {
+        Ev::ChanClose {
+            code,
+            class,
+            method,
+            text,
+        } => {
             // RabbitMQ 3.10: channel.close 404 (50,10) "NOT_FOUND - no queue '<q>' in vhost '/'"
             assert_eq!((code, class, method), (404, 50, 10));
-            assert_eq!(text, format!("NOT_FOUND - no queue '{missing}' in vhost '/'"));
+            assert_eq!(
+                text,
+                format!("NOT_FOUND - no queue '{missing}' in vhost '/'")
+            );
         }
         other => panic!("expected channel close, got {other:?}"),
     }
     // The connection is still fine.
     let ch2 = c.conn.open_channel(None).await.unwrap();
-    ch2.queue_declare(QueueDeclareArguments::new(&unique("amqprs-ok"))).await.unwrap();
+    ch2.queue_declare(QueueDeclareArguments::new(&unique("amqprs-ok")))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -384,10 +526,21 @@ async fn amqprs_exchange_redeclare_conflict_is_406() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
     let x = unique("amqprs-x406");
-    c.ch.exchange_declare(ExchangeDeclareArguments::new(&x, "direct")).await.unwrap();
-    assert!(c.ch.exchange_declare(ExchangeDeclareArguments::new(&x, "fanout")).await.is_err());
+    c.ch.exchange_declare(ExchangeDeclareArguments::new(&x, "direct"))
+        .await
+        .unwrap();
+    assert!(c
+        .ch
+        .exchange_declare(ExchangeDeclareArguments::new(&x, "fanout"))
+        .await
+        .is_err());
     match c.next_event().await {
-        Ev::ChanClose { code, class, method, .. } => assert_eq!((code, class, method), (406, 40, 10)),
+        Ev::ChanClose {
+            code,
+            class,
+            method,
+            ..
+        } => assert_eq!((code, class, method), (406, 40, 10)),
         other => panic!("{other:?}"),
     }
 }
@@ -396,9 +549,16 @@ async fn amqprs_exchange_redeclare_conflict_is_406() {
 async fn amqprs_unknown_delivery_tag_is_406() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
-    c.ch.basic_ack(BasicAckArguments::new(77, false)).await.unwrap();
+    c.ch.basic_ack(BasicAckArguments::new(77, false))
+        .await
+        .unwrap();
     match c.next_event().await {
-        Ev::ChanClose { code, class, method, text } => {
+        Ev::ChanClose {
+            code,
+            class,
+            method,
+            text,
+        } => {
             // RabbitMQ 3.10: channel.close 406 (60,80) "PRECONDITION_FAILED - unknown delivery tag 77"
             assert_eq!((code, class, method), (406, 60, 80));
             assert_eq!(text, "PRECONDITION_FAILED - unknown delivery tag 77");
@@ -412,11 +572,24 @@ async fn amqprs_exclusive_queue_locked_405() {
     let broker = Broker::start();
     let owner = client(&broker).await;
     let name = unique("amqprs-excl");
-    owner.ch.queue_declare(QueueDeclareArguments::new(&name).exclusive(true).finish()).await.unwrap();
+    owner
+        .ch
+        .queue_declare(QueueDeclareArguments::new(&name).exclusive(true).finish())
+        .await
+        .unwrap();
     let mut other = client(&broker).await;
-    assert!(other.ch.basic_consume_rx(BasicConsumeArguments::new(&name, "")).await.is_err());
+    assert!(other
+        .ch
+        .basic_consume_rx(BasicConsumeArguments::new(&name, ""))
+        .await
+        .is_err());
     match other.next_event().await {
-        Ev::ChanClose { code, class, method, .. } => assert_eq!((code, class, method), (405, 60, 20)),
+        Ev::ChanClose {
+            code,
+            class,
+            method,
+            ..
+        } => assert_eq!((code, class, method), (405, 60, 20)),
         ev => panic!("{ev:?}"),
     }
 }
@@ -426,10 +599,20 @@ async fn amqprs_duplicate_consumer_tag_is_530_connection_error() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
     let q = c.declare("amqprs-dup").await;
-    let _rx1 = c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "same")).await.unwrap();
-    let _ = c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "same")).await;
+    let _rx1 =
+        c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "same"))
+            .await
+            .unwrap();
+    let _ =
+        c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "same"))
+            .await;
     match c.next_event().await {
-        Ev::ConnClose { code, class, method, text } => {
+        Ev::ConnClose {
+            code,
+            class,
+            method,
+            text,
+        } => {
             // RabbitMQ 3.10: CONNECTION close 530 (60,20) "NOT_ALLOWED - attempt to reuse consumer tag 'same'"
             assert_eq!((code, class, method), (530, 60, 20));
             assert_eq!(text, "NOT_ALLOWED - attempt to reuse consumer tag 'same'");
@@ -443,9 +626,16 @@ async fn amqprs_server_cancel_on_queue_delete() {
     let broker = Broker::start();
     let mut c = client(&broker).await;
     let q = c.declare("amqprs-cancel").await;
-    let (tag, _rx) = c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, "")).await.unwrap();
+    let (tag, _rx) =
+        c.ch.basic_consume_rx(BasicConsumeArguments::new(&q, ""))
+            .await
+            .unwrap();
     let other = client(&broker).await;
-    other.ch.queue_delete(QueueDeleteArguments::new(&q)).await.unwrap();
+    other
+        .ch
+        .queue_delete(QueueDeleteArguments::new(&q))
+        .await
+        .unwrap();
     match c.next_event().await {
         Ev::Cancel { tag: t } => assert_eq!(t, tag),
         ev => panic!("{ev:?}"),
@@ -479,7 +669,9 @@ async fn lapin_publishes_amqprs_consumes() {
         q.as_str().into(),
         lapin::options::BasicPublishOptions::default(),
         b"from-lapin",
-        lapin::BasicProperties::default().with_headers(h).with_message_id("interop-1".into()),
+        lapin::BasicProperties::default()
+            .with_headers(h)
+            .with_message_id("interop-1".into()),
     )
     .await
     .unwrap();

@@ -191,11 +191,7 @@ impl<'a> Cursor<'a> {
                 self.take(n);
                 Value::Other
             }
-            b'F' => {
-                // Re-enter with the length prefix.
-                self.pos -= 0;
-                Value::Table(self.table())
-            }
+            b'F' => Value::Table(self.table()),
             b'V' => Value::Other,
             other => panic!("unknown field type {other:#x}"),
         }
@@ -543,10 +539,23 @@ async fn connection_start_advertises_version_mechanisms_and_capabilities() {
 
 /// Sends header + start-ok with bad credentials; `caps` is the raw client-properties table.
 fn bad_login(broker: &Broker, client_properties: &[u8]) -> Outcome {
-    let mut c = Conn { sock: Conn::tcp(broker), buf: Vec::new(), frame_max: 0, channel_max: 0, server_properties: BTreeMap::new(), mechanisms: String::new(), locales: String::new() };
+    let mut c = Conn {
+        sock: Conn::tcp(broker),
+        buf: Vec::new(),
+        frame_max: 0,
+        channel_max: 0,
+        server_properties: BTreeMap::new(),
+        mechanisms: String::new(),
+        locales: String::new(),
+    };
     c.send(PROTOCOL_HEADER);
     c.expect_method(10, 10);
-    let start_ok = Args::default().table_raw(client_properties).shortstr("PLAIN").longstr(b"\0guest\0not-the-password").shortstr("en_US").done();
+    let start_ok = Args::default()
+        .table_raw(client_properties)
+        .shortstr("PLAIN")
+        .longstr(b"\0guest\0not-the-password")
+        .shortstr("en_US")
+        .done();
     c.send(&method_frame(0, 10, 11, &start_ok));
     c.outcome()
 }
@@ -554,7 +563,10 @@ fn bad_login(broker: &Broker, client_properties: &[u8]) -> Outcome {
 #[tokio::test]
 async fn bad_login_with_auth_failure_close_capability_gets_403() {
     let broker = Broker::start();
-    let caps = table_entry_table("capabilities", &table_entry_bool("authentication_failure_close", true));
+    let caps = table_entry_table(
+        "capabilities",
+        &table_entry_bool("authentication_failure_close", true),
+    );
     let out = bad_login(&broker, &caps);
     // RabbitMQ 3.10: connection.close 403 "ACCESS_REFUSED - Login was refused using
     // authentication mechanism PLAIN. For details see the broker logfile.", class 0 method 0,
@@ -576,10 +588,23 @@ async fn bad_login_without_capability_just_closes_socket() {
 #[tokio::test]
 async fn unsupported_mechanism_is_rejected() {
     let broker = Broker::start();
-    let mut c = Conn { sock: Conn::tcp(&broker), buf: Vec::new(), frame_max: 0, channel_max: 0, server_properties: BTreeMap::new(), mechanisms: String::new(), locales: String::new() };
+    let mut c = Conn {
+        sock: Conn::tcp(&broker),
+        buf: Vec::new(),
+        frame_max: 0,
+        channel_max: 0,
+        server_properties: BTreeMap::new(),
+        mechanisms: String::new(),
+        locales: String::new(),
+    };
     c.send(PROTOCOL_HEADER);
     c.expect_method(10, 10);
-    let start_ok = Args::default().empty_table().shortstr("NO-SUCH-MECH").longstr(b"x").shortstr("en_US").done();
+    let start_ok = Args::default()
+        .empty_table()
+        .shortstr("NO-SUCH-MECH")
+        .longstr(b"x")
+        .shortstr("en_US")
+        .done();
     c.send(&method_frame(0, 10, 11, &start_ok));
     // RabbitMQ 3.10 (client announced no capabilities): the socket is simply closed, no
     // connection.close.
@@ -707,9 +732,8 @@ async fn heartbeating_client_stays_connected() {
     while t0.elapsed() < Duration::from_secs(4) {
         c.send(&frame(FRAME_HEARTBEAT, 0, &[]));
         let mut chunk = [0u8; 64];
-        match c.sock.read(&mut chunk) {
-            Ok(0) => panic!("closed although we heartbeat"),
-            Ok(_) | Err(_) => {}
+        if let Ok(0) = c.sock.read(&mut chunk) {
+            panic!("closed although we heartbeat");
         }
     }
     c.sock
