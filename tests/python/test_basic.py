@@ -226,7 +226,6 @@ def test_invalid_expiration_406(conn, expiration, detail):
     closed(ei, 406, f"PRECONDITION_FAILED - invalid expiration '{expiration}': {detail}")
 
 
-@pytest.mark.warren_pending(4)
 def test_priority_queue_orders_by_priority(channel):
     q = channel.queue_declare("", exclusive=True, arguments={"x-max-priority": 10}).method.queue
     for prio in (1, 9, 5, 0):

@@ -57,7 +57,6 @@ def test_confirm_unroutable_mandatory_raises_unroutable(channel):
     channel.basic_publish("", q, b"fine", mandatory=True)
 
 
-@pytest.mark.warren_pending(4)
 def test_confirm_nack_on_reject_publish_overflow(channel):
     channel.confirm_delivery()
     q = channel.queue_declare(

@@ -25,7 +25,6 @@ def locked_text(q, vhost):
     )
 
 
-@pytest.mark.warren_pending(4)
 def test_declare_variants(channel, cleanup):
     variants = [
         dict(),
@@ -157,7 +156,6 @@ def test_redeclare_mismatch_406(conn, cleanup, broker):
         ({"x-overflow": "weird"}, "'x-overflow' for queue '{q}' in vhost '{v}': invalid_overflow"),
     ],
 )
-@pytest.mark.warren_pending(4)
 def test_invalid_queue_arguments_406(channel, broker, args, suffix):
     q = unique("badarg")
     with pytest.raises(exc.ChannelClosedByBroker) as ei:
@@ -388,7 +386,6 @@ def test_unbind_missing_is_ok(conn):
     assert ch.is_open
 
 
-@pytest.mark.warren_pending(4)
 def test_message_ttl_expires(channel):
     q = channel.queue_declare("", exclusive=True, arguments={"x-message-ttl": 100}).method.queue
     channel.basic_publish("", q, b"short-lived")
@@ -397,7 +394,6 @@ def test_message_ttl_expires(channel):
     assert m is None
 
 
-@pytest.mark.warren_pending(4)
 def test_per_message_expiration(channel):
     q = channel.queue_declare("", exclusive=True).method.queue
     channel.basic_publish("", q, b"expires", pika.BasicProperties(expiration="100"))
@@ -406,7 +402,6 @@ def test_per_message_expiration(channel):
     assert get_all(channel, q) == [b"stays"]
 
 
-@pytest.mark.warren_pending(4)
 def test_max_length_drops_head(channel):
     q = channel.queue_declare("", exclusive=True, arguments={"x-max-length": 2}).method.queue
     for b in (b"1", b"2", b"3"):
@@ -414,7 +409,6 @@ def test_max_length_drops_head(channel):
     assert get_all(channel, q) == [b"2", b"3"]
 
 
-@pytest.mark.warren_pending(4)
 def test_dead_letter_on_reject(channel):
     dlq = channel.queue_declare("", exclusive=True).method.queue
     q = channel.queue_declare(
@@ -431,7 +425,6 @@ def test_dead_letter_on_reject(channel):
     assert death["count"] == 1
 
 
-@pytest.mark.warren_pending(4)
 def test_queue_expires(channel, cleanup):
     q = cleanup.queue(unique("exp"))
     channel.queue_declare(q, arguments={"x-expires": 200})

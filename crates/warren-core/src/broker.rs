@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::queue::Queue;
+use crate::timers::Timers;
 use crate::vhost::VHost;
 
 /// The pseudo-queue name of RabbitMQ's direct reply-to.
@@ -31,6 +32,7 @@ pub struct Broker {
     /// Direct reply-to targets: full `amq.rabbitmq.reply-to.<token>` name to the private,
     /// unlisted queue that feeds the requesting channel's no-ack consumer.
     reply_targets: RwLock<HashMap<String, Arc<Queue>>>,
+    timers: Arc<Timers>,
 }
 
 impl Default for Broker {
@@ -48,6 +50,7 @@ impl Broker {
             users: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             reply_targets: RwLock::new(HashMap::new()),
+            timers: Timers::new(),
         };
         broker.add_vhost("/");
         broker.add_user(User {
@@ -63,7 +66,7 @@ impl Broker {
             self.vhosts
                 .write()
                 .entry(name.to_string())
-                .or_insert_with(|| Arc::new(VHost::new(name))),
+                .or_insert_with(|| VHost::new(name, Arc::clone(&self.timers))),
         )
     }
 
@@ -97,6 +100,42 @@ impl Broker {
     /// The queue behind a direct reply-to routing key, if its consumer still exists.
     pub fn reply_target(&self, name: &str) -> Option<Arc<Queue>> {
         self.reply_targets.read().get(name).cloned()
+    }
+
+    pub fn timers(&self) -> Arc<Timers> {
+        Arc::clone(&self.timers)
+    }
+
+    /// Runs every queue timer that is due (message expiry, `x-expires`).
+    pub fn run_due_timers(&self) {
+        for queue in self.timers.take_due(crate::clock::now_ms()) {
+            if queue.on_timer() {
+                if let Some(vhost) = self.vhost(&queue.vhost) {
+                    tracing::info!(vhost = %queue.vhost, queue = %queue.name(), "queue expired (x-expires)");
+                    vhost.delete_queue_instance(&queue);
+                }
+            }
+        }
+    }
+
+    /// Starts the housekeeping thread that runs queue timers. It ends by itself once the
+    /// broker is dropped.
+    pub fn start_housekeeping(self: &Arc<Self>) -> std::io::Result<()> {
+        let broker = Arc::downgrade(self);
+        let timers = Arc::clone(&self.timers);
+        std::thread::Builder::new()
+            .name("warren-timers".into())
+            .spawn(move || loop {
+                timers.wait(
+                    crate::clock::now_ms(),
+                    std::time::Duration::from_millis(500),
+                );
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                broker.run_due_timers();
+            })?;
+        Ok(())
     }
 
     /// A process-unique id for a new connection (exclusive queue ownership, consumer identity).

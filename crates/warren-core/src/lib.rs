@@ -4,12 +4,16 @@
 //! reusable by other protocols later (MQTT, STOMP).
 
 pub mod broker;
+pub mod clock;
 pub mod credit;
+pub mod dead_letter;
 pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod queue_config;
 pub mod routing;
+pub mod timers;
 pub mod vhost;
 
 pub use broker::{Broker, User, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
@@ -17,5 +21,8 @@ pub use credit::Credit;
 pub use error::{CoreError, ErrorKind};
 pub use exchange::{Destination, ExchangeKind, ExchangeSpec};
 pub use message::Message;
-pub use queue::{Consumer, ConsumerSpec, Delivery, DeliverySink, Entry, Queue, QueueSpec};
+pub use queue::{
+    Consumer, ConsumerSpec, Delivery, DeliverySink, Entry, Published, Queue, QueueSpec,
+};
+pub use queue_config::QueueConfig;
 pub use vhost::VHost;

@@ -1,21 +1,32 @@
-//! Queues: ready messages in arrival order, the consumers attached to them, and dispatch.
+//! Queues: ready messages in arrival order (one FIFO per priority level), the consumers
+//! attached to them, and dispatch.
 //!
 //! A publisher's task pushes into a queue and, under the same short lock, hands messages
 //! straight to consumers that have prefetch credit; the consumer's connection is told through
 //! its [`DeliverySink`]. Unacknowledged messages live with the consumer's channel, which hands
 //! them back here on reject/nack/close ([`Queue::requeue`]), where they return to their
 //! original position (every message keeps the sequence number it got on arrival).
+//!
+//! RabbitMQ's queue extensions live here too: message TTL (per queue and per message),
+//! length limits with their overflow behaviours, priorities, single active consumer, consumer
+//! priorities and `x-expires`. Dead letters are collected under the queue's lock and handed
+//! to the queue's [`DeadLetterRouter`] (its vhost) after the lock is released.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+use warren_amqp::properties::{peek_expiration, peek_priority};
 use warren_amqp::FieldTable;
 
+use crate::clock::now_ms;
 use crate::credit::Credit;
+use crate::dead_letter::{DeadLetter, DeathReason};
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
+use crate::queue_config::{Overflow, QueueConfig};
+use crate::timers::Timers;
 
 /// What a client asked for in `queue.declare` (after the server named it, if needed).
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +45,16 @@ pub struct Entry {
     pub seq: u64,
     pub msg: Arc<Message>,
     pub redelivered: bool,
+    /// Deadline on [`now_ms`]'s clock; 0 = never expires.
+    pub expires_at: u64,
+    /// Priority level (0 in a queue without priorities).
+    pub level: u8,
+}
+
+impl Entry {
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
 }
 
 /// A message handed to a consumer.
@@ -55,6 +76,12 @@ pub trait DeliverySink: Send + Sync {
     fn cancelled(&self, channel: u16, consumer_tag: &Arc<str>);
 }
 
+/// Where a queue sends its dead letters (implemented by the vhost, which routes them through
+/// the dead-letter exchange). Called without any queue lock held.
+pub trait DeadLetterRouter: Send + Sync {
+    fn route_dead_letters(&self, letters: Vec<DeadLetter>);
+}
+
 /// What a channel gives a queue to attach a consumer.
 pub struct ConsumerSpec {
     pub tag: Arc<str>,
@@ -62,6 +89,8 @@ pub struct ConsumerSpec {
     pub channel: u16,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority`: higher-priority consumers get messages first while they have credit.
+    pub priority: i32,
     pub sink: Arc<dyn DeliverySink>,
     /// Per-consumer prefetch (`basic.qos` global=false at consume time).
     pub consumer_credit: Arc<Credit>,
@@ -75,10 +104,17 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    fn has_credit(&self) -> bool {
+        let s = &self.spec;
+        if s.no_ack {
+            return !s.channel_credit.is_paused();
+        }
+        s.consumer_credit.has_room() && s.channel_credit.has_room()
+    }
+
     fn try_take_credit(&self) -> bool {
         let s = &self.spec;
         if s.no_ack {
-            // channel.flow still applies to no-ack consumers.
             return !s.channel_credit.is_paused();
         }
         if !s.consumer_credit.try_acquire() {
@@ -92,15 +128,96 @@ impl Consumer {
     }
 }
 
-#[derive(Default)]
+/// Ready messages: one FIFO per priority level, highest level served first.
+struct Ready {
+    levels: Vec<VecDeque<Entry>>,
+    len: usize,
+    bytes: usize,
+}
+
+impl Ready {
+    fn new(levels: usize) -> Ready {
+        Ready {
+            levels: (0..levels.max(1)).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        self.len += 1;
+        self.bytes += e.msg.size();
+        let level = usize::from(e.level).min(self.levels.len() - 1);
+        self.levels[level].push_back(e);
+    }
+
+    /// Puts an entry back where its sequence number says it belongs.
+    fn insert_by_seq(&mut self, e: Entry) {
+        self.len += 1;
+        self.bytes += e.msg.size();
+        let level = usize::from(e.level).min(self.levels.len() - 1);
+        let list = &mut self.levels[level];
+        // Requeued messages are usually older than everything ready: check the front first.
+        let pos = match list.front() {
+            Some(front) if e.seq < front.seq => 0,
+            _ => list.partition_point(|x| x.seq < e.seq),
+        };
+        list.insert(pos, e);
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
+        self.len -= 1;
+        self.bytes -= e.msg.size();
+        Some(e)
+    }
+
+    /// Removes expired entries at the head of every level (as RabbitMQ, expiry is decided
+    /// at the head: per-queue TTL keeps each level in deadline order).
+    fn drop_expired(&mut self, now: u64, out: &mut Vec<Entry>) {
+        for list in self.levels.iter_mut() {
+            while list.front().is_some_and(|e| e.expired(now)) {
+                if let Some(e) = list.pop_front() {
+                    self.len -= 1;
+                    self.bytes -= e.msg.size();
+                    out.push(e);
+                }
+            }
+        }
+    }
+
+    /// The earliest deadline among the heads.
+    fn next_expiry(&self) -> Option<u64> {
+        self.levels
+            .iter()
+            .filter_map(|l| l.front().map(|e| e.expires_at))
+            .filter(|&t| t != 0)
+            .min()
+    }
+
+    fn clear(&mut self) -> usize {
+        let n = self.len;
+        for l in self.levels.iter_mut() {
+            l.clear();
+        }
+        self.len = 0;
+        self.bytes = 0;
+        n
+    }
+}
+
 struct QueueState {
-    ready: VecDeque<Entry>,
-    ready_bytes: usize,
+    config: QueueConfig,
+    ready: Ready,
     next_seq: u64,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     unacked: usize,
     had_consumer: bool,
+    /// Last time the queue was used (for `x-expires`).
+    last_used: u64,
+    /// The earliest deadline already scheduled with the timers.
+    timer_at: Option<u64>,
 }
 
 /// A queue and everything in it.
@@ -109,6 +226,9 @@ pub struct Queue {
     pub spec: QueueSpec,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    timers: Arc<Timers>,
+    router: Weak<dyn DeadLetterRouter>,
+    me: Weak<Queue>,
 }
 
 /// Counts reported by `queue.declare-ok`.
@@ -118,14 +238,47 @@ pub struct QueueCounts {
     pub consumers: u32,
 }
 
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Accepted,
+    /// The queue refused it (`x-overflow` = reject-publish*): the publisher gets a nack.
+    Rejected,
+}
+
 impl Queue {
-    pub fn new(vhost: &str, spec: QueueSpec) -> Arc<Queue> {
-        Arc::new(Queue {
+    pub fn new(
+        vhost: &str,
+        spec: QueueSpec,
+        config: QueueConfig,
+        timers: Arc<Timers>,
+        router: Weak<dyn DeadLetterRouter>,
+    ) -> Arc<Queue> {
+        let levels = config.levels();
+        let queue = Arc::new_cyclic(|me| Queue {
             vhost: vhost.to_string(),
             spec,
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(QueueState {
+                config,
+                ready: Ready::new(levels),
+                next_seq: 0,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                unacked: 0,
+                had_consumer: false,
+                last_used: now_ms(),
+                timer_at: None,
+            }),
             deleted: AtomicBool::new(false),
-        })
+            timers,
+            router,
+            me: me.clone(),
+        });
+        {
+            let mut st = queue.state.lock();
+            queue.arm_timer(&mut st);
+        }
+        queue
     }
 
     pub fn name(&self) -> &str {
@@ -136,16 +289,20 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
+    pub fn config(&self) -> QueueConfig {
+        self.state.lock().config.clone()
+    }
+
     pub fn counts(&self) -> QueueCounts {
         let st = self.state.lock();
         QueueCounts {
-            messages: clamp_u32(st.ready.len()),
+            messages: clamp_u32(st.ready.len),
             consumers: clamp_u32(st.consumers.len()),
         }
     }
 
     pub fn message_count(&self) -> u32 {
-        clamp_u32(self.state.lock().ready.len())
+        clamp_u32(self.state.lock().ready.len)
     }
 
     /// Messages delivered and not yet settled.
@@ -154,47 +311,149 @@ impl Queue {
     }
 
     pub fn ready_bytes(&self) -> usize {
-        self.state.lock().ready_bytes
+        self.state.lock().ready.bytes
+    }
+
+    /// Marks the queue used now (redeclare, get, consume): restarts `x-expires`.
+    pub fn touch(&self) {
+        let mut st = self.state.lock();
+        st.last_used = now_ms();
+        self.arm_timer(&mut st);
     }
 
     /// Enqueues a message and dispatches what consumers can take.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) {
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
         if self.is_deleted() {
-            return;
+            return Published::Accepted;
         }
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut st = self.state.lock();
+        let size = msg.size();
+        let over = |st: &QueueState, extra_len: usize, extra_bytes: usize| {
+            st.config
+                .max_length
+                .is_some_and(|m| (st.ready.len + extra_len) as u64 > m)
+                || st
+                    .config
+                    .max_length_bytes
+                    .is_some_and(|m| (st.ready.bytes + extra_bytes) as u64 > m)
+        };
+        if st.config.overflow != Overflow::DropHead && over(&st, 1, size) {
+            if st.config.overflow == Overflow::RejectPublishDlx {
+                let cfg = st.config.clone();
+                drop(st);
+                self.dead_letter_into(&cfg, msg, DeathReason::MaxLen, &mut dead);
+                self.emit(dead);
+            }
+            return Published::Rejected;
+        }
+        let expires_at = expiry_for(&st.config, &msg, now);
+        let level = match st.config.max_priority {
+            Some(max) => peek_priority(&msg.properties_raw).unwrap_or(0).min(max),
+            None => 0,
+        };
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready_bytes += msg.size();
         st.ready.push_back(Entry {
             seq,
             msg,
             redelivered: false,
+            expires_at,
+            level,
         });
-        self.dispatch_locked(&mut st);
+        self.dispatch_locked(&mut st, now, &mut dead);
+        // drop-head: the oldest messages make room.
+        while over(&st, 0, 0) {
+            let Some(dropped) = st.ready.pop_front() else {
+                break;
+            };
+            let cfg = st.config.clone();
+            self.dead_letter_into(&cfg, dropped.msg, DeathReason::MaxLen, &mut dead);
+        }
+        self.expire_locked(&mut st, now, &mut dead);
+        self.arm_timer(&mut st);
+        drop(st);
+        self.emit(dead);
+        Published::Accepted
     }
 
     /// Offers ready messages to consumers with credit (after an ack freed some, say).
     pub fn dispatch(self: &Arc<Self>) {
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut st = self.state.lock();
-        self.dispatch_locked(&mut st);
+        self.expire_locked(&mut st, now, &mut dead);
+        self.dispatch_locked(&mut st, now, &mut dead);
+        drop(st);
+        self.emit(dead);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let n = st.consumers.len();
-            let start = st.next_consumer % n;
-            let Some(idx) = (0..n)
-                .map(|i| (start + i) % n)
-                .find(|&i| st.consumers[i].try_take_credit())
-            else {
+    fn emit(&self, dead: Vec<DeadLetter>) {
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(router) = self.router.upgrade() {
+            router.route_dead_letters(dead);
+        }
+    }
+
+    /// Picks the consumer for the next message: single active consumer, else the highest
+    /// priority consumer with credit, round-robin among equals.
+    fn pick_consumer(st: &QueueState) -> Option<usize> {
+        let n = st.consumers.len();
+        if n == 0 {
+            return None;
+        }
+        if st.config.single_active_consumer {
+            return st.consumers[0].has_credit().then_some(0);
+        }
+        let start = st.next_consumer % n;
+        let mut best: Option<usize> = None;
+        for idx in (0..n).map(|i| (start + i) % n) {
+            let c = &st.consumers[idx];
+            if !c.has_credit() {
+                continue;
+            }
+            if best.is_none_or(|b| c.spec.priority > st.consumers[b].spec.priority) {
+                best = Some(idx);
+            }
+        }
+        best
+    }
+
+    fn dispatch_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        now: u64,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        while st.ready.len > 0 {
+            let Some(idx) = Self::pick_consumer(st) else {
                 return;
             };
-            st.next_consumer = (idx + 1) % n;
+            if !st.consumers[idx].try_take_credit() {
+                // Credit raced away between the check and the take; try the others.
+                if Self::pick_consumer(st) == Some(idx) {
+                    return;
+                }
+                continue;
+            }
+            st.next_consumer = (idx + 1) % st.consumers.len();
             let Some(entry) = st.ready.pop_front() else {
                 return;
             };
-            st.ready_bytes -= entry.msg.size();
+            if entry.expired(now) {
+                // Expired messages are never delivered: give the credit back and move on.
+                let c = &st.consumers[idx].spec;
+                if !c.no_ack {
+                    c.consumer_credit.release(1);
+                    c.channel_credit.release(1);
+                }
+                let cfg = st.config.clone();
+                self.dead_letter_into(&cfg, entry.msg, DeathReason::Expired, dead);
+                continue;
+            }
             let consumer = &st.consumers[idx].spec;
             let no_ack = consumer.no_ack;
             consumer.sink.deliver(Delivery {
@@ -211,14 +470,22 @@ impl Queue {
     }
 
     /// `basic.get`: the head message and how many remain after it.
-    pub fn get(&self, no_ack: bool) -> Option<(Entry, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, u32)> {
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut st = self.state.lock();
-        let entry = st.ready.pop_front()?;
-        st.ready_bytes -= entry.msg.size();
-        if !no_ack {
-            st.unacked += 1;
-        }
-        Some((entry, clamp_u32(st.ready.len())))
+        st.last_used = now;
+        self.expire_locked(&mut st, now, &mut dead);
+        let got = st.ready.pop_front().map(|entry| {
+            if !no_ack {
+                st.unacked += 1;
+            }
+            (entry, clamp_u32(st.ready.len))
+        });
+        self.arm_timer(&mut st);
+        drop(st);
+        self.emit(dead);
+        got
     }
 
     /// Acknowledged deliveries: they leave the queue for good.
@@ -227,8 +494,27 @@ impl Queue {
         st.unacked = st.unacked.saturating_sub(count);
     }
 
+    /// Rejected without requeue: the messages leave the queue, to its dead-letter exchange
+    /// if it has one.
+    pub fn discard(&self, entries: Vec<Entry>) {
+        let mut st = self.state.lock();
+        st.unacked = st.unacked.saturating_sub(entries.len());
+        if self.is_deleted() {
+            return;
+        }
+        let cfg = st.config.clone();
+        drop(st);
+        let mut dead = Vec::new();
+        for e in entries {
+            self.dead_letter_into(&cfg, e.msg, DeathReason::Rejected, &mut dead);
+        }
+        self.emit(dead);
+    }
+
     /// Puts delivered messages back at their original positions, marked redelivered.
     pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut st = self.state.lock();
         let mut count = 0;
         for mut entry in entries {
@@ -237,20 +523,19 @@ impl Queue {
                 continue;
             }
             entry.redelivered = true;
-            st.ready_bytes += entry.msg.size();
-            // Requeued messages are usually older than everything ready: check the front first.
-            let pos = match st.ready.front() {
-                Some(front) if entry.seq < front.seq => 0,
-                _ => st.ready.partition_point(|e| e.seq < entry.seq),
-            };
-            st.ready.insert(pos, entry);
+            st.ready.insert_by_seq(entry);
         }
         st.unacked = st.unacked.saturating_sub(count);
-        self.dispatch_locked(&mut st);
+        self.expire_locked(&mut st, now, &mut dead);
+        self.dispatch_locked(&mut st, now, &mut dead);
+        self.arm_timer(&mut st);
+        drop(st);
+        self.emit(dead);
     }
 
     /// Attaches a consumer and dispatches to it.
     pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) -> CoreResult<()> {
+        let now = now_ms();
         let mut st = self.state.lock();
         if self.is_deleted() {
             return Err(CoreError::not_found(format!(
@@ -267,13 +552,18 @@ impl Queue {
         }
         st.consumers.push(Consumer { spec });
         st.had_consumer = true;
-        self.dispatch_locked(&mut st);
+        st.last_used = now;
+        let mut dead = Vec::new();
+        self.dispatch_locked(&mut st, now, &mut dead);
+        drop(st);
+        self.emit(dead);
         Ok(())
     }
 
     /// Detaches a consumer. Returns true when the queue is auto-delete and this was its last
     /// consumer, so the caller should delete it.
-    pub fn remove_consumer(&self, connection_id: u64, channel: u16, tag: &str) -> bool {
+    pub fn remove_consumer(self: &Arc<Self>, connection_id: u64, channel: u16, tag: &str) -> bool {
+        let now = now_ms();
         let mut st = self.state.lock();
         let before = st.consumers.len();
         st.consumers.retain(|c| {
@@ -282,7 +572,18 @@ impl Queue {
                 && &*c.spec.tag == tag)
         });
         let removed = before != st.consumers.len();
-        removed && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty()
+        let mut dead = Vec::new();
+        if removed {
+            st.last_used = now;
+            // With a single active consumer, the next in line takes over now.
+            self.dispatch_locked(&mut st, now, &mut dead);
+            self.arm_timer(&mut st);
+        }
+        let auto_delete =
+            removed && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty();
+        drop(st);
+        self.emit(dead);
+        auto_delete
     }
 
     pub fn consumer_count(&self) -> usize {
@@ -291,11 +592,7 @@ impl Queue {
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
-        let mut st = self.state.lock();
-        let n = st.ready.len();
-        st.ready.clear();
-        st.ready_bytes = 0;
-        clamp_u32(n)
+        clamp_u32(self.state.lock().ready.clear())
     }
 
     /// Marks the queue deleted, tells its consumers, and drops its messages. Returns the
@@ -304,9 +601,7 @@ impl Queue {
         self.deleted.store(true, Ordering::Release);
         let (consumers, n) = {
             let mut st = self.state.lock();
-            let n = st.ready.len();
-            st.ready.clear();
-            st.ready_bytes = 0;
+            let n = st.ready.clear();
             (std::mem::take(&mut st.consumers), n)
         };
         for c in consumers {
@@ -314,6 +609,97 @@ impl Queue {
         }
         clamp_u32(n)
     }
+
+    /// Called by the broker's timers: expires due messages; returns true when `x-expires`
+    /// elapsed with the queue unused, so the caller deletes it.
+    pub fn on_timer(self: &Arc<Self>) -> bool {
+        let now = now_ms();
+        if self.is_deleted() {
+            return false;
+        }
+        let mut dead = Vec::new();
+        let mut st = self.state.lock();
+        st.timer_at = None;
+        self.expire_locked(&mut st, now, &mut dead);
+        let delete = st
+            .config
+            .expires
+            .is_some_and(|e| st.consumers.is_empty() && now >= st.last_used.saturating_add(e));
+        if !delete {
+            self.arm_timer(&mut st);
+        }
+        drop(st);
+        self.emit(dead);
+        delete
+    }
+
+    fn expire_locked(&self, st: &mut QueueState, now: u64, dead: &mut Vec<DeadLetter>) {
+        if st.ready.next_expiry().is_none_or(|t| t > now) {
+            return;
+        }
+        let mut expired = Vec::new();
+        st.ready.drop_expired(now, &mut expired);
+        let cfg = st.config.clone();
+        for e in expired {
+            self.dead_letter_into(&cfg, e.msg, DeathReason::Expired, dead);
+        }
+    }
+
+    /// Schedules the next deadline (head expiry or `x-expires`) if it is earlier than the one
+    /// already scheduled.
+    fn arm_timer(&self, st: &mut QueueState) {
+        let expiry = st.ready.next_expiry();
+        let unused = st
+            .config
+            .expires
+            .filter(|_| st.consumers.is_empty())
+            .map(|e| st.last_used.saturating_add(e));
+        let next = match (expiry, unused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            if st.timer_at.is_none_or(|armed| at < armed) {
+                st.timer_at = Some(at);
+                self.timers.schedule(at, self.me.clone());
+            }
+        }
+    }
+
+    fn dead_letter_into(
+        &self,
+        cfg: &QueueConfig,
+        msg: Arc<Message>,
+        reason: DeathReason,
+        out: &mut Vec<DeadLetter>,
+    ) {
+        if let Some(exchange) = &cfg.dead_letter_exchange {
+            out.push(DeadLetter {
+                msg,
+                reason,
+                queue: self.spec.name.clone(),
+                exchange: exchange.clone(),
+                routing_key: cfg.dead_letter_routing_key.clone(),
+            });
+        }
+    }
+}
+
+/// The deadline of a message entering a queue: the sooner of the queue's TTL and the
+/// message's own `expiration`; 0 for never.
+fn expiry_for(cfg: &QueueConfig, msg: &Message, now: u64) -> u64 {
+    let per_message = if msg.properties_raw.len() >= 2 && msg.properties_raw[0] & 0x01 != 0 {
+        // The expiration flag is bit 8: the low bit of the first flag byte.
+        peek_expiration(&msg.properties_raw).and_then(|e| e.parse::<u64>().ok())
+    } else {
+        None
+    };
+    let ttl = match (cfg.message_ttl, per_message) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // A deadline of exactly `now` must still count as set (0 means "never").
+    ttl.map_or(0, |t| now.saturating_add(t).max(1))
 }
 
 fn clamp_u32(n: usize) -> u32 {
@@ -324,6 +710,7 @@ fn clamp_u32(n: usize) -> u32 {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use warren_amqp::BasicProperties;
 
     #[derive(Default)]
     struct Collect {
@@ -339,16 +726,33 @@ mod tests {
         }
     }
 
-    fn msg(body: &'static str) -> Arc<Message> {
+    fn msg_with(body: &'static str, props: BasicProperties) -> Arc<Message> {
         Arc::new(Message {
             exchange: String::new(),
             routing_key: "q".into(),
-            properties_raw: Bytes::new(),
+            properties_raw: props.to_bytes(),
             body: Bytes::from_static(body.as_bytes()),
         })
     }
 
-    fn queue(auto_delete: bool) -> Arc<Queue> {
+    fn msg(body: &'static str) -> Arc<Message> {
+        msg_with(body, BasicProperties::default())
+    }
+
+    #[derive(Default)]
+    struct DeadSink(Mutex<Vec<DeadLetter>>);
+    impl DeadLetterRouter for DeadSink {
+        fn route_dead_letters(&self, letters: Vec<DeadLetter>) {
+            self.0.lock().extend(letters);
+        }
+    }
+
+    fn queue_with(auto_delete: bool, config: QueueConfig) -> Arc<Queue> {
+        queue_dl(auto_delete, config, &Arc::new(DeadSink::default()))
+    }
+
+    fn queue_dl(auto_delete: bool, config: QueueConfig, dl: &Arc<DeadSink>) -> Arc<Queue> {
+        let router: Arc<dyn DeadLetterRouter> = dl.clone();
         Queue::new(
             "/",
             QueueSpec {
@@ -358,7 +762,14 @@ mod tests {
                 auto_delete,
                 arguments: FieldTable::default(),
             },
+            config,
+            Timers::new(),
+            Arc::downgrade(&router),
         )
+    }
+
+    fn queue(auto_delete: bool) -> Arc<Queue> {
+        queue_with(auto_delete, QueueConfig::default())
     }
 
     fn consumer(tag: &str, sink: &Arc<Collect>, prefetch: u32, exclusive: bool) -> ConsumerSpec {
@@ -368,10 +779,19 @@ mod tests {
             channel: 1,
             no_ack: false,
             exclusive,
+            priority: 0,
             sink: sink.clone(),
             consumer_credit: Arc::new(Credit::new(prefetch)),
             channel_credit: Arc::new(Credit::new(0)),
         }
+    }
+
+    fn bodies(sink: &Collect) -> Vec<Bytes> {
+        sink.got
+            .lock()
+            .iter()
+            .map(|(_, e)| e.msg.body.clone())
+            .collect()
     }
 
     #[test]
@@ -386,17 +806,16 @@ mod tests {
         q.add_consumer(spec).unwrap();
         assert_eq!(sink.got.lock().len(), 2);
         assert_eq!(q.message_count(), 2);
-        // Reject both back: they return ahead of c, d and are delivered again.
         let entries: Vec<Entry> = sink.got.lock().drain(..).map(|(_, e)| e).collect();
         credit.release(2);
         q.requeue(entries);
         let got = sink.got.lock();
-        let bodies: Vec<_> = got
+        let seen: Vec<_> = got
             .iter()
             .map(|(_, e)| (e.msg.body.clone(), e.redelivered))
             .collect();
         assert_eq!(
-            bodies,
+            seen,
             vec![(Bytes::from("a"), true), (Bytes::from("b"), true)]
         );
         assert_eq!(q.message_count(), 2);
@@ -413,6 +832,121 @@ mod tests {
         }
         let tags: Vec<String> = sink.got.lock().iter().map(|(t, _)| t.to_string()).collect();
         assert_eq!(tags, vec!["a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn consumer_priority_wins_while_it_has_credit() {
+        let q = queue(false);
+        let sink = Arc::new(Collect::default());
+        q.add_consumer(consumer("low", &sink, 0, false)).unwrap();
+        let mut high = consumer("high", &sink, 2, false);
+        high.priority = 5;
+        q.add_consumer(high).unwrap();
+        for _ in 0..4 {
+            q.publish(msg("x"));
+        }
+        let tags: Vec<String> = sink.got.lock().iter().map(|(t, _)| t.to_string()).collect();
+        assert_eq!(tags, vec!["high", "high", "low", "low"]);
+    }
+
+    #[test]
+    fn single_active_consumer_fails_over_in_order() {
+        let q = queue_with(
+            false,
+            QueueConfig {
+                single_active_consumer: true,
+                ..Default::default()
+            },
+        );
+        let sink = Arc::new(Collect::default());
+        q.add_consumer(consumer("a", &sink, 0, false)).unwrap();
+        q.add_consumer(consumer("b", &sink, 0, false)).unwrap();
+        q.publish(msg("1"));
+        q.publish(msg("2"));
+        assert!(!q.remove_consumer(1, 1, "a"));
+        q.publish(msg("3"));
+        let tags: Vec<String> = sink.got.lock().iter().map(|(t, _)| t.to_string()).collect();
+        assert_eq!(tags, vec!["a", "a", "b"]);
+    }
+
+    #[test]
+    fn priorities_deliver_highest_first_fifo_within() {
+        let q = queue_with(
+            false,
+            QueueConfig {
+                max_priority: Some(10),
+                ..Default::default()
+            },
+        );
+        for (b, p) in [("p1", 1), ("p9a", 9), ("p0", 0), ("p9b", 9), ("p20", 20)] {
+            q.publish(msg_with(
+                b,
+                BasicProperties {
+                    priority: Some(p),
+                    ..Default::default()
+                },
+            ));
+        }
+        let sink = Arc::new(Collect::default());
+        q.add_consumer(consumer("c", &sink, 0, false)).unwrap();
+        // Priorities above the maximum count as the maximum, as in RabbitMQ.
+        assert_eq!(bodies(&sink), vec!["p20", "p9a", "p9b", "p1", "p0"]);
+    }
+
+    #[test]
+    fn max_length_drop_head_dead_letters_and_reject_publish_refuses() {
+        let dl = Arc::new(DeadSink::default());
+        let cfg = QueueConfig {
+            max_length: Some(2),
+            dead_letter_exchange: Some("dlx".into()),
+            ..Default::default()
+        };
+        let q = queue_dl(false, cfg, &dl);
+        q.publish(msg("a"));
+        q.publish(msg("b"));
+        assert!(dl.0.lock().is_empty());
+        assert_eq!(q.publish(msg("c")), Published::Accepted);
+        {
+            let dead = dl.0.lock();
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].msg.body, Bytes::from("a"));
+            assert_eq!(dead[0].reason, DeathReason::MaxLen);
+        }
+        assert_eq!(q.message_count(), 2);
+
+        let r = queue_with(
+            false,
+            QueueConfig {
+                max_length: Some(1),
+                overflow: Overflow::RejectPublish,
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.publish(msg("a")), Published::Accepted);
+        assert_eq!(r.publish(msg("b")), Published::Rejected);
+        assert_eq!(r.message_count(), 1);
+    }
+
+    #[test]
+    fn ttl_expires_at_head_and_zero_expiration_goes_to_waiting_consumer() {
+        let dl = Arc::new(DeadSink::default());
+        let cfg = QueueConfig {
+            dead_letter_exchange: Some("dlx".into()),
+            ..Default::default()
+        };
+        let q = queue_dl(false, cfg, &dl);
+        let zero = BasicProperties {
+            expiration: Some("0".into()),
+            ..Default::default()
+        };
+        q.publish(msg_with("gone", zero.clone()));
+        assert_eq!(dl.0.lock().len(), 1, "nobody could take it at once");
+        assert_eq!(q.message_count(), 0);
+        let sink = Arc::new(Collect::default());
+        q.add_consumer(consumer("c", &sink, 0, false)).unwrap();
+        q.publish(msg_with("taken", zero));
+        assert_eq!(dl.0.lock().len(), 1);
+        assert_eq!(bodies(&sink), vec!["taken"]);
     }
 
     #[test]
@@ -441,7 +975,9 @@ mod tests {
         let q = queue(false);
         q.publish(msg("a"));
         q.publish(msg("b"));
-        let (e, left) = q.get(false).unwrap();
+        let Some((e, left)) = q.get(false) else {
+            panic!("empty")
+        };
         assert_eq!(e.msg.body, Bytes::from("a"));
         assert_eq!(left, 1);
         assert_eq!(q.unacked_count(), 1);

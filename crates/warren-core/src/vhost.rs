@@ -6,39 +6,22 @@
 //! binds and deletes (rare) write it. That keeps every topology change atomic and simple.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use warren_amqp::{FieldTable, FieldValue};
 
+use crate::clock::unix_secs;
+use crate::dead_letter::{is_cycle, DeadLetter};
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
-use crate::queue::{Queue, QueueCounts, QueueSpec};
+use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
+use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
+use crate::timers::Timers;
 
-/// Queue arguments RabbitMQ defines that Warren does not honour yet. Accepting them silently
-/// would be a lie, so a declare naming one is refused (406).
-const UNSUPPORTED_QUEUE_ARGS: &[&str] = &[
-    "x-message-ttl",
-    "x-expires",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-overflow",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-priority",
-    "x-single-active-consumer",
-    "x-queue-master-locator",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-delivery-limit",
-    "x-quorum-initial-group-size",
-    "x-initial-cluster-size",
-    "x-max-age",
-    "x-stream-max-segment-size-bytes",
-];
-
-/// Queue arguments Warren honours today.
-const SUPPORTED_QUEUE_ARGS: &[&str] = &["x-queue-type", "x-queue-mode"];
+/// How many dead letters one routing pass may produce in a chain (a length-limited DLX target
+/// dropping into another...): a bound, not an expected size.
+const MAX_DEAD_LETTER_CHAIN: usize = 100_000;
 
 /// The exchanges every vhost has from the start.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -59,6 +42,8 @@ struct Topology {
 pub struct VHost {
     pub name: String,
     topology: RwLock<Topology>,
+    timers: Arc<Timers>,
+    me: Weak<VHost>,
 }
 
 /// The outcome of `queue.declare`.
@@ -71,7 +56,12 @@ pub struct DeclaredQueue {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> VHost {
+    /// A vhost in an `Arc`, as queues need a weak handle back to it for dead-lettering.
+    pub fn new(name: &str, timers: Arc<Timers>) -> Arc<VHost> {
+        Arc::new_cyclic(|me| VHost::build(name, timers, me.clone()))
+    }
+
+    fn build(name: &str, timers: Arc<Timers>, me: Weak<VHost>) -> VHost {
         let mut topology = Topology::default();
         let mut add = |name: &str, kind| {
             let spec = ExchangeSpec {
@@ -94,6 +84,8 @@ impl VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(topology),
+            timers,
+            me,
         }
     }
 
@@ -239,8 +231,9 @@ impl VHost {
         if passive {
             return Err(self.no_queue(&spec.name));
         }
-        validate_queue_args(&spec.arguments)?;
-        let queue = Queue::new(&self.name, spec);
+        let config = QueueConfig::from_arguments(&spec.arguments, &spec.name, &self.name)?;
+        let router: Weak<dyn DeadLetterRouter> = self.me.clone();
+        let queue = Queue::new(&self.name, spec, config, Arc::clone(&self.timers), router);
         topo.queues
             .insert(queue.spec.name.clone(), Arc::clone(&queue));
         Ok(DeclaredQueue {
@@ -281,7 +274,7 @@ impl VHost {
             &have.arguments,
             &want.arguments,
             // RabbitMQ compares exactly the arguments it knows; so do we.
-            SUPPORTED_QUEUE_ARGS.iter().chain(UNSUPPORTED_QUEUE_ARGS),
+            QUEUE_ARGS.iter().chain(UNSUPPORTED_QUEUE_ARGS),
             &format!("queue '{}' in vhost '{}'", have.name, self.name),
         )
     }
@@ -523,6 +516,54 @@ impl VHost {
     }
 }
 
+impl DeadLetterRouter for VHost {
+    /// Republishes dead letters through their dead-letter exchanges. Iterative, so a chain
+    /// of length-limited queues dropping into each other cannot grow the stack.
+    fn route_dead_letters(&self, letters: Vec<DeadLetter>) {
+        let mut work: std::collections::VecDeque<DeadLetter> = letters.into();
+        let mut handled = 0usize;
+        let mut queues = Vec::new();
+        while let Some(letter) = work.pop_front() {
+            handled += 1;
+            if handled > MAX_DEAD_LETTER_CHAIN {
+                tracing::warn!(vhost = %self.name, "dead-letter chain too long; dropping the rest");
+                return;
+            }
+            let msg = letter.republished(unix_secs());
+            let headers = warren_amqp::peek_headers(&msg.properties_raw);
+            queues.clear();
+            let routed = self.route(
+                &msg.exchange,
+                &msg.routing_key,
+                &mut || headers.clone(),
+                &mut queues,
+            );
+            if let Err(e) = routed {
+                tracing::debug!(vhost = %self.name, queue = %letter.queue, error = %e.text, "dead letter dropped: no such exchange");
+                continue;
+            }
+            if letter.reason != crate::dead_letter::DeathReason::Rejected {
+                let deaths = match headers.as_ref().and_then(|h| h.get("x-death")) {
+                    Some(FieldValue::Array(items)) => items.clone(),
+                    _ => Vec::new(),
+                };
+                queues.retain(|q| {
+                    let cycle = is_cycle(q.name(), &deaths);
+                    if cycle {
+                        tracing::warn!(vhost = %self.name, queue = %q.name(), "dead-letter cycle detected; message dropped for this queue");
+                    }
+                    !cycle
+                });
+            }
+            let msg = Arc::new(msg);
+            for q in queues.drain(..) {
+                // A rejection by the target's own overflow setting just drops the letter.
+                q.publish(Arc::clone(&msg));
+            }
+        }
+    }
+}
+
 /// Refuses client-chosen queue names in the reserved `amq.` namespace (403).
 pub fn check_queue_name(name: &str) -> CoreResult<()> {
     if name.starts_with("amq.") {
@@ -558,42 +599,6 @@ fn remove_bindings_to(topo: &mut Topology, dest: &Destination) {
     for name in emptied {
         remove_exchange(topo, &name);
     }
-}
-
-fn validate_queue_args(args: &FieldTable) -> CoreResult<()> {
-    for (key, value) in args.iter() {
-        if UNSUPPORTED_QUEUE_ARGS.contains(&key.as_str()) {
-            return Err(CoreError::precondition(format!(
-                "queue argument '{key}' is not supported by Warren yet"
-            )));
-        }
-        match key.as_str() {
-            "x-queue-type" => match value.as_str() {
-                Some("classic") => {}
-                Some(other) => {
-                    return Err(CoreError::precondition(format!(
-                        "invalid arg 'x-queue-type': queue type '{other}' is not supported by Warren yet"
-                    )))
-                }
-                None => {
-                    return Err(CoreError::precondition(format!(
-                        "invalid arg 'x-queue-type' of type '{}'",
-                        value.type_name()
-                    )))
-                }
-            },
-            "x-queue-mode" => match value.as_str() {
-                Some("default" | "lazy") => {}
-                _ => {
-                    return Err(CoreError::precondition(format!(
-                        "invalid arg 'x-queue-mode': {value:?} is not 'default' or 'lazy'"
-                    )))
-                }
-            },
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn check_args_equivalent<'a>(
@@ -663,6 +668,10 @@ mod tests {
         }
     }
 
+    fn vhost() -> Arc<VHost> {
+        VHost::new("/", Timers::new())
+    }
+
     fn routed(v: &VHost, x: &str, key: &str) -> Vec<String> {
         let mut out = Vec::new();
         v.route(x, key, &mut || None, &mut out).unwrap();
@@ -673,7 +682,7 @@ mod tests {
 
     #[test]
     fn default_exchange_routes_by_queue_name() {
-        let v = VHost::new("/");
+        let v = vhost();
         v.declare_queue(qspec("q1"), false, 1).unwrap();
         assert_eq!(routed(&v, "", "q1"), vec!["q1"]);
         assert!(routed(&v, "", "nope").is_empty());
@@ -681,7 +690,7 @@ mod tests {
 
     #[test]
     fn exchange_to_exchange_with_cycle_and_alternate() {
-        let v = VHost::new("/");
+        let v = vhost();
         v.declare_exchange(xspec("a", ExchangeKind::Fanout), false)
             .unwrap();
         v.declare_exchange(xspec("b", ExchangeKind::Fanout), false)
@@ -723,7 +732,7 @@ mod tests {
 
     #[test]
     fn redeclare_mismatch_and_reserved_names() {
-        let v = VHost::new("/");
+        let v = vhost();
         v.declare_exchange(xspec("x", ExchangeKind::Direct), false)
             .unwrap();
         let e = v
@@ -741,7 +750,7 @@ mod tests {
 
     #[test]
     fn exclusive_queue_is_locked_and_removed_with_owner() {
-        let v = VHost::new("/");
+        let v = vhost();
         let mut s = qspec("ex");
         s.exclusive_owner = Some(7);
         v.declare_queue(s, false, 7).unwrap();
@@ -756,7 +765,7 @@ mod tests {
 
     #[test]
     fn auto_delete_exchange_goes_with_last_binding() {
-        let v = VHost::new("/");
+        let v = vhost();
         let mut s = xspec("ad", ExchangeKind::Direct);
         s.auto_delete = true;
         v.declare_exchange(s, false).unwrap();
@@ -775,7 +784,7 @@ mod tests {
 
     #[test]
     fn unsupported_queue_arguments_are_refused() {
-        let v = VHost::new("/");
+        let v = vhost();
         let mut s = qspec("ttl");
         s.arguments.insert("x-message-ttl", FieldValue::I32(10));
         assert_eq!(

@@ -16,7 +16,7 @@ use warren_core::vhost::VHost;
 use warren_core::{
     Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
 };
-use warren_core::{Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+use warren_core::{Message, Published, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, AmqpResult};
@@ -131,6 +131,8 @@ enum TxOp {
 struct Confirms {
     last_seq: u64,
     acked_upto: u64,
+    /// Sequence numbers to nack (a queue refused them), ascending; rare.
+    nacks: Vec<u64>,
 }
 
 pub(crate) struct Channel {
@@ -189,9 +191,19 @@ impl Channel {
         encode_method_frame(&mut ctx.out, self.id, &method.into());
     }
 
-    /// True while a content header or body is expected on this channel.
-    pub fn expecting_content(&self) -> bool {
-        !matches!(self.content, Content::Idle)
+    /// The error for a method frame arriving while this channel expects content (a
+    /// header or body of a `basic.publish`), if it does.
+    pub fn content_interrupted(&self) -> Option<AmqpError> {
+        let text = match self.content {
+            Content::Idle => return None,
+            Content::AwaitHeader(_) => {
+                "expected content header for class 60, got non content header frame instead"
+            }
+            Content::AwaitBody { .. } => {
+                "expected content body, got non content body frame instead"
+            }
+        };
+        Some(AmqpError::connection(UNEXPECTED_FRAME, text).on(60, 40))
     }
 
     // ----- frames -----
@@ -203,12 +215,16 @@ impl Channel {
     }
 
     pub fn handle_header(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
-        let Content::AwaitHeader(publish) = std::mem::replace(&mut self.content, Content::Idle)
-        else {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!("expected content header for class 60, got non content header frame on channel {}", self.id),
-            ));
+        let publish = match std::mem::replace(&mut self.content, Content::Idle) {
+            Content::AwaitHeader(publish) => publish,
+            Content::AwaitBody { .. } => {
+                return Err(AmqpError::connection(
+                    UNEXPECTED_FRAME,
+                    "expected content body, got non content body frame instead",
+                )
+                .on(60, 40))
+            }
+            Content::Idle => return Err(unexpected_non_method()),
         };
         let header = ContentHeader::decode(payload).map_err(|e| {
             AmqpError::connection(FRAME_ERROR, format!("malformed content header: {e}"))
@@ -245,20 +261,25 @@ impl Channel {
     }
 
     pub fn handle_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
-        let Content::AwaitBody { size, body, .. } = &mut self.content else {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!("unexpected content body frame on channel {}", self.id),
-            ));
-        };
-        let total = body.len() as u64 + payload.len() as u64;
-        if total > *size {
-            return Err(AmqpError::connection(
-                FRAME_ERROR,
-                format!("content body is longer than the {size} bytes its header announced"),
-            ));
+        let (size, body) =
+            match &mut self.content {
+                Content::AwaitBody { size, body, .. } => (*size, body),
+                Content::AwaitHeader(_) => return Err(AmqpError::connection(
+                    UNEXPECTED_FRAME,
+                    "expected content header for class 60, got non content header frame instead",
+                )
+                .on(60, 40)),
+                Content::Idle => return Err(unexpected_non_method()),
+            };
+        let mut payload = payload;
+        let mut total = body.len() as u64 + payload.len() as u64;
+        if total > size {
+            // RabbitMQ tolerates a body overrunning its header; the header's size wins.
+            let keep = usize::try_from(size - body.len() as u64).unwrap_or(0);
+            payload.truncate(keep);
+            total = size;
         }
-        let expected = *size;
+        let expected = size;
         body.push(payload, expected);
         if total < expected {
             return Ok(());
@@ -438,7 +459,9 @@ impl Channel {
                 };
                 for op in ops {
                     match op {
-                        TxOp::Publish { msg, mandatory } => self.route(ctx, msg, mandatory)?,
+                        TxOp::Publish { msg, mandatory } => {
+                            self.route(ctx, msg, mandatory)?;
+                        }
                         TxOp::Settle { entries, how } => self.apply_settle(entries, how),
                     }
                 }
@@ -598,12 +621,23 @@ impl Channel {
         } else {
             ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?
         };
-        if let Some((key, _)) = m.arguments.iter().find(|(k, _)| k == "x-priority") {
-            return Err(AmqpError::channel(
-                PRECONDITION_FAILED,
-                format!("consumer argument '{key}' is not supported by Warren yet"),
-            ));
-        }
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|_| !matches!(v, FieldValue::Timestamp(_)))
+                .ok_or_else(|| {
+                    AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        format!(
+                            "invalid arg 'x-priority' for consumer of queue '{}': expected an integer, got {}",
+                            queue.name(),
+                            v.type_name()
+                        ),
+                    )
+                })?,
+        };
         let tag: Arc<str> = if m.consumer_tag.is_empty() {
             Arc::from(random_name("amq.ctag-"))
         } else {
@@ -633,6 +667,7 @@ impl Channel {
             channel: self.id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            priority,
             sink: Arc::clone(&ctx.sink),
             consumer_credit,
             channel_credit: Arc::clone(&self.channel_credit),
@@ -686,6 +721,10 @@ impl Channel {
                 auto_delete: true,
                 arguments: FieldTable::default(),
             },
+            warren_core::QueueConfig::default(),
+            ctx.broker.timers(),
+            // Replies are never dead-lettered.
+            std::sync::Weak::<VHost>::new(),
         ))
     }
 
@@ -930,9 +969,12 @@ impl Channel {
             });
             return Ok(());
         }
-        self.route(ctx, msg, publish.mandatory).map_err(fail)?;
+        let rejected = self.route(ctx, msg, publish.mandatory).map_err(fail)?;
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
+            if rejected {
+                c.nacks.push(c.last_seq);
+            }
         }
         Ok(())
     }
@@ -959,7 +1001,10 @@ impl Channel {
         Ok(decoded.to_bytes())
     }
 
-    fn route(&mut self, ctx: &mut ConnCtx, msg: Arc<Message>, mandatory: bool) -> AmqpResult<()> {
+    /// Routes and enqueues a message; true when a queue refused it (`x-overflow`
+    /// reject-publish), so a confirm-mode publisher gets a nack.
+    fn route(&mut self, ctx: &mut ConnCtx, msg: Arc<Message>, mandatory: bool) -> AmqpResult<bool> {
+        let mut rejected = false;
         let mut queues = std::mem::take(&mut ctx.route_buf);
         if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_PREFIX) {
             // A reply to a direct reply-to request; a reply whose requester is gone is
@@ -981,6 +1026,7 @@ impl Channel {
             ctx.route_buf = queues;
             return Err(e.into());
         }
+        let _ = &mut rejected;
         if queues.is_empty() {
             if mandatory {
                 self.send(
@@ -996,11 +1042,11 @@ impl Channel {
             }
         } else {
             for q in queues.drain(..) {
-                q.publish(Arc::clone(&msg));
+                rejected |= q.publish(Arc::clone(&msg)) == Published::Rejected;
             }
         }
         ctx.route_buf = queues;
-        Ok(())
+        Ok(rejected)
     }
 
     /// Writes the publisher confirms accumulated since the last flush, coalesced.
@@ -1011,16 +1057,28 @@ impl Channel {
         if c.last_seq == c.acked_upto {
             return;
         }
-        let multiple = c.last_seq - c.acked_upto > 1;
-        let delivery_tag = c.last_seq;
-        c.acked_upto = c.last_seq;
-        self.send(
-            ctx,
-            BasicAck {
-                delivery_tag,
-                multiple,
-            },
-        );
+        let mut frames: Vec<Method> = Vec::new();
+        for nack in std::mem::take(&mut c.nacks) {
+            if nack > c.acked_upto + 1 {
+                frames.push(ack_upto(c.acked_upto, nack - 1).into());
+            }
+            frames.push(
+                BasicNack {
+                    delivery_tag: nack,
+                    multiple: false,
+                    requeue: false,
+                }
+                .into(),
+            );
+            c.acked_upto = nack;
+        }
+        if c.last_seq > c.acked_upto {
+            frames.push(ack_upto(c.acked_upto, c.last_seq).into());
+            c.acked_upto = c.last_seq;
+        }
+        for f in frames {
+            self.send(ctx, f);
+        }
     }
 
     // ----- closing -----
@@ -1054,13 +1112,30 @@ fn validate_expiration(expiration: &str) -> AmqpResult<()> {
     ))
 }
 
+/// A content frame where a method frame was due.
+fn unexpected_non_method() -> AmqpError {
+    AmqpError::connection(
+        UNEXPECTED_FRAME,
+        "expected method frame, got non method frame instead",
+    )
+}
+
 fn is_reply_to_name(name: &str) -> bool {
     name == REPLY_TO_QUEUE || name.starts_with(REPLY_TO_PREFIX)
 }
 
 fn finish_run(queue: &Arc<Queue>, entries: Vec<Entry>, how: Settle) {
     match how {
-        Settle::Ack | Settle::Discard => queue.settle(entries.len()),
+        Settle::Ack => queue.settle(entries.len()),
+        Settle::Discard => queue.discard(entries),
         Settle::Requeue => queue.requeue(entries),
+    }
+}
+
+/// One ack confirming every sequence number after `acked` up to `upto`.
+fn ack_upto(acked: u64, upto: u64) -> BasicAck {
+    BasicAck {
+        delivery_tag: upto,
+        multiple: upto - acked > 1,
     }
 }

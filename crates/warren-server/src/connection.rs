@@ -65,6 +65,8 @@ enum End {
     Error(AmqpError),
     MissedHeartbeats,
     Shutdown,
+    /// The peer sent something no AMQP 0-9-1 client sends; dropped without a close frame.
+    Dropped(String),
 }
 
 /// A failed handshake: what to log and what (if anything) to tell the client.
@@ -177,6 +179,16 @@ pub(crate) async fn serve_connection(
         }
         _ => warn!(%peer, connection = id, reason = ?end, "connection closed"),
     }
+    if matches!(end, End::ClientClosed | End::Error(_)) {
+        // After close/close-ok the client closes the socket first (as the spec has it, and
+        // as RabbitMQ waits for); closing it under a client that is still reading the
+        // close-ok makes some clients report an error instead of a clean close.
+        let mut sink = [0u8; 1024];
+        let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     let _ = writer.shutdown().await;
 }
 
@@ -287,10 +299,10 @@ async fn handshake(
         "PLAIN" => parse_plain(&start_ok.response),
         "AMQPLAIN" => parse_amqplain(&start_ok.response),
         other => {
-            return Err(HandshakeError::close(AmqpError::connection(
-                COMMAND_INVALID,
-                format!("unknown authentication mechanism '{other}'"),
-            )))
+            // RabbitMQ closes the socket without a close frame here.
+            return Err(HandshakeError::silent(format!(
+                "unknown authentication mechanism '{other}'"
+            )));
         }
     };
     let user = credentials.and_then(|(user, pass)| {
@@ -650,27 +662,39 @@ impl Connection {
             FRAME_HEARTBEAT => {
                 if frame.channel != 0 {
                     return Err(AmqpError::connection(
-                        FRAME_ERROR,
+                        UNEXPECTED_FRAME,
                         format!("heartbeat frame on channel {}", frame.channel),
                     ));
                 }
                 Ok(Next::Continue)
             }
             FRAME_METHOD => {
-                let method = Method::decode(&frame.payload).map_err(|e| match e {
-                    DecodeError::UnknownMethod {
+                let method = match Method::decode(&frame.payload) {
+                    Ok(m) => m,
+                    Err(DecodeError::UnknownMethod {
                         class_id,
                         method_id,
-                    } => AmqpError::connection(
-                        NOT_IMPLEMENTED,
-                        format!("unknown method {class_id}.{method_id}"),
-                    )
-                    .on(class_id, method_id),
-                    other => AmqpError::connection(
-                        SYNTAX_ERROR,
-                        format!("malformed method frame: {other}"),
-                    ),
-                })?;
+                    }) => {
+                        // RabbitMQ drops such a peer without a close frame: it cannot be
+                        // speaking AMQP 0-9-1.
+                        return Ok(Next::Stop(End::Dropped(format!(
+                            "unknown method {class_id}.{method_id}"
+                        ))));
+                    }
+                    Err(e) => {
+                        let ids = |at: usize| {
+                            frame
+                                .payload
+                                .get(at..at + 2)
+                                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+                        };
+                        return Err(AmqpError::connection(
+                            FRAME_ERROR,
+                            format!("cannot decode method frame: {e}"),
+                        )
+                        .on(ids(0), ids(2)));
+                    }
+                };
                 if frame.channel == 0 {
                     self.connection_method(method)
                 } else {
@@ -704,31 +728,28 @@ impl Connection {
             }
             Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(Next::Continue),
             other => Err(AmqpError::connection(
-                COMMAND_INVALID,
-                format!("unexpected method {} on channel 0", other.name()),
+                CHANNEL_ERROR,
+                "unexpected method in connection state running",
             )
             .on(other.class_id(), other.method_id())),
         }
     }
 
-    fn check_channel_number(&self, channel: u16) -> Result<(), AmqpError> {
-        if channel > self.channel_max {
-            return Err(AmqpError::connection(
-                CHANNEL_ERROR,
-                format!(
-                    "channel number {channel} exceeds channel_max {}",
-                    self.channel_max
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), AmqpError> {
-        self.check_channel_number(ch)?;
         let (class_id, method_id) = (method.class_id(), method.method_id());
+        let open_channels = self.channels.len();
         let Some(channel) = self.channels.get_mut(&ch) else {
             if let Method::ChannelOpen(_) = method {
+                // As in RabbitMQ, channel_max bounds how many channels are open, not their ids.
+                if open_channels >= usize::from(self.channel_max) {
+                    return Err(AmqpError::connection(
+                        NOT_ALLOWED,
+                        format!(
+                            "number of channels opened ({open_channels}) has reached the negotiated channel_max ({})",
+                            self.channel_max
+                        ),
+                    ));
+                }
                 self.channels.insert(ch, Channel::new(ch));
                 encode_method_frame(
                     &mut self.ctx.out,
@@ -759,15 +780,8 @@ impl Connection {
             }
             return Ok(());
         }
-        if channel.expecting_content() {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!(
-                    "expected content header for class 60, got non content header frame instead ({})",
-                    method.name()
-                ),
-            )
-            .on(class_id, method_id));
+        if let Some(e) = channel.content_interrupted() {
+            return Err(e);
         }
         match method {
             Method::ChannelOpen(_) => Err(AmqpError::connection(
@@ -798,7 +812,6 @@ impl Connection {
                 "content frame on channel 0",
             ));
         }
-        self.check_channel_number(ch)?;
         let Some(channel) = self.channels.get_mut(&ch) else {
             return Err(AmqpError::connection(
                 CHANNEL_ERROR,

@@ -83,6 +83,9 @@ async fn run(settings: Settings) -> Result<(), String> {
         let _ = shutdown_tx.send(true);
     });
     let broker = Arc::new(Broker::new());
+    broker
+        .start_housekeeping()
+        .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
     warren_server::serve(broker, settings.server, listeners, shutdown_rx).await;
     info!("warren stopped");
     Ok(())

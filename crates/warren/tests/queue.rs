@@ -373,6 +373,8 @@ async fn exclusive_queue_is_locked_for_other_connections() {
     // Publishing to it from another connection is allowed.
     let ch = other.create_channel().await.unwrap();
     publish(&ch, "", &name, b"from-other").await;
+    // The publish travels on another connection: wait until it has landed.
+    wait_ready(&och, &name, 1).await;
     assert_eq!(get_body(&och, &name).await.unwrap(), b"from-other");
 }
 
