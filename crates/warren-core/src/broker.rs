@@ -106,15 +106,10 @@ impl Broker {
         Arc::clone(&self.timers)
     }
 
-    /// Runs every queue timer that is due (message expiry, `x-expires`).
+    /// Runs every timer that is due (message expiry, `x-expires`, delayed messages).
     pub fn run_due_timers(&self) {
-        for queue in self.timers.take_due(crate::clock::now_ms()) {
-            if queue.on_timer() {
-                if let Some(vhost) = self.vhost(&queue.vhost) {
-                    tracing::info!(vhost = %queue.vhost, queue = %queue.name(), "queue expired (x-expires)");
-                    vhost.delete_queue_instance(&queue);
-                }
-            }
+        for target in self.timers.take_due(crate::clock::now_ms()) {
+            target.fire(self);
         }
     }
 

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod clock;
 pub mod credit;
 pub mod dead_letter;
+pub mod delayed;
 pub mod error;
 pub mod exchange;
 pub mod message;

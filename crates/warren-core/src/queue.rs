@@ -26,7 +26,7 @@ use crate::dead_letter::{DeadLetter, DeathReason};
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
-use crate::timers::Timers;
+use crate::timers::{TimerTarget, Timers};
 
 /// What a client asked for in `queue.declare` (after the server named it, if needed).
 #[derive(Debug, Clone, PartialEq)]
@@ -661,7 +661,8 @@ impl Queue {
         if let Some(at) = next {
             if st.timer_at.is_none_or(|armed| at < armed) {
                 st.timer_at = Some(at);
-                self.timers.schedule(at, self.me.clone());
+                let me: Weak<dyn TimerTarget> = self.me.clone();
+                self.timers.schedule(at, me);
             }
         }
     }
@@ -681,6 +682,17 @@ impl Queue {
                 exchange: exchange.clone(),
                 routing_key: cfg.dead_letter_routing_key.clone(),
             });
+        }
+    }
+}
+
+impl TimerTarget for Queue {
+    fn fire(self: Arc<Self>, broker: &crate::broker::Broker) {
+        if self.on_timer() {
+            if let Some(vhost) = broker.vhost(&self.vhost) {
+                tracing::info!(vhost = %self.vhost, queue = %self.name(), "queue expired (x-expires)");
+                vhost.delete_queue_instance(&self);
+            }
         }
     }
 }

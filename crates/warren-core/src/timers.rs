@@ -1,7 +1,8 @@
 //! Broker-wide timers for work that must happen when nobody is publishing or consuming:
-//! message expiry (TTL) at the head of a queue and deletion of unused queues (`x-expires`).
-//! Queues schedule a deadline here; the broker's housekeeping thread (or a test) runs what
-//! is due. Stale entries are harmless: a queue re-checks its state when it fires.
+//! message expiry (TTL) at the head of a queue, deletion of unused queues (`x-expires`) and
+//! delayed messages coming due. Targets schedule a deadline here; the broker's housekeeping
+//! thread (or a test) runs what is due. Stale entries are harmless: a target re-checks its
+//! state when it fires.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -10,12 +11,17 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::queue::Queue;
+use crate::broker::Broker;
+
+/// Something with a deadline: a queue, a delayed-message exchange.
+pub trait TimerTarget: Send + Sync {
+    fn fire(self: Arc<Self>, broker: &Broker);
+}
 
 struct Due {
     at_ms: u64,
     order: u64,
-    queue: Weak<Queue>,
+    target: Weak<dyn TimerTarget>,
 }
 
 impl PartialEq for Due {
@@ -54,8 +60,8 @@ impl Timers {
         Arc::new(Timers::default())
     }
 
-    /// Asks for `queue.on_timer` at or after `at_ms` (see [`crate::clock::now_ms`]).
-    pub fn schedule(&self, at_ms: u64, queue: Weak<Queue>) {
+    /// Asks for `target.fire` at or after `at_ms` (see [`crate::clock::now_ms`]).
+    pub fn schedule(&self, at_ms: u64, target: Weak<dyn TimerTarget>) {
         let mut heap = self.heap.lock();
         let order = heap.next_order;
         heap.next_order += 1;
@@ -63,22 +69,23 @@ impl Timers {
         heap.entries.push(Due {
             at_ms,
             order,
-            queue,
+            target,
         });
         if earliest {
             self.wake.notify_one();
         }
     }
 
-    /// Takes every queue whose deadline is at or before `now_ms`.
-    pub fn take_due(&self, now_ms: u64) -> Vec<Arc<Queue>> {
+    /// Takes every target whose deadline is at or before `now_ms` (each once).
+    pub fn take_due(&self, now_ms: u64) -> Vec<Arc<dyn TimerTarget>> {
         let mut heap = self.heap.lock();
-        let mut due = Vec::new();
+        let mut due: Vec<Arc<dyn TimerTarget>> = Vec::new();
         while heap.entries.peek().is_some_and(|d| d.at_ms <= now_ms) {
             if let Some(d) = heap.entries.pop() {
-                if let Some(q) = d.queue.upgrade() {
-                    if !due.iter().any(|x: &Arc<Queue>| Arc::ptr_eq(x, &q)) {
-                        due.push(q);
+                if let Some(t) = d.target.upgrade() {
+                    let addr = Arc::as_ptr(&t) as *const ();
+                    if !due.iter().any(|x| Arc::as_ptr(x) as *const () == addr) {
+                        due.push(t);
                     }
                 }
             }

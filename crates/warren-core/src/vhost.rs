@@ -14,7 +14,8 @@ use warren_amqp::{FieldTable, FieldValue};
 use crate::clock::unix_secs;
 use crate::dead_letter::{is_cycle, DeadLetter};
 use crate::error::{CoreError, CoreResult};
-use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
+use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
+use crate::message::Message;
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
@@ -455,34 +456,70 @@ impl VHost {
         Ok(())
     }
 
-    /// Routes a message published to `exchange` and appends each receiving queue once.
-    /// `headers` is called at most once, and only if a headers exchange is on the way.
-    pub fn route(
+    /// Routes a message through its exchange (and on through exchange-to-exchange bindings
+    /// and alternate exchanges) and appends each receiving queue once. Returns true when a
+    /// delayed-message exchange took the message to hold it for its `x-delay`.
+    pub fn route(&self, msg: &Arc<Message>, out: &mut Vec<Arc<Queue>>) -> CoreResult<bool> {
+        self.route_inner(msg, None, out)
+    }
+
+    /// Routes a message that a delayed-message exchange held and that is now due, then
+    /// enqueues it.
+    pub fn route_delayed(&self, exchange: &str, msg: Arc<Message>) {
+        let mut queues = Vec::new();
+        if self.route_inner(&msg, Some(exchange), &mut queues).is_ok() {
+            for q in queues {
+                q.publish(Arc::clone(&msg));
+            }
+        }
+    }
+
+    fn route_inner(
         &self,
-        exchange: &str,
-        routing_key: &str,
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        msg: &Arc<Message>,
+        delay_done_at: Option<&str>,
         out: &mut Vec<Arc<Queue>>,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<bool> {
+        let (exchange, routing_key) = (msg.exchange.as_str(), msg.routing_key.as_str());
         let topo = self.topology.read();
         if exchange.is_empty() {
             if let Some(q) = topo.queues.get(routing_key) {
                 out.push(Arc::clone(q));
             }
-            return Ok(());
+            return Ok(false);
         }
         let first = topo
             .exchanges
             .get(exchange)
             .ok_or_else(|| self.no_exchange(exchange))?;
+        // Headers are parsed at most once per message, and only if an exchange needs them.
         let mut cached_headers: Option<Option<FieldTable>> = None;
-        let mut lazy_headers = || cached_headers.get_or_insert_with(&mut *headers).clone();
+        let mut lazy_headers = || {
+            cached_headers
+                .get_or_insert_with(|| warren_amqp::peek_headers(&msg.properties_raw))
+                .clone()
+        };
+        let mut held = false;
         let mut pending: Vec<&Exchange> = vec![first];
         let mut seen: Vec<&str> = vec![first.name()];
         let mut dests = Vec::new();
         while let Some(x) = pending.pop() {
+            if let Some(delayed) = &x.delayed {
+                if delay_done_at != Some(x.name()) {
+                    if let Some(ms) = delay_of(lazy_headers().as_ref()) {
+                        delayed.hold(Arc::clone(msg), ms, &self.timers);
+                        held = true;
+                        continue;
+                    }
+                }
+            }
             dests.clear();
-            x.route(routing_key, &mut lazy_headers, &mut dests);
+            x.route(
+                routing_key,
+                &msg.properties_raw,
+                &mut lazy_headers,
+                &mut dests,
+            );
             if dests.is_empty() {
                 if let Some(ae) = x.alternate.as_deref().and_then(|n| topo.exchanges.get(n)) {
                     if !seen.contains(&ae.name()) {
@@ -512,7 +549,7 @@ impl VHost {
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 }
 
@@ -529,15 +566,10 @@ impl DeadLetterRouter for VHost {
                 tracing::warn!(vhost = %self.name, "dead-letter chain too long; dropping the rest");
                 return;
             }
-            let msg = letter.republished(unix_secs());
+            let msg = Arc::new(letter.republished(unix_secs()));
             let headers = warren_amqp::peek_headers(&msg.properties_raw);
             queues.clear();
-            let routed = self.route(
-                &msg.exchange,
-                &msg.routing_key,
-                &mut || headers.clone(),
-                &mut queues,
-            );
+            let routed = self.route(&msg, &mut queues);
             if let Err(e) = routed {
                 tracing::debug!(vhost = %self.name, queue = %letter.queue, error = %e.text, "dead letter dropped: no such exchange");
                 continue;
@@ -555,7 +587,6 @@ impl DeadLetterRouter for VHost {
                     !cycle
                 });
             }
-            let msg = Arc::new(msg);
             for q in queues.drain(..) {
                 // A rejection by the target's own overflow setting just drops the letter.
                 q.publish(Arc::clone(&msg));
@@ -674,7 +705,13 @@ mod tests {
 
     fn routed(v: &VHost, x: &str, key: &str) -> Vec<String> {
         let mut out = Vec::new();
-        v.route(x, key, &mut || None, &mut out).unwrap();
+        let msg = Arc::new(Message {
+            exchange: x.into(),
+            routing_key: key.into(),
+            properties_raw: warren_amqp::BasicProperties::default().to_bytes(),
+            body: bytes::Bytes::new(),
+        });
+        v.route(&msg, &mut out).unwrap();
         let mut names: Vec<String> = out.iter().map(|q| q.name().to_string()).collect();
         names.sort();
         names

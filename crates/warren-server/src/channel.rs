@@ -1011,23 +1011,19 @@ impl Channel {
             // dropped (or returned, when mandatory).
             queues.extend(ctx.broker.reply_target(&msg.routing_key));
         }
-        let props = msg.properties_raw.clone();
         let routed = if !queues.is_empty() {
-            Ok(())
+            Ok(false)
         } else {
-            ctx.vhost.route(
-                &msg.exchange,
-                &msg.routing_key,
-                &mut || peek_headers(&props),
-                &mut queues,
-            )
+            ctx.vhost.route(&msg, &mut queues)
         };
-        if let Err(e) = routed {
-            ctx.route_buf = queues;
-            return Err(e.into());
-        }
-        let _ = &mut rejected;
-        if queues.is_empty() {
+        let held_for_delay = match routed {
+            Ok(held) => held,
+            Err(e) => {
+                ctx.route_buf = queues;
+                return Err(e.into());
+            }
+        };
+        if queues.is_empty() && !held_for_delay {
             if mandatory {
                 self.send(
                     ctx,

@@ -445,8 +445,7 @@ fn server_properties(config: &ServerConfig) -> FieldTable {
         "per_consumer_qos",
         "direct_reply_to",
     ] {
-        // Consumer priorities are not implemented yet: do not advertise them.
-        caps.insert(name, FieldValue::Bool(name != "consumer_priorities"));
+        caps.insert(name, FieldValue::Bool(true));
     }
     let mut props = FieldTable::new();
     props.insert("capabilities", FieldValue::Table(caps));
