@@ -443,7 +443,9 @@ impl Queue {
             let Some(entry) = st.ready.pop_front() else {
                 return;
             };
-            if entry.expired(now) {
+            // Strictly past: a message whose TTL ends this very millisecond (expiration "0")
+            // still goes to a consumer that can take it at once, as in RabbitMQ.
+            if entry.expires_at != 0 && entry.expires_at < now {
                 // Expired messages are never delivered: give the credit back and move on.
                 let c = &st.consumers[idx].spec;
                 if !c.no_ack {

@@ -822,8 +822,8 @@ mod tests {
     #[test]
     fn unsupported_queue_arguments_are_refused() {
         let v = vhost();
-        let mut s = qspec("ttl");
-        s.arguments.insert("x-message-ttl", FieldValue::I32(10));
+        let mut s = qspec("quorum-only");
+        s.arguments.insert("x-delivery-limit", FieldValue::I32(10));
         assert_eq!(
             v.declare_queue(s, false, 1).err().unwrap().kind,
             ErrorKind::PreconditionFailed
