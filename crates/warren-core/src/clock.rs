@@ -9,9 +9,12 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Milliseconds since the process's clock epoch; never goes backwards.
+/// Milliseconds since the process's clock epoch, starting at 1 (0 is "never" in deadlines);
+/// never goes backwards.
 pub fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(epoch().elapsed().as_millis())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// Seconds since the Unix epoch (AMQP timestamps).

@@ -712,8 +712,8 @@ fn expiry_for(cfg: &QueueConfig, msg: &Message, now: u64) -> u64 {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    // A deadline of exactly `now` must still count as set (0 means "never").
-    ttl.map_or(0, |t| now.saturating_add(t).max(1))
+    // `now` is never 0, so a deadline is never confused with "never".
+    ttl.map_or(0, |t| now.saturating_add(t))
 }
 
 fn clamp_u32(n: usize) -> u32 {
