@@ -122,6 +122,8 @@ pub struct Exchange {
     pub spec: ExchangeSpec,
     /// The `alternate-exchange` argument, if any.
     pub alternate: Option<String>,
+    /// The `alternate-exchange` of the exchange's policy; the argument wins over it.
+    pub policy_alternate: Option<String>,
     /// How bindings route: the exchange's own type, or `x-delayed-type` for a delayed one.
     pub routing_kind: ExchangeKind,
     /// Messages waiting for their `x-delay` (delayed-message exchanges only).
@@ -182,11 +184,19 @@ impl Exchange {
         Ok(Exchange {
             spec,
             alternate,
+            policy_alternate: None,
             routing_kind,
             delayed,
             bindings: Vec::new(),
             index,
         })
+    }
+
+    /// The alternate exchange in force: the argument, else the policy's.
+    pub fn effective_alternate(&self) -> Option<&str> {
+        self.alternate
+            .as_deref()
+            .or(self.policy_alternate.as_deref())
     }
 
     pub fn name(&self) -> &str {

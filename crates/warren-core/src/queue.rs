@@ -314,6 +314,37 @@ impl Queue {
         self.state.lock().ready.bytes
     }
 
+    /// Replaces the queue's configuration (a policy changed). A lower length limit takes
+    /// effect at once, as in RabbitMQ: the oldest messages over it are dropped.
+    pub fn set_config(self: &Arc<Self>, mut config: QueueConfig) {
+        let now = now_ms();
+        let mut dead = Vec::new();
+        let mut st = self.state.lock();
+        // Priority levels are fixed at declaration (`x-max-priority` is not a policy key).
+        config.max_priority = st.config.max_priority;
+        st.config = config;
+        while st
+            .config
+            .max_length
+            .is_some_and(|m| st.ready.len as u64 > m)
+            || st
+                .config
+                .max_length_bytes
+                .is_some_and(|m| st.ready.bytes as u64 > m)
+        {
+            let Some(dropped) = st.ready.pop_front() else {
+                break;
+            };
+            let cfg = st.config.clone();
+            self.dead_letter_into(&cfg, dropped.msg, DeathReason::MaxLen, &mut dead);
+        }
+        self.expire_locked(&mut st, now, &mut dead);
+        st.timer_at = None;
+        self.arm_timer(&mut st);
+        drop(st);
+        self.emit(dead);
+    }
+
     /// Marks the queue used now (redeclare, get, consume): restarts `x-expires`.
     pub fn touch(&self) {
         let mut st = self.state.lock();

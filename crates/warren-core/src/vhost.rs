@@ -16,6 +16,7 @@ use crate::dead_letter::{is_cycle, DeadLetter};
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
 use crate::message::Message;
+use crate::policy::{self, Policy};
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
@@ -43,6 +44,7 @@ struct Topology {
 pub struct VHost {
     pub name: String,
     topology: RwLock<Topology>,
+    policies: RwLock<Vec<Policy>>,
     timers: Arc<Timers>,
     me: Weak<VHost>,
 }
@@ -85,6 +87,7 @@ impl VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(topology),
+            policies: RwLock::new(Vec::new()),
             timers,
             me,
         }
@@ -123,7 +126,10 @@ impl VHost {
                 spec.name
             )));
         }
-        let exchange = Exchange::new(spec, &self.name)?;
+        let mut exchange = Exchange::new(spec, &self.name)?;
+        exchange.policy_alternate =
+            policy::effective(&self.policies.read(), exchange.name(), false)
+                .and_then(Policy::alternate_exchange);
         topo.exchanges.insert(exchange.spec.name.clone(), exchange);
         Ok(())
     }
@@ -232,7 +238,13 @@ impl VHost {
         if passive {
             return Err(self.no_queue(&spec.name));
         }
-        let config = QueueConfig::from_arguments(&spec.arguments, &spec.name, &self.name)?;
+        // Arguments are validated on their own first, so a bad argument is reported as such.
+        QueueConfig::from_arguments(&spec.arguments, &spec.name, &self.name)?;
+        let config = {
+            let policies = self.policies.read();
+            let p = policy::effective(&policies, &spec.name, true);
+            policy::queue_config(&spec.arguments, p, &spec.name, &self.name)?
+        };
         let router: Weak<dyn DeadLetterRouter> = self.me.clone();
         let queue = Queue::new(&self.name, spec, config, Arc::clone(&self.timers), router);
         topo.queues
@@ -438,6 +450,57 @@ impl VHost {
         Ok(())
     }
 
+    // ----- policies -----
+
+    /// Adds or replaces a policy and applies it to every matching queue and exchange.
+    pub fn set_policy(&self, policy: Policy) {
+        {
+            let mut policies = self.policies.write();
+            policies.retain(|p| p.name != policy.name);
+            policies.push(policy);
+        }
+        self.apply_policies();
+    }
+
+    /// Removes a policy; false if there was none of that name.
+    pub fn clear_policy(&self, name: &str) -> bool {
+        let removed = {
+            let mut policies = self.policies.write();
+            let before = policies.len();
+            policies.retain(|p| p.name != name);
+            before != policies.len()
+        };
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    pub fn policies(&self) -> Vec<Policy> {
+        self.policies.read().clone()
+    }
+
+    fn apply_policies(&self) {
+        let policies = self.policies.read().clone();
+        let queues: Vec<Arc<Queue>> = {
+            let mut topo = self.topology.write();
+            for x in topo.exchanges.values_mut() {
+                x.policy_alternate = policy::effective(&policies, x.name(), false)
+                    .and_then(Policy::alternate_exchange);
+            }
+            topo.queues.values().cloned().collect()
+        };
+        for q in queues {
+            let p = policy::effective(&policies, q.name(), true);
+            match policy::queue_config(&q.spec.arguments, p, q.name(), &self.name) {
+                Ok(config) => q.set_config(config),
+                Err(e) => {
+                    tracing::warn!(vhost = %self.name, queue = %q.name(), error = %e.text, "policy not applied")
+                }
+            }
+        }
+    }
+
     // ----- publishing -----
 
     /// Checks that a client may publish to `exchange`: it exists and is not internal.
@@ -521,7 +584,7 @@ impl VHost {
                 &mut dests,
             );
             if dests.is_empty() {
-                if let Some(ae) = x.alternate.as_deref().and_then(|n| topo.exchanges.get(n)) {
+                if let Some(ae) = x.effective_alternate().and_then(|n| topo.exchanges.get(n)) {
                     if !seen.contains(&ae.name()) {
                         seen.push(ae.name());
                         pending.push(ae);

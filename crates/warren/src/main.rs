@@ -1,6 +1,8 @@
 //! The `warren` binary: parses options (flags, environment, config file), sets up logging,
 //! binds the listeners and runs the broker until SIGTERM/SIGINT.
 
+mod control;
+mod ctl;
 mod settings;
 
 use std::sync::Arc;
@@ -10,17 +12,26 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 use warren_core::Broker;
 
-use settings::{Cli, Settings};
+use settings::{Cli, Command, Settings};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::resolve(cli) {
+    let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("warren: {e}");
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(Command::Ctl(args)) = &cli.command {
+        return match ctl::run(args, &settings.data_dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -86,7 +97,18 @@ async fn run(settings: Settings) -> Result<(), String> {
     broker
         .start_housekeeping()
         .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
+    let control = {
+        let broker = Arc::clone(&broker);
+        let dir = data_dir.clone();
+        tokio::spawn(async move {
+            if let Err(e) = control::serve(broker, &dir).await {
+                error!(error = %e, "control socket failed; warren ctl will not work");
+            }
+        })
+    };
     warren_server::serve(broker, settings.server, listeners, shutdown_rx).await;
+    control.abort();
+    let _ = std::fs::remove_file(control::socket_path(&data_dir));
     info!("warren stopped");
     Ok(())
 }

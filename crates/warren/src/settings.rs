@@ -9,18 +9,20 @@ use clap::Parser;
 use serde::Deserialize;
 use warren_server::ServerConfig;
 
-/// Warren: an AMQP 0-9-1 message broker.
+/// Warren: an AMQP 0-9-1 message broker. With no subcommand it runs the broker.
 #[derive(Parser, Debug)]
 #[command(name = "warren", version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML config file.
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to serve AMQP on (repeatable; comma-separated in the environment).
     #[arg(long = "listen", env = "WARREN_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
-    /// Directory for Warren's data.
-    #[arg(long, env = "WARREN_DATA_DIR")]
+    /// Directory for Warren's data (also where `warren ctl` finds the running broker).
+    #[arg(long, env = "WARREN_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax: `info`, `warren_server=debug`, ...).
     #[arg(long, env = "WARREN_LOG")]
@@ -40,6 +42,13 @@ pub struct Cli {
     /// Seconds a client has to complete the AMQP handshake.
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Administer a running broker (like rabbitmqctl), through its control socket in the data
+    /// directory.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// The config file's shape: every key optional, names as the long flags with `_`.
@@ -69,7 +78,19 @@ pub const DEFAULT_DATA_DIR: &str = "warren-data";
 const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 
 impl Settings {
-    pub fn resolve(cli: Cli) -> Result<Settings, String> {
+    pub fn resolve(cli: &Cli) -> Result<Settings, String> {
+        let cli = Cli {
+            command: None,
+            config: cli.config.clone(),
+            listen: cli.listen.clone(),
+            data_dir: cli.data_dir.clone(),
+            log: cli.log.clone(),
+            frame_max: cli.frame_max,
+            channel_max: cli.channel_max,
+            heartbeat: cli.heartbeat,
+            max_message_size: cli.max_message_size,
+            handshake_timeout: cli.handshake_timeout,
+        };
         let file = match &cli.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)

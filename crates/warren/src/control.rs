@@ -1,0 +1,161 @@
+//! The control socket: a Unix socket in the data directory (`warren.sock`) over which
+//! `warren ctl` administers the running broker until the management API exists. One JSON
+//! request per line, one JSON answer per line. Only local users who can reach the data
+//! directory can use it (the socket is created with mode 0600).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{info, warn};
+use warren_amqp::{FieldTable, FieldValue};
+use warren_core::policy::{ApplyTo, Policy};
+use warren_core::Broker;
+
+pub const SOCKET_NAME: &str = "warren.sock";
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// Listens on the control socket until the task is dropped.
+pub async fn serve(broker: Arc<Broker>, data_dir: &Path) -> std::io::Result<()> {
+    let path = socket_path(data_dir);
+    // A socket left by a previous run (crash) would make bind fail.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    info!(path = %path.display(), "control socket ready");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &broker).await {
+                warn!(error = %e, "control connection failed");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, broker: &Broker) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Ok(request) => execute(broker, &request),
+            Err(e) => Err(format!("invalid request: {e}")),
+        };
+        let reply = match answer {
+            Ok(mut v) => {
+                v["ok"] = json!(true);
+                v
+            }
+            Err(e) => json!({ "ok": false, "error": e }),
+        };
+        write.write_all(format!("{reply}\n").as_bytes()).await?;
+    }
+    Ok(())
+}
+
+fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
+    let text = |key: &str| {
+        request
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let vhost_name = request.get("vhost").and_then(Value::as_str).unwrap_or("/");
+    let vhost = broker
+        .vhost(vhost_name)
+        .ok_or_else(|| format!("no vhost '{vhost_name}'"))?;
+    match text("cmd").as_str() {
+        "set_policy" => {
+            let apply_to = ApplyTo::parse(
+                request
+                    .get("apply_to")
+                    .and_then(Value::as_str)
+                    .unwrap_or("all"),
+            )
+            .ok_or("apply_to must be queues, exchanges or all")?;
+            let priority = request.get("priority").and_then(Value::as_i64).unwrap_or(0);
+            let priority = i32::try_from(priority).map_err(|_| "priority out of range")?;
+            let definition = match request.get("definition") {
+                Some(Value::Object(map)) => definition_table(map)?,
+                _ => return Err("definition must be a JSON object".into()),
+            };
+            let name = text("name");
+            let policy = Policy::new(&name, &text("pattern"), definition, apply_to, priority)
+                .map_err(|e| e.text)?;
+            vhost.set_policy(policy);
+            info!(vhost = vhost_name, policy = %name, "policy set");
+            Ok(json!({}))
+        }
+        "clear_policy" => {
+            let name = text("name");
+            if vhost.clear_policy(&name) {
+                info!(vhost = vhost_name, policy = %name, "policy cleared");
+                Ok(json!({}))
+            } else {
+                Err(format!(
+                    "Parameter does not exist: policy '{name}' in vhost '{vhost_name}'"
+                ))
+            }
+        }
+        "list_policies" => {
+            let list: Vec<Value> = vhost
+                .policies()
+                .iter()
+                .map(|p| {
+                    json!({
+                        "vhost": vhost_name,
+                        "name": p.name,
+                        "pattern": p.pattern,
+                        "apply_to": p.apply_to.as_str(),
+                        "definition": definition_json(&p.definition),
+                        "priority": p.priority,
+                    })
+                })
+                .collect();
+            Ok(json!({ "policies": list }))
+        }
+        other => Err(format!("unknown command '{other}'")),
+    }
+}
+
+fn definition_table(map: &serde_json::Map<String, Value>) -> Result<FieldTable, String> {
+    let mut table = FieldTable::default();
+    for (key, value) in map {
+        let v = match value {
+            Value::String(s) => FieldValue::LongString(s.clone().into()),
+            Value::Bool(b) => FieldValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => FieldValue::I64(i),
+                None => return Err(format!("{key}: expected an integer")),
+            },
+            _ => return Err(format!("{key}: unsupported value {value}")),
+        };
+        table.insert(key.clone(), v);
+    }
+    Ok(table)
+}
+
+fn definition_json(table: &FieldTable) -> Value {
+    let mut map = serde_json::Map::new();
+    for (key, value) in table.iter() {
+        let v = match (value.as_str(), value.as_i64(), value.as_bool()) {
+            (Some(s), _, _) => json!(s),
+            (_, Some(i), _) => json!(i),
+            (_, _, Some(b)) => json!(b),
+            _ => Value::Null,
+        };
+        map.insert(key.clone(), v);
+    }
+    Value::Object(map)
+}
