@@ -1,0 +1,577 @@
+//! Warren's persistence layer. It stores opaque message records in shared segment files,
+//! one index log per durable queue, and an atomically replaced metadata blob; it knows
+//! nothing about AMQP or the broker model.
+//!
+//! # Layout of a store directory
+//! ```text
+//! dir/LOCK                     flock'ed while a Store has the directory open
+//! dir/metadata.bin             the definitions blob (see `metadata`)
+//! dir/segments/00000001.seg    message records, shared by all queues (see `segment`)
+//! dir/segments/next_id         next segment id, so ids are never reused
+//! dir/queues/<queue_id>.idx    one index log per durable queue (see `queue_log`)
+//! ```
+//!
+//! # Writing and group commit
+//! Callers never do I/O: [`Store::append`], [`QueueLog::enqueue`], [`QueueLog::delivered`]
+//! and [`QueueLog::ack`] copy bytes into an in-memory buffer under a short `parking_lot`
+//! mutex, bump the store's *generation* and return. One background thread (the flusher) owns
+//! all writing: it swaps the buffers out, `pwrite`s them, `fdatasync`s every dirty segment
+//! file, then every dirty queue log, and publishes the generation it covered on a
+//! `tokio::sync::watch` ([`Store::synced`]). One fsync thus covers everything appended since
+//! the previous one. A publisher waiting for a confirm does
+//! `append; enqueue...; let g = store.generation(); store.request_sync();` and waits until
+//! `*synced.borrow() >= g`.
+//!
+//! The flusher runs a round at once after [`Store::request_sync`] (rounds run back to back
+//! while requests keep coming), or `flush_interval` after unrequested data was first seen;
+//! idle, it sleeps on a condition variable. If a write or fsync fails (disk full) nothing
+//! already on disk is touched: the unsynced bytes stay in memory, the synced generation does
+//! not advance, [`Store::is_failed`] turns true, and the next round (with back-off) writes the
+//! same bytes at the same offsets again.
+//!
+//! # Reading and recovery
+//! [`Store::read`] verifies the record's CRC32C; it also serves data still in memory. At
+//! start the caller loads the metadata, opens each queue's log and calls
+//! [`QueueLog::recover`] (live entries in seq order, with delivered flags; torn tails cut,
+//! corrupt records skipped), retains every location it keeps, and then calls
+//! [`Store::collect_garbage`] to delete segments nobody references. Segments are not scanned
+//! at open: reads check themselves, so opening is O(number of files).
+//!
+//! # Deleting segments
+//! The caller retains a location once per queue holding the record and releases it when the
+//! message leaves that queue. A segment that is not being written is deleted when its count
+//! reaches zero; the flusher unlinks it at the end of its next successful round, after the
+//! queue logs (holding the acks that emptied it) are durable. Segment ids are never reused.
+//!
+//! # Threads
+//! Every method may be called from any thread (async tasks included: only `queue_log`,
+//! `remove_queue_log`, `QueueLog::recover`/`compact`, `save_metadata`, `collect_garbage` and
+//! `sync_now` do I/O or block, the rest take a short lock). The flusher is one `std::thread`;
+//! it borrows short-lived helper threads to fdatasync many queue logs in parallel.
+//!
+//! # Shutdown
+//! When the last [`Store`] clone is dropped, the flusher runs one final round and exits, and
+//! the directory lock is released. [`QueueLog`] handles do not keep the flusher alive: writes
+//! to them after that are dropped, so drop the store last (or call [`Store::sync_now`] after
+//! the final writes).
+
+mod error;
+mod flusher;
+mod metadata;
+mod queue_log;
+mod segment;
+mod sys;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+pub use error::StoreError;
+pub use queue_log::{QueueLog, RecoveredEntry};
+
+use queue_log::QueueLogInner;
+use segment::{Found, SegMeta, Segments, MAX_SEGMENT_SIZE, REC_HEADER_LEN, SEG_HEADER_LEN};
+
+/// Where a message record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Location {
+    /// Segment id (the file `segments/<id:08>.seg`).
+    pub segment: u32,
+    /// Offset of the record (its length field) in the segment file.
+    pub offset: u32,
+    /// Payload length.
+    pub len: u32,
+}
+
+/// Tuning of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A new segment file is started when a record would take the current one past this size
+    /// (default 64 MiB; clamped to 2 GiB because offsets are u32).
+    pub segment_size: u64,
+    /// Period of background flush+fsync for data nobody waits on (default 20 ms).
+    pub flush_interval: Duration,
+    /// fdatasync after writing (default true). False only for benchmarks and tests that say so:
+    /// then "synced" only means "written to the OS".
+    pub fsync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_size: 64 * 1024 * 1024,
+            flush_interval: Duration::from_millis(20),
+            fsync: true,
+        }
+    }
+}
+
+/// Flusher coordination, guarded by `Shared::ctl`.
+pub(crate) struct Ctl {
+    pub shutdown: bool,
+    pub rounds_started: u64,
+    pub rounds_done: u64,
+    /// Error of the last round, if it failed.
+    pub last_err: Option<(std::io::ErrorKind, String)>,
+}
+
+/// State shared by the store handles, the queue logs and the flusher thread.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub seg_dir: PathBuf,
+    pub queue_dir: PathBuf,
+    pub fsync: bool,
+    pub flush_interval: Duration,
+    pub segs: Mutex<Segments>,
+    /// Bumped once per append / queue-log record, inside the lock that buffered it.
+    pub generation: AtomicU64,
+    /// Queue logs with buffered records (each listed at most once, see `LogBuf::listed`).
+    pub dirty_logs: Mutex<Vec<Arc<QueueLogInner>>>,
+    /// Open queue logs by queue id: one handle per file, however often `queue_log` is called.
+    pub logs: Mutex<HashMap<u64, QueueLog>>,
+    pub ctl: Mutex<Ctl>,
+    /// The flusher waits here.
+    pub flusher_cv: Condvar,
+    /// `sync_now` callers wait here for the end of a round.
+    pub done_cv: Condvar,
+    /// The flusher sleeps with nothing to do; the next writer must wake it.
+    pub idle: AtomicBool,
+    pub sync_requested: AtomicBool,
+    pub synced_tx: watch::Sender<u64>,
+    pub fsyncs: AtomicU64,
+    pub failed: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+    /// Serializes `save_metadata` (they share one temp file name).
+    pub meta_lock: Mutex<()>,
+    /// The last `Store` was dropped and the flusher is gone: queue-log writes are dropped.
+    pub closed: AtomicBool,
+}
+
+impl Shared {
+    /// Called by writers after they bumped the generation: wakes a sleeping flusher. Cheap
+    /// (one load) when the flusher is already awake.
+    pub(crate) fn wake_if_idle(&self) {
+        if self.idle.load(Ordering::SeqCst) && self.idle.swap(false, Ordering::SeqCst) {
+            let _ctl = self.ctl.lock();
+            self.flusher_cv.notify_one();
+        }
+    }
+}
+
+/// Owns the flusher thread and the directory lock; dropped with the last `Store` clone.
+struct Handle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    _lock: File,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.ctl.lock().shutdown = true;
+        self.shared.flusher_cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("store flusher thread panicked");
+            }
+        }
+        // Queue logs point back at `Shared`; break the cycle so both are freed once the
+        // caller drops its own QueueLog handles (and keep later writes from re-creating it).
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.logs.lock().clear();
+        self.shared.dirty_logs.lock().clear();
+    }
+}
+
+/// The message store. Cheap to clone; all clones share one flusher thread.
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.shared().dir)
+            .finish()
+    }
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Store {
+    /// Opens (creating) the store under `dir` and starts its flusher thread. Fails with
+    /// `Locked` if another store has the directory open.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let seg_dir = dir.join("segments");
+        let queue_dir = dir.join("queues");
+        fs::create_dir_all(&seg_dir)?;
+        fs::create_dir_all(&queue_dir)?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("LOCK"))?;
+        if !sys::lock_exclusive(&lock)? {
+            return Err(StoreError::Locked {
+                dir: dir.display().to_string(),
+            });
+        }
+        // Leftovers of a save or compaction interrupted by a crash: never the live copy.
+        remove_if_exists(&dir.join(metadata::META_TMP_FILE))?;
+        for entry in fs::read_dir(&queue_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+        let mut existing = HashMap::new();
+        for entry in fs::read_dir(&seg_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = segment::parse_segment_file_name(&name) {
+                let size = entry.metadata()?.len();
+                existing.insert(
+                    id,
+                    SegMeta {
+                        refs: 0,
+                        size,
+                        file: None,
+                    },
+                );
+            } else if name != flusher::NEXT_ID_FILE {
+                tracing::warn!(file = %name, "unexpected file in the segments directory (ignored)");
+            }
+        }
+        let segment_size = opts
+            .segment_size
+            .clamp(SEG_HEADER_LEN + 1, MAX_SEGMENT_SIZE);
+        let mut segs = Segments::new(segment_size, existing);
+        if let Some(next) = flusher::read_next_id(&seg_dir) {
+            segs.current = segs.current.max(next);
+        }
+        let (synced_tx, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            seg_dir,
+            queue_dir,
+            fsync: opts.fsync,
+            flush_interval: opts.flush_interval,
+            segs: Mutex::new(segs),
+            generation: AtomicU64::new(0),
+            dirty_logs: Mutex::new(Vec::new()),
+            logs: Mutex::new(HashMap::new()),
+            ctl: Mutex::new(Ctl {
+                shutdown: false,
+                rounds_started: 0,
+                rounds_done: 0,
+                last_err: None,
+            }),
+            flusher_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            idle: AtomicBool::new(false),
+            sync_requested: AtomicBool::new(false),
+            synced_tx,
+            fsyncs: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            meta_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
+        let for_thread = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("warren-store-flush".into())
+            .spawn(move || flusher::run(for_thread))?;
+        Ok(Store {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Some(thread),
+                _lock: lock,
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    // ---- message records ----
+
+    /// Appends a record and returns its location at once; the bytes reach the file with the
+    /// next flush. On disk: `[len u32][crc32c u32 of payload][payload]`.
+    ///
+    /// # Panics
+    /// If `payload` is longer than `u32::MAX - 8` bytes (the record length is a u32).
+    pub fn append(&self, payload: &[u8]) -> Location {
+        assert!(
+            payload.len() as u64 <= u64::from(u32::MAX) - REC_HEADER_LEN,
+            "record payload of {} bytes is too large",
+            payload.len()
+        );
+        // Checksum outside the lock: the lock only covers the copy.
+        let crc = crc32c::crc32c(payload);
+        let sh = self.shared();
+        let loc = {
+            let mut s = sh.segs.lock();
+            let loc = s.append(crc, payload);
+            sh.generation.fetch_add(1, Ordering::SeqCst);
+            loc
+        };
+        sh.wake_if_idle();
+        loc
+    }
+
+    /// Reads a record back and verifies its length and checksum. Works for records still in
+    /// the write buffer. `Corrupt` for a bad checksum, a location beyond the end of its
+    /// segment or in a segment that no longer exists.
+    pub fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
+        let sh = self.shared();
+        let found = sh.segs.lock().find(loc)?;
+        match found {
+            Found::Memory(buf) => segment::decode_record(buf, loc),
+            Found::File(f) => segment::read_from_file(&f, loc),
+            Found::NeedOpen => {
+                // A segment of an earlier run: opened read-only on first use, outside the lock.
+                let path = sh.seg_dir.join(segment::segment_file_name(loc.segment));
+                let f = match File::open(&path) {
+                    Ok(f) => Arc::new(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::corrupt(format!(
+                            "{loc:?}: segment file {} is missing",
+                            path.display()
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(m) = sh.segs.lock().metas.get_mut(&loc.segment) {
+                    m.file.get_or_insert_with(|| f.clone());
+                }
+                segment::read_from_file(&f, loc)
+            }
+        }
+    }
+
+    /// Counts one more reference to the record's segment (once per queue holding it). Call
+    /// it right after `append` (a segment that fills up while its count is still zero is
+    /// deleted after a grace period of one second).
+    pub fn retain(&self, loc: Location) {
+        self.shared().segs.lock().retain(loc);
+    }
+
+    /// Drops a reference; a segment that is not being written is deleted when its count
+    /// reaches zero (the file is unlinked by the flusher after the round that makes the
+    /// preceding acks durable).
+    pub fn release(&self, loc: Location) {
+        self.shared().segs.lock().release(loc);
+    }
+
+    // ---- queue logs ----
+
+    /// Opens (or creates) the index log of a durable queue. Opening the same id again returns
+    /// the same log. Does I/O (create + fsync, or cutting a torn tail) on the calling thread.
+    pub fn queue_log(&self, queue_id: u64) -> Result<QueueLog, StoreError> {
+        let sh = self.shared();
+        let mut logs = sh.logs.lock();
+        if let Some(l) = logs.get(&queue_id) {
+            return Ok(l.clone());
+        }
+        let log = QueueLog::open(sh.clone(), queue_id)?;
+        logs.insert(queue_id, log.clone());
+        Ok(log)
+    }
+
+    /// Deletes a queue's log (the queue was deleted). Handles to it become inert.
+    pub fn remove_queue_log(&self, queue_id: u64) -> Result<(), StoreError> {
+        let sh = self.shared();
+        let log = sh.logs.lock().remove(&queue_id);
+        match log {
+            Some(l) => l.remove(),
+            None => Ok(remove_if_exists(
+                &sh.queue_dir.join(queue_log::log_file_name(queue_id)),
+            )?),
+        }
+    }
+
+    /// Ids of all queue logs on disk, sorted (for recovery and for removing orphans).
+    pub fn queue_log_ids(&self) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.shared().queue_dir)? {
+            let entry = entry?;
+            if let Some(id) = queue_log::parse_log_file_name(&entry.file_name().to_string_lossy()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    // ---- group commit ----
+
+    /// Generation of everything appended so far (records and queue-log records). Monotonic.
+    pub fn generation(&self) -> u64 {
+        self.shared().generation.load(Ordering::SeqCst)
+    }
+
+    /// Asks the flusher to flush and fsync as soon as possible.
+    pub fn request_sync(&self) {
+        let sh = self.shared();
+        if !sh.sync_requested.swap(true, Ordering::SeqCst) {
+            let _ctl = sh.ctl.lock();
+            sh.flusher_cv.notify_one();
+        }
+    }
+
+    /// Watch of the highest generation known durable. It only ever grows.
+    pub fn synced(&self) -> watch::Receiver<u64> {
+        self.shared().synced_tx.subscribe()
+    }
+
+    /// Flushes and fsyncs everything appended before the call, blocking until done. Returns
+    /// the error of the flush round if it failed (the data stays buffered and is retried).
+    pub fn sync_now(&self) -> Result<(), StoreError> {
+        let sh = self.shared();
+        let mut ctl = sh.ctl.lock();
+        // A round that starts after this point covers every append made before the call.
+        let want = ctl.rounds_started + 1;
+        sh.sync_requested.store(true, Ordering::SeqCst);
+        sh.flusher_cv.notify_one();
+        while ctl.rounds_done < want {
+            sh.done_cv.wait(&mut ctl);
+        }
+        match &ctl.last_err {
+            None => Ok(()),
+            Some((kind, msg)) => Err(StoreError::Io(std::io::Error::new(*kind, msg.clone()))),
+        }
+    }
+
+    /// Number of fsync/fdatasync calls made so far (files and directories).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared().fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// True while the last flush round failed (disk full, I/O error): unsynced data is held in
+    /// memory and retried; the synced generation does not advance.
+    pub fn is_failed(&self) -> bool {
+        self.shared().failed.load(Ordering::SeqCst)
+    }
+
+    /// The error of the last failed flush round (kept after recovery, for diagnostics).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared().last_error.lock().clone()
+    }
+
+    /// Message bytes held in memory because they are not yet durable (grows while writes
+    /// fail; a caller can block publishers on it).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared().segs.lock().buffered
+    }
+
+    // ---- metadata ----
+
+    /// Replaces the metadata blob atomically (temp file, fsync, rename, directory fsync).
+    /// Synchronous: does I/O on the calling thread.
+    pub fn save_metadata(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let sh = self.shared();
+        let _serial = sh.meta_lock.lock();
+        let n = metadata::save(&sh.dir, bytes, sh.fsync)?;
+        sh.fsyncs.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The last saved metadata blob, or `None` if none was saved. `Corrupt` if it does not
+    /// pass its checksum.
+    pub fn load_metadata(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        metadata::load(&self.shared().dir)
+    }
+
+    // ---- disk ----
+
+    /// Free space for unprivileged writers on the store's filesystem (statvfs).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        sys::free_bytes(&self.shared().dir)
+    }
+
+    /// Bytes of segment files and queue logs on disk.
+    pub fn disk_usage_bytes(&self) -> u64 {
+        let sh = self.shared();
+        let mut total = 0u64;
+        for dir in [&sh.seg_dir, &sh.queue_dir] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if let Ok(m) = entry.metadata() {
+                    if m.is_file() {
+                        total += m.len();
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// Segments the store knows of: files of earlier runs not yet deleted, plus those written
+    /// in this run (the current one counts from its first append).
+    pub fn segment_count(&self) -> usize {
+        self.shared().segs.lock().metas.len()
+    }
+
+    /// After recovery (every location still referenced has been retained): deletes segments
+    /// with no references, except the one being written, and compacts queue logs whose dead
+    /// records outnumber their live ones (as counted by `recover`). Call once at start,
+    /// before new traffic. Does I/O on the calling thread.
+    pub fn collect_garbage(&self) {
+        let sh = self.shared();
+        let doomed = {
+            let mut s = sh.segs.lock();
+            let current = s.current;
+            let zero: Vec<u32> = s
+                .metas
+                .iter()
+                .filter(|&(&id, m)| m.refs == 0 && id != current)
+                .map(|(&id, _)| id)
+                .collect();
+            for &id in &zero {
+                s.doom(id);
+            }
+            zero.len()
+        };
+        // The flusher unlinks doomed segments at the end of a successful round (after the
+        // queue logs are durable); run one now so the files are gone when this returns.
+        if let Err(e) = self.sync_now() {
+            tracing::warn!(error = %e, "flush failed; unreferenced segments are deleted later");
+        }
+        if doomed > 0 {
+            tracing::info!(deleted = doomed, "unreferenced segments deleted");
+        }
+        let logs: Vec<QueueLog> = sh.logs.lock().values().cloned().collect();
+        for log in logs {
+            let inner = &log.inner;
+            let mut io = inner.io.lock();
+            if io.wants_compaction() {
+                if let Err(e) = io.compact_self(inner.queue_id, &inner.path, sh.fsync) {
+                    tracing::warn!(queue_id = inner.queue_id, error = %e, "queue log compaction failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Message records in shared segment files, and the in-memory state that stands in for the
+//! part of the current segment not yet on disk.
+//!
+//! A segment file is `[header 16 B][record]*`; the header is `b"WRNSEG01"`, the segment id
+//! (u32 LE) and the CRC32C of those 12 bytes. A record is `[len u32 LE][crc32c u32 LE of the
+//! payload][payload]`; its `Location.offset` is the offset of the record's first byte, so the
+//! first record of every segment is at offset 16 and offset 0 is never valid.
+//!
+//! Appends go into `active` (a copy under the `Segments` mutex, nothing else). The flusher
+//! cuts `active` into an immutable [`Chunk`] and keeps that chunk in `unsynced` until the fsync
+//! that covers it succeeds, so that (a) `read` finds not-yet-durable data in memory and (b) a
+//! failed write or fsync can be retried by writing the same bytes at the same offsets again.
+//!
+//! Segments are reference counted by the caller (`retain`/`release`). A segment is deleted
+//! when its count drops to zero and it is not the segment being written; a segment that rolls
+//! over with a count already at zero is deleted after a grace period (see
+//! [`SEALED_ZERO_GRACE`]) because its appender may not have called `retain` yet.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::StoreError;
+use crate::Location;
+
+/// Bytes of the segment file header.
+pub(crate) const SEG_HEADER_LEN: u64 = 16;
+/// Bytes of a record header (`len` + `crc32c`).
+pub(crate) const REC_HEADER_LEN: u64 = 8;
+const SEG_MAGIC: &[u8; 8] = b"WRNSEG01";
+
+/// How long a segment that was sealed with zero references survives before it is deleted.
+/// `append` and the caller's first `retain` are two calls; this grace keeps the segment alive
+/// in between even if the segment rolls over meanwhile.
+pub(crate) const SEALED_ZERO_GRACE: Duration = Duration::from_secs(1);
+
+/// Largest segment size we accept: offsets are u32, and a record may start just below the
+/// limit, so keep the limit well under 4 GiB.
+pub(crate) const MAX_SEGMENT_SIZE: u64 = 1 << 31;
+
+pub(crate) fn segment_file_name(id: u32) -> String {
+    format!("{id:08}.seg")
+}
+
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+fn segment_header(id: u32) -> [u8; SEG_HEADER_LEN as usize] {
+    let mut h = [0u8; SEG_HEADER_LEN as usize];
+    h[..8].copy_from_slice(SEG_MAGIC);
+    h[8..12].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..12]);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks a record read back (header + payload) against the location it was read for.
+pub(crate) fn decode_record(buf: Vec<u8>, loc: Location) -> Result<Bytes, StoreError> {
+    debug_assert_eq!(buf.len() as u64, REC_HEADER_LEN + u64::from(loc.len));
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len != loc.len {
+        return Err(StoreError::corrupt(format!(
+            "record at {loc:?}: length field {len} does not match the location"
+        )));
+    }
+    let payload = &buf[REC_HEADER_LEN as usize..];
+    if crc32c::crc32c(payload) != crc {
+        return Err(StoreError::corrupt(format!(
+            "record at {loc:?}: checksum mismatch"
+        )));
+    }
+    Ok(Bytes::from(buf).slice(REC_HEADER_LEN as usize..))
+}
+
+/// Reads one record from a segment file. A short read (truncated file) is `Corrupt`.
+pub(crate) fn read_from_file(file: &File, loc: Location) -> Result<Bytes, StoreError> {
+    let mut buf = vec![0u8; (REC_HEADER_LEN + u64::from(loc.len)) as usize];
+    match file.read_exact_at(&mut buf, u64::from(loc.offset)) {
+        Ok(()) => decode_record(buf, loc),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::corrupt(
+            format!("record at {loc:?}: beyond the end of the segment file"),
+        )),
+        Err(e) => Err(StoreError::Io(e)),
+    }
+}
+
+/// Bytes handed to the flusher: a contiguous run of one segment starting at `base`.
+pub(crate) struct Chunk {
+    /// Increasing; lets the flusher drop exactly the chunks it wrote after a successful fsync.
+    pub id: u64,
+    pub seg: u32,
+    pub base: u64,
+    pub data: Arc<Vec<u8>>,
+}
+
+/// What the store knows of one segment file.
+pub(crate) struct SegMeta {
+    /// References held by the caller (one per queue holding a message in this segment).
+    pub refs: u64,
+    /// Length of the segment (for the current segment: see `Segments::current_len`).
+    pub size: u64,
+    /// Open handle, created by the flusher for new segments and lazily by `read` for old ones.
+    pub file: Option<Arc<File>>,
+}
+
+/// Where `read` has to look for a record.
+pub(crate) enum Found {
+    /// Copied out of a write buffer (header + payload).
+    Memory(Vec<u8>),
+    /// On disk, with an open handle.
+    File(Arc<File>),
+    /// On disk in a segment nobody has opened yet.
+    NeedOpen,
+}
+
+/// All segment state, guarded by one mutex in the store.
+pub(crate) struct Segments {
+    pub segment_size: u64,
+    /// The segment appends go to.
+    pub current: u32,
+    /// Logical length of `current` including buffered bytes; 0 until its header is written.
+    pub current_len: u64,
+    /// Bytes of `current` from `active_base` on, not yet handed to the flusher.
+    pub active: Vec<u8>,
+    pub active_base: u64,
+    /// Chunks handed to the flusher and not yet covered by a successful fsync, oldest first.
+    pub unsynced: Vec<Chunk>,
+    pub next_chunk_id: u64,
+    /// Bytes in `active` + `unsynced` (memory the store holds for data not yet durable).
+    pub buffered: u64,
+    pub metas: HashMap<u32, SegMeta>,
+    /// Segments whose files are to be unlinked (by the flusher, off the caller's thread).
+    pub doomed: Vec<u32>,
+    /// Segments sealed with zero references, and when.
+    pub sealed_zero: Vec<(u32, Instant)>,
+}
+
+impl Segments {
+    pub(crate) fn new(segment_size: u64, existing: HashMap<u32, SegMeta>) -> Segments {
+        let current = existing.keys().copied().max().unwrap_or(0) + 1;
+        Segments {
+            segment_size,
+            current,
+            current_len: 0,
+            active: Vec::new(),
+            active_base: 0,
+            unsynced: Vec::new(),
+            next_chunk_id: 1,
+            buffered: 0,
+            metas: existing,
+            doomed: Vec::new(),
+            sealed_zero: Vec::new(),
+        }
+    }
+
+    /// Copies one record into the write buffer. `crc` was computed by the caller outside the
+    /// lock.
+    pub(crate) fn append(&mut self, crc: u32, payload: &[u8]) -> Location {
+        let rec_len = REC_HEADER_LEN + payload.len() as u64;
+        if self.current_len > SEG_HEADER_LEN && self.current_len + rec_len > self.segment_size {
+            self.roll();
+        }
+        if self.current_len == 0 {
+            self.start_segment();
+        }
+        let offset = self.current_len;
+        self.active
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.active.extend_from_slice(&crc.to_le_bytes());
+        self.active.extend_from_slice(payload);
+        self.current_len += rec_len;
+        self.buffered += rec_len;
+        Location {
+            segment: self.current,
+            // Fits: a record starts before `segment_size` <= MAX_SEGMENT_SIZE.
+            offset: offset as u32,
+            len: payload.len() as u32,
+        }
+    }
+
+    fn start_segment(&mut self) {
+        debug_assert!(self.active.is_empty());
+        self.active.extend_from_slice(&segment_header(self.current));
+        self.active_base = 0;
+        self.current_len = SEG_HEADER_LEN;
+        self.buffered += SEG_HEADER_LEN;
+        self.metas.insert(
+            self.current,
+            SegMeta {
+                refs: 0,
+                size: SEG_HEADER_LEN,
+                file: None,
+            },
+        );
+    }
+
+    /// Seals the current segment and moves on to the next id (its header is written by the
+    /// next append).
+    fn roll(&mut self) {
+        self.cut_active();
+        let old = self.current;
+        if let Some(m) = self.metas.get_mut(&old) {
+            m.size = self.current_len;
+            if m.refs == 0 {
+                self.sealed_zero.push((old, Instant::now()));
+            }
+        }
+        self.current = self.current.wrapping_add(1);
+        self.current_len = 0;
+        self.active_base = 0;
+    }
+
+    /// Hands `active` over to the flusher as a chunk (keeps its capacity for the next round).
+    pub(crate) fn cut_active(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        let cap = self.active.capacity();
+        let data = std::mem::replace(&mut self.active, Vec::with_capacity(cap));
+        let id = self.next_chunk_id;
+        self.next_chunk_id += 1;
+        self.unsynced.push(Chunk {
+            id,
+            seg: self.current,
+            base: self.active_base,
+            data: Arc::new(data),
+        });
+        self.active_base = self.current_len;
+        if let Some(m) = self.metas.get_mut(&self.current) {
+            m.size = self.current_len;
+        }
+    }
+
+    /// Drops the chunks with id <= `max_id` after the fsync that covers them.
+    pub(crate) fn drop_synced(&mut self, max_id: u64) {
+        let mut freed = 0u64;
+        self.unsynced.retain(|c| {
+            if c.id <= max_id {
+                freed += c.data.len() as u64;
+                false
+            } else {
+                true
+            }
+        });
+        self.buffered = self.buffered.saturating_sub(freed);
+    }
+
+    pub(crate) fn retain(&mut self, loc: Location) {
+        match self.metas.get_mut(&loc.segment) {
+            Some(m) => m.refs += 1,
+            None => tracing::warn!(?loc, "retain of a location in a deleted or unknown segment"),
+        }
+    }
+
+    pub(crate) fn release(&mut self, loc: Location) {
+        let Some(m) = self.metas.get_mut(&loc.segment) else {
+            tracing::warn!(
+                ?loc,
+                "release of a location in a deleted or unknown segment"
+            );
+            return;
+        };
+        if m.refs == 0 {
+            tracing::warn!(?loc, "release without a matching retain (ignored)");
+            return;
+        }
+        m.refs -= 1;
+        if m.refs == 0 && loc.segment != self.current {
+            self.doom(loc.segment);
+        }
+    }
+
+    /// Forgets a segment and queues its file for unlinking. Its unsynced bytes are dropped:
+    /// nobody refers to them.
+    pub(crate) fn doom(&mut self, seg: u32) {
+        debug_assert_ne!(seg, self.current);
+        self.metas.remove(&seg);
+        let mut freed = 0u64;
+        self.unsynced.retain(|c| {
+            if c.seg == seg {
+                freed += c.data.len() as u64;
+                false
+            } else {
+                true
+            }
+        });
+        self.buffered = self.buffered.saturating_sub(freed);
+        self.doomed.push(seg);
+    }
+
+    /// Dooms the segments sealed with zero references more than the grace period ago and
+    /// still at zero. Returns whether any remain (so the flusher wakes up again for them).
+    pub(crate) fn expire_sealed_zero(&mut self, now: Instant) -> bool {
+        let mut expired = Vec::new();
+        self.sealed_zero.retain(|&(seg, at)| {
+            if now.duration_since(at) < SEALED_ZERO_GRACE {
+                return true;
+            }
+            expired.push(seg);
+            false
+        });
+        for seg in expired {
+            let zero = self.metas.get(&seg).is_some_and(|m| m.refs == 0);
+            if zero && seg != self.current {
+                self.doom(seg);
+            }
+        }
+        !self.sealed_zero.is_empty()
+    }
+
+    /// Finds a record: in a write buffer (copied out), or on disk.
+    pub(crate) fn find(&self, loc: Location) -> Result<Found, StoreError> {
+        let start = u64::from(loc.offset);
+        let end = start + REC_HEADER_LEN + u64::from(loc.len);
+        if start < SEG_HEADER_LEN {
+            return Err(StoreError::corrupt(format!(
+                "{loc:?}: offset inside the segment header"
+            )));
+        }
+        if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
+            if end > self.current_len {
+                return Err(StoreError::corrupt(format!(
+                    "{loc:?}: beyond the end of the segment"
+                )));
+            }
+            let from = (start - self.active_base) as usize;
+            let to = (end - self.active_base) as usize;
+            return Ok(Found::Memory(self.active[from..to].to_vec()));
+        }
+        // Newest first: the record is most likely in the chunk cut last.
+        for c in self.unsynced.iter().rev() {
+            let c_end = c.base + c.data.len() as u64;
+            if c.seg == loc.segment && start >= c.base && start < c_end {
+                if end > c_end {
+                    return Err(StoreError::corrupt(format!(
+                        "{loc:?}: beyond the end of the segment"
+                    )));
+                }
+                let from = (start - c.base) as usize;
+                let to = (end - c.base) as usize;
+                return Ok(Found::Memory(c.data[from..to].to_vec()));
+            }
+        }
+        let Some(m) = self.metas.get(&loc.segment) else {
+            return Err(StoreError::corrupt(format!(
+                "{loc:?}: segment {} does not exist (deleted?)",
+                loc.segment
+            )));
+        };
+        let size = if loc.segment == self.current {
+            self.current_len
+        } else {
+            m.size
+        };
+        if end > size {
+            return Err(StoreError::corrupt(format!(
+                "{loc:?}: beyond the end of the segment ({size} bytes)"
+            )));
+        }
+        Ok(match &m.file {
+            Some(f) => Found::File(f.clone()),
+            None => Found::NeedOpen,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(1), "00000001.seg");
+        assert_eq!(parse_segment_file_name("00000001.seg"), Some(1));
+        assert_eq!(parse_segment_file_name("4294967295.seg"), Some(u32::MAX));
+        assert_eq!(parse_segment_file_name("x.seg"), None);
+        assert_eq!(parse_segment_file_name("00000001.seg.tmp"), None);
+        assert_eq!(parse_segment_file_name(".seg"), None);
+    }
+
+    #[test]
+    fn append_rolls_and_finds_in_memory() {
+        let mut s = Segments::new(64, HashMap::new());
+        let a = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        assert_eq!(
+            a,
+            Location {
+                segment: 1,
+                offset: 16,
+                len: 10
+            }
+        );
+        let b = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        assert_eq!(b.offset, 34);
+        // 34 + 18 = 52; a third record would end at 70 > 64: roll.
+        let c = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        assert_eq!(
+            c,
+            Location {
+                segment: 2,
+                offset: 16,
+                len: 10
+            }
+        );
+        for loc in [a, b, c] {
+            match s.find(loc).expect("found") {
+                Found::Memory(buf) => {
+                    assert_eq!(&decode_record(buf, loc).expect("valid")[..], b"0123456789")
+                }
+                _ => panic!("expected the record in memory"),
+            }
+        }
+        // Segment 1 rolled with zero refs: it waits out the grace period.
+        assert_eq!(s.sealed_zero.len(), 1);
+        assert!(s.expire_sealed_zero(Instant::now()));
+        assert!(s.metas.contains_key(&1));
+        assert!(!s.expire_sealed_zero(Instant::now() + SEALED_ZERO_GRACE));
+        assert!(!s.metas.contains_key(&1));
+        assert_eq!(s.doomed, vec![1]);
+    }
+
+    #[test]
+    fn oversized_record_gets_its_own_segment() {
+        let mut s = Segments::new(64, HashMap::new());
+        let big = vec![7u8; 200];
+        let a = s.append(crc32c::crc32c(&big), &big);
+        assert_eq!(a.segment, 1);
+        let b = s.append(crc32c::crc32c(b"x"), b"x");
+        assert_eq!(b.segment, 2);
+    }
+}

@@ -1,0 +1,826 @@
+//! Behaviour of the store through its public API: round trips, group commit, reference
+//! counted segments, queue logs and their recovery from damage, metadata.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use warren_store::{Location, RecoveredEntry, Store, StoreError, StoreOptions};
+
+fn opts() -> StoreOptions {
+    StoreOptions::default()
+}
+
+fn payload(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect()
+}
+
+fn seg_path(dir: &Path, seg: u32) -> PathBuf {
+    dir.join("segments").join(format!("{seg:08}.seg"))
+}
+
+fn seg_files(dir: &Path) -> usize {
+    fs::read_dir(dir.join("segments"))
+        .expect("segments dir")
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn wait_synced(store: &Store, g: u64) {
+    let rx = store.synced();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *rx.borrow() < g {
+        assert!(Instant::now() < deadline, "synced never reached {g}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn round_trip_including_empty_and_large_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sizes = [0usize, 1, 100, 4096, 1 << 20, 3];
+    let locs: Vec<(Location, Vec<u8>)> = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let locs: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let p = payload(i as u64, n);
+                (store.append(&p), p)
+            })
+            .collect();
+        store.sync_now().expect("sync");
+        for (loc, p) in &locs {
+            assert_eq!(&store.read(*loc).expect("read")[..], &p[..]);
+        }
+        locs
+    };
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    for (loc, p) in &locs {
+        assert_eq!(loc.len as usize, p.len());
+        assert_eq!(&store.read(*loc).expect("read after reopen")[..], &p[..]);
+    }
+    // A new run writes a new segment: the old one's tail is never appended to.
+    let loc = store.append(b"new run");
+    assert!(loc.segment > locs[0].0.segment);
+}
+
+#[test]
+fn unflushed_data_reads_back_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            flush_interval: Duration::from_secs(3600),
+            ..opts()
+        },
+    )
+    .expect("open");
+    let locs: Vec<_> = (0..50).map(|i| store.append(&payload(i, 300))).collect();
+    assert!(store.buffered_bytes() >= 50 * 308);
+    assert_eq!(seg_files(dir.path()), 0, "nothing written before a flush");
+    for (i, loc) in locs.iter().enumerate() {
+        assert_eq!(
+            &store.read(*loc).expect("read")[..],
+            &payload(i as u64, 300)[..]
+        );
+    }
+    store.sync_now().expect("sync");
+    assert_eq!(store.buffered_bytes(), 0);
+    assert_eq!(seg_files(dir.path()), 1);
+    for (i, loc) in locs.iter().enumerate() {
+        assert_eq!(
+            &store.read(*loc).expect("read")[..],
+            &payload(i as u64, 300)[..]
+        );
+    }
+}
+
+#[test]
+fn generation_and_synced_semantics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            flush_interval: Duration::from_secs(3600),
+            ..opts()
+        },
+    )
+    .expect("open");
+    let rx = store.synced();
+    let g0 = store.generation();
+    store.append(b"a");
+    let log = store.queue_log(1).expect("log");
+    let g1 = store.generation();
+    assert!(g1 > g0);
+    log.ack(5);
+    let g2 = store.generation();
+    assert!(g2 > g1, "queue-log records advance the generation too");
+    // With an hour-long interval nothing is synced without being asked...
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(*rx.borrow() < g2);
+    // ...request_sync makes it happen promptly...
+    store.request_sync();
+    wait_synced(&store, g2);
+    // ...and sync_now covers everything before the call.
+    store.append(b"b");
+    let g3 = store.generation();
+    store.sync_now().expect("sync");
+    assert!(*rx.borrow() >= g3);
+    assert!(!store.is_failed());
+    assert_eq!(store.last_error(), None);
+}
+
+#[test]
+fn unrequested_data_is_flushed_by_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            flush_interval: Duration::from_millis(10),
+            ..opts()
+        },
+    )
+    .expect("open");
+    store.append(b"x");
+    let g = store.generation();
+    wait_synced(&store, g);
+}
+
+#[test]
+fn group_commit_coalesces_fsyncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let log = store.queue_log(7).expect("log");
+    let n = 20_000u64;
+    for i in 0..n {
+        let loc = store.append(&payload(i, 64));
+        log.enqueue(i, loc);
+        store.request_sync();
+    }
+    store.sync_now().expect("sync");
+    let fsyncs = store.fsync_count();
+    assert!(fsyncs > 0);
+    assert!(
+        fsyncs < n / 10,
+        "{fsyncs} fsyncs for {n} appends with a sync request after each"
+    );
+    assert_eq!(log.recover().expect("recover").len(), n as usize);
+}
+
+#[test]
+fn waiting_publishers_share_fsyncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let threads = 4;
+    let per_thread = 200;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let store = store.clone();
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    store.append(&payload(t * 1000 + i, 128));
+                    let g = store.generation();
+                    store.request_sync();
+                    wait_synced(&store, g);
+                }
+            });
+        }
+    });
+    // Each confirm needs a round after its append; rounds cover several publishers' appends.
+    // (Each round fsyncs the segment, sometimes the directory too.)
+    let confirms = threads * per_thread;
+    assert!(
+        store.fsync_count() <= confirms + 8,
+        "{} fsyncs",
+        store.fsync_count()
+    );
+}
+
+#[test]
+fn segments_are_deleted_when_unreferenced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            segment_size: 4096,
+            ..opts()
+        },
+    )
+    .expect("open");
+    // Two queues hold every message.
+    let locs: Vec<_> = (0..100)
+        .map(|i| {
+            let loc = store.append(&payload(i, 200));
+            store.retain(loc);
+            store.retain(loc);
+            loc
+        })
+        .collect();
+    store.sync_now().expect("sync");
+    let segments = locs.last().map(|l| l.segment).unwrap_or(0) - locs[0].segment + 1;
+    assert!(segments >= 5, "{segments} segments");
+    assert_eq!(store.segment_count(), segments as usize);
+    assert_eq!(seg_files(dir.path()), segments as usize);
+    let usage = store.disk_usage_bytes();
+    assert!(usage >= 100 * 208, "{usage}");
+    assert!(store.disk_free_bytes().is_some_and(|b| b > 0));
+
+    // One queue lets go of everything: nothing is deleted.
+    for loc in &locs {
+        store.release(*loc);
+    }
+    store.sync_now().expect("sync");
+    assert_eq!(seg_files(dir.path()), segments as usize);
+
+    // The second one too, except for the last record: only its segment (the current one)
+    // survives.
+    let (last, rest) = locs.split_last().expect("records");
+    for loc in rest {
+        store.release(*loc);
+    }
+    store.sync_now().expect("sync");
+    assert_eq!(seg_files(dir.path()), 1);
+    assert_eq!(store.segment_count(), 1);
+    assert!(seg_path(dir.path(), last.segment).exists());
+    assert!(matches!(
+        store.read(locs[0]),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(&store.read(*last).expect("read")[..], &payload(99, 200)[..]);
+
+    // The current segment is kept at zero references (it is still being written)...
+    store.release(*last);
+    store.sync_now().expect("sync");
+    assert_eq!(seg_files(dir.path()), 1);
+    // ...and goes once it is sealed with zero references and the grace period is over.
+    let mut newest = *last;
+    while newest.segment == last.segment {
+        // Not retained: as if every queue had already consumed them.
+        newest = store.append(&payload(1, 200));
+    }
+    store.retain(newest);
+    std::thread::sleep(Duration::from_millis(1100));
+    store.sync_now().expect("sync");
+    assert!(!seg_path(dir.path(), last.segment).exists());
+    assert!(seg_path(dir.path(), newest.segment).exists());
+}
+
+#[test]
+fn segment_ids_are_never_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let loc = store.append(b"gone soon");
+        store.sync_now().expect("sync");
+        loc
+    };
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        store.collect_garbage();
+        assert_eq!(seg_files(dir.path()), 0);
+    }
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let loc = store.append(b"new");
+    assert!(loc.segment > first.segment);
+    // A stale reference to the deleted segment is an error, not someone else's data.
+    assert!(matches!(store.read(first), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn collect_garbage_keeps_retained_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = StoreOptions {
+        segment_size: 4096,
+        ..opts()
+    };
+    let locs: Vec<_> = {
+        let store = Store::open(dir.path(), small.clone()).expect("open");
+        let locs = (0..60).map(|i| store.append(&payload(i, 500))).collect();
+        store.sync_now().expect("sync");
+        locs
+    };
+    let store = Store::open(dir.path(), small).expect("reopen");
+    let before = seg_files(dir.path());
+    assert!(before >= 6);
+    let keep = locs[30];
+    store.retain(keep);
+    store.collect_garbage();
+    assert_eq!(seg_files(dir.path()), 1);
+    assert_eq!(&store.read(keep).expect("kept")[..], &payload(30, 500)[..]);
+}
+
+#[test]
+fn queue_log_enqueue_delivered_ack_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let locs: Vec<Location> = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let log = store.queue_log(42).expect("log");
+        assert_eq!(log.queue_id(), 42);
+        let locs: Vec<_> = (0..10).map(|i| store.append(&payload(i, 10))).collect();
+        for (i, loc) in locs.iter().enumerate() {
+            log.enqueue(i as u64, *loc);
+        }
+        log.delivered(2);
+        log.delivered(3);
+        log.ack(3);
+        log.ack(0);
+        log.delivered(1000); // unknown seq: ignored at recovery
+        store.sync_now().expect("sync");
+        locs
+    };
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(store.queue_log_ids().expect("ids"), vec![42]);
+    let log = store.queue_log(42).expect("log");
+    let got = log.recover().expect("recover");
+    let want: Vec<_> = [1u64, 2, 4, 5, 6, 7, 8, 9]
+        .iter()
+        .map(|&s| RecoveredEntry {
+            seq: s,
+            loc: locs[s as usize],
+            delivered: s == 2,
+        })
+        .collect();
+    assert_eq!(got, want);
+    for e in &got {
+        assert_eq!(
+            &store.read(e.loc).expect("read")[..],
+            &payload(e.seq, 10)[..]
+        );
+    }
+}
+
+#[test]
+fn compaction_keeps_exactly_the_live_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let log = store.queue_log(5).expect("log");
+    for i in 0..100u64 {
+        log.enqueue(i, store.append(&payload(i, 8)));
+        if i.is_multiple_of(3) {
+            log.delivered(i);
+        }
+        if !i.is_multiple_of(5) {
+            log.ack(i);
+        }
+    }
+    store.sync_now().expect("sync");
+    let live = log.recover().expect("recover");
+    assert_eq!(live.len(), 20);
+    // Buffered, not yet flushed writes are superseded by `live`.
+    log.enqueue(1000, Location::default());
+    log.compact(&live).expect("compact");
+    let path = dir.path().join("queues/5.idx");
+    assert_eq!(fs::metadata(&path).expect("meta").len(), 32 * 21);
+    assert_eq!(log.recover().expect("recover"), live);
+    assert!(live.iter().any(|e| e.delivered));
+    // Appends after compaction land after the compacted records.
+    log.ack(0);
+    log.enqueue(200, store.append(b"x"));
+    store.sync_now().expect("sync");
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let got = store.queue_log(5).expect("log").recover().expect("recover");
+    let mut want: Vec<u64> = live.iter().map(|e| e.seq).filter(|&s| s != 0).collect();
+    want.push(200);
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn steady_publish_ack_compacts_automatically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let log = store.queue_log(9).expect("log");
+    for i in 0..20_000u64 {
+        log.enqueue(i, Location::default());
+        if i >= 3 {
+            log.ack(i - 3);
+        }
+        if i % 1000 == 999 {
+            store.sync_now().expect("sync");
+        }
+    }
+    store.sync_now().expect("sync");
+    let len = fs::metadata(dir.path().join("queues/9.idx"))
+        .expect("meta")
+        .len();
+    // 40,000 records were written (1.25 MB); compaction keeps the file far below that.
+    assert!(len < 16384 * 32, "queue log is {len} bytes");
+    let live = log.recover().expect("recover");
+    assert_eq!(
+        live.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![19_997, 19_998, 19_999]
+    );
+}
+
+#[test]
+fn torn_queue_log_tail_recovers_the_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let log = store.queue_log(3).expect("log");
+        for i in 0..10 {
+            log.enqueue(i, store.append(&payload(i, 4)));
+        }
+        store.sync_now().expect("sync");
+    }
+    let path = dir.path().join("queues/3.idx");
+    let len = fs::metadata(&path).expect("meta").len();
+    assert_eq!(len, 32 * 11);
+    let f = OpenOptions::new().write(true).open(&path).expect("open");
+    f.set_len(len - 13).expect("truncate");
+    drop(f);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let log = store.queue_log(3).expect("log");
+    let got: Vec<u64> = log
+        .recover()
+        .expect("recover")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, (0..9).collect::<Vec<_>>());
+    // The torn bytes were cut, so new records are aligned and read back.
+    log.enqueue(50, store.append(b"after"));
+    store.sync_now().expect("sync");
+    let got: Vec<u64> = log
+        .recover()
+        .expect("recover")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, (0..9).chain([50]).collect::<Vec<_>>());
+}
+
+#[test]
+fn flipped_bytes_in_a_queue_log_record_skip_only_that_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let log = store.queue_log(4).expect("log");
+        for i in 0..10 {
+            log.enqueue(i, store.append(&payload(i, 4)));
+        }
+        store.sync_now().expect("sync");
+    }
+    let path = dir.path().join("queues/4.idx");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    // Record of seq 5 is the 7th 32-byte record (after the header); damage its location.
+    let mut b = [0u8; 2];
+    f.read_exact_at(&mut b, 32 * 6 + 14).expect("read");
+    f.write_all_at(&[b[0] ^ 0xff, b[1] ^ 0x01], 32 * 6 + 14)
+        .expect("write");
+    drop(f);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let got: Vec<u64> = store
+        .queue_log(4)
+        .expect("log")
+        .recover()
+        .expect("recover")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4, 6, 7, 8, 9]);
+}
+
+#[test]
+fn flipped_byte_in_a_segment_record_fails_only_that_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let locs: Vec<Location> = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let locs = (0..3).map(|i| store.append(&payload(i, 100))).collect();
+        store.sync_now().expect("sync");
+        locs
+    };
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(seg_path(dir.path(), locs[1].segment))
+        .expect("open");
+    let at = u64::from(locs[1].offset) + 8 + 50;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).expect("read");
+    f.write_all_at(&[b[0] ^ 0x10], at).expect("write");
+    drop(f);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert!(matches!(
+        store.read(locs[1]),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        &store.read(locs[0]).expect("read")[..],
+        &payload(0, 100)[..]
+    );
+    assert_eq!(
+        &store.read(locs[2]).expect("read")[..],
+        &payload(2, 100)[..]
+    );
+    // A location whose length does not match the record is corrupt too.
+    let wrong = Location {
+        len: locs[0].len + 1,
+        ..locs[0]
+    };
+    assert!(matches!(store.read(wrong), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn truncated_segment_reads_beyond_the_end_are_corrupt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let locs: Vec<Location> = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let locs = (0..3).map(|i| store.append(&payload(i, 100))).collect();
+        store.sync_now().expect("sync");
+        locs
+    };
+    let path = seg_path(dir.path(), locs[2].segment);
+    let f = OpenOptions::new().write(true).open(&path).expect("open");
+    f.set_len(u64::from(locs[2].offset) + 20).expect("truncate");
+    drop(f);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert!(matches!(
+        store.read(locs[2]),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        &store.read(locs[1]).expect("read")[..],
+        &payload(1, 100)[..]
+    );
+    let far = Location {
+        segment: locs[0].segment,
+        offset: 1 << 30,
+        len: 10,
+    };
+    assert!(matches!(store.read(far), Err(StoreError::Corrupt { .. })));
+    let header = Location {
+        segment: locs[0].segment,
+        offset: 0,
+        len: 8,
+    };
+    assert!(matches!(
+        store.read(header),
+        Err(StoreError::Corrupt { .. })
+    ));
+    let nowhere = Location {
+        segment: 999,
+        offset: 16,
+        len: 1,
+    };
+    assert!(matches!(
+        store.read(nowhere),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // Truncated behind the store's back while open: a short read is Corrupt, not a panic.
+    let f = OpenOptions::new().write(true).open(&path).expect("open");
+    f.set_len(u64::from(locs[1].offset) + 3).expect("truncate");
+    drop(f);
+    assert!(matches!(
+        store.read(locs[1]),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn missing_queue_log_is_created_empty_and_removal_deletes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let log = store.queue_log(11).expect("log");
+        log.enqueue(1, store.append(b"m"));
+        store.sync_now().expect("sync");
+    }
+    fs::remove_file(dir.path().join("queues/11.idx")).expect("rm");
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert!(store.queue_log_ids().expect("ids").is_empty());
+    let log = store.queue_log(11).expect("log");
+    assert!(log.recover().expect("recover").is_empty());
+    assert_eq!(store.queue_log_ids().expect("ids"), vec![11]);
+    store.queue_log(12).expect("log");
+    assert_eq!(store.queue_log_ids().expect("ids"), vec![11, 12]);
+
+    store.remove_queue_log(11).expect("remove");
+    assert_eq!(store.queue_log_ids().expect("ids"), vec![12]);
+    // The old handle is inert; writes to it go nowhere.
+    log.enqueue(2, Location::default());
+    store.sync_now().expect("sync");
+    assert!(matches!(
+        log.recover(),
+        Err(StoreError::QueueLogRemoved { queue_id: 11 })
+    ));
+    assert_eq!(store.queue_log_ids().expect("ids"), vec![12]);
+    // Removing a log that was never opened in this run deletes its file as well.
+    drop(store);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    store.remove_queue_log(12).expect("remove");
+    assert!(store.queue_log_ids().expect("ids").is_empty());
+    store
+        .remove_queue_log(13)
+        .expect("removing a missing log is fine");
+}
+
+#[test]
+fn metadata_is_replaced_atomically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        assert_eq!(store.load_metadata().expect("load"), None);
+        store.save_metadata(b"version one").expect("save");
+        store.save_metadata(b"version two").expect("save");
+        assert_eq!(
+            store.load_metadata().expect("load").as_deref(),
+            Some(&b"version two"[..])
+        );
+    }
+    // An interrupted save leaves a temp file behind: ignored, and cleaned up at open.
+    fs::write(dir.path().join("metadata.bin.tmp"), b"half written garb").expect("write");
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(
+        store.load_metadata().expect("load").as_deref(),
+        Some(&b"version two"[..])
+    );
+    assert!(!dir.path().join("metadata.bin.tmp").exists());
+    store.save_metadata(b"").expect("save empty");
+    assert_eq!(
+        store.load_metadata().expect("load").as_deref(),
+        Some(&b""[..])
+    );
+    // Damage is reported, not returned as data.
+    let path = dir.path().join("metadata.bin");
+    store.save_metadata(b"some definitions").expect("save");
+    let mut data = fs::read(&path).expect("read");
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    fs::write(&path, data).expect("write");
+    assert!(matches!(
+        store.load_metadata(),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let clone = store.clone();
+    assert!(matches!(
+        Store::open(dir.path(), opts()),
+        Err(StoreError::Locked { .. })
+    ));
+    drop(store);
+    // A clone keeps the store (and its lock) alive.
+    assert!(Store::open(dir.path(), opts()).is_err());
+    drop(clone);
+    Store::open(dir.path(), opts()).expect("open after the last clone is dropped");
+}
+
+#[test]
+fn dropping_the_store_flushes_buffered_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loc, log_id) = {
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                flush_interval: Duration::from_secs(3600),
+                ..opts()
+            },
+        )
+        .expect("open");
+        let log = store.queue_log(1).expect("log");
+        let loc = store.append(b"flushed at drop");
+        log.enqueue(1, loc);
+        (loc, 1)
+    };
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(&store.read(loc).expect("read")[..], b"flushed at drop");
+    let live = store
+        .queue_log(log_id)
+        .expect("log")
+        .recover()
+        .expect("recover");
+    assert_eq!(live.len(), 1);
+}
+
+mod model {
+    //! Random operation sequences against a queue log, compared with a plain map.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue,
+        Delivered(u8),
+        Ack(u8),
+        Sync,
+        Compact,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::Enqueue),
+            1 => any::<u8>().prop_map(Op::Delivered),
+            3 => any::<u8>().prop_map(Op::Ack),
+            1 => Just(Op::Sync),
+            1 => Just(Op::Compact),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn queue_log_matches_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fast = StoreOptions { fsync: false, ..StoreOptions::default() };
+            let mut model: BTreeMap<u64, (Location, bool)> = BTreeMap::new();
+            let mut next = 0u64;
+            {
+                let store = Store::open(dir.path(), fast.clone()).expect("open");
+                let log = store.queue_log(1).expect("log");
+                let pick = |model: &BTreeMap<u64, (Location, bool)>, k: u8| {
+                    if model.is_empty() { None } else {
+                        model.keys().nth(k as usize % model.len()).copied()
+                    }
+                };
+                for op in ops {
+                    match op {
+                        Op::Enqueue => {
+                            let loc = store.append(&payload(next, 5));
+                            log.enqueue(next, loc);
+                            model.insert(next, (loc, false));
+                            next += 1;
+                        }
+                        Op::Delivered(k) => if let Some(s) = pick(&model, k) {
+                            log.delivered(s);
+                            if let Some(e) = model.get_mut(&s) { e.1 = true; }
+                        },
+                        Op::Ack(k) => if let Some(s) = pick(&model, k) {
+                            log.ack(s);
+                            model.remove(&s);
+                        },
+                        Op::Sync => store.sync_now().expect("sync"),
+                        Op::Compact => {
+                            let live: Vec<RecoveredEntry> = model.iter()
+                                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered })
+                                .collect();
+                            log.compact(&live).expect("compact");
+                        }
+                    }
+                }
+            }
+            let store = Store::open(dir.path(), fast).expect("reopen");
+            let got = store.queue_log(1).expect("log").recover().expect("recover");
+            let want: Vec<RecoveredEntry> = model.iter()
+                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered })
+                .collect();
+            prop_assert_eq!(&got, &want);
+            for e in &got {
+                prop_assert_eq!(&store.read(e.loc).expect("read")[..], &payload(e.seq, 5)[..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn many_queue_logs_in_one_round() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queues = 40u64;
+    {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let logs: Vec<_> = (0..queues)
+            .map(|q| store.queue_log(q).expect("log"))
+            .collect();
+        for i in 0..50u64 {
+            // One message routed to every queue: written once, referenced from each log.
+            let loc = store.append(&payload(i, 64));
+            for log in &logs {
+                store.retain(loc);
+                log.enqueue(i, loc);
+                if i.is_multiple_of(2) {
+                    log.ack(i);
+                    store.release(loc);
+                }
+            }
+        }
+        store.sync_now().expect("sync");
+    }
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(store.queue_log_ids().expect("ids").len(), queues as usize);
+    for q in 0..queues {
+        let live = store.queue_log(q).expect("log").recover().expect("recover");
+        assert_eq!(live.len(), 25, "queue {q}");
+        for e in &live {
+            assert_eq!(
+                &store.read(e.loc).expect("read")[..],
+                &payload(e.seq, 64)[..]
+            );
+        }
+    }
+}
