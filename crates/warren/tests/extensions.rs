@@ -1115,6 +1115,23 @@ async fn missing_dead_letter_exchange_drops_silently() {
     wait_count(&ch, &q, 1, Duration::from_secs(1)).await;
 }
 
+/// Waits for the broker to close the channel watched by `watch` (see `watch_channel`);
+/// returns the reply code and text.
+async fn channel_close_reason(watch: &mut lapin::Consumer) -> (u16, String) {
+    loop {
+        match within("channel.close from broker", watch.next()).await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                return (
+                    reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}")),
+                    reply_text(&e).unwrap_or_default(),
+                )
+            }
+            None => panic!("consumer ended without an error"),
+        }
+    }
+}
+
 /// Waits for the next delivery on `consumer` and rejects it without requeue.
 async fn reject_next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
     let d = next_delivery(consumer).await;
@@ -1266,4 +1283,1054 @@ async fn retry_loop_through_a_ttl_queue_counts_each_pass() {
         check_death(&deaths[1], n, "rejected", &work, &work_x, &["job"], None);
         check_first_death(&d, "rejected", &work, &work_x);
     }
+}
+
+// ------------------------------------------------------------------------ x-max-priority
+
+fn prio(p: u8) -> BasicProperties {
+    BasicProperties::default().with_priority(p)
+}
+
+#[tokio::test]
+async fn priority_queue_delivers_highest_first_fifo_within_a_priority() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "prio", &[("x-max-priority", int(10))]).await;
+    let msgs = [
+        ("low-1", Some(1)),
+        ("none-1", None),
+        ("high-1", Some(9)),
+        ("mid-1", Some(5)),
+        ("high-2", Some(9)),
+        ("low-2", Some(1)),
+        ("none-2", None),
+        ("mid-2", Some(5)),
+    ];
+    for (b, p) in msgs {
+        let props = match p {
+            Some(p) => prio(p),
+            None => BasicProperties::default(),
+        };
+        publish_with(&ch, "", &q, b.as_bytes(), props).await;
+    }
+    wait_count(&ch, &q, 8, Duration::from_secs(1)).await;
+    let mut consumer = consume(&ch, &q).await;
+    let got = drain(&mut consumer, 200).await;
+    // No priority property counts as priority 0.
+    assert_eq!(
+        bodies(&got),
+        ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2", "none-1", "none-2"]
+    );
+    assert_eq!(got[0].properties.priority(), &Some(9));
+}
+
+#[tokio::test]
+async fn priority_above_the_maximum_counts_as_the_maximum() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "prio-cap", &[("x-max-priority", int(5))]).await;
+    publish_with(&ch, "", &q, b"at-max", prio(5)).await;
+    publish_with(&ch, "", &q, b"above-max", prio(200)).await;
+    publish_with(&ch, "", &q, b"below", prio(4)).await;
+    wait_count(&ch, &q, 3, Duration::from_secs(1)).await;
+    let mut consumer = consume(&ch, &q).await;
+    let got = drain(&mut consumer, 200).await;
+    assert_eq!(bodies(&got), ["at-max", "above-max", "below"]);
+    // The property itself is delivered unchanged.
+    assert_eq!(got[1].properties.priority(), &Some(200));
+}
+
+#[tokio::test]
+async fn queue_without_max_priority_ignores_priorities() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "prio-none", &[]).await;
+    publish_with(&ch, "", &q, b"a", prio(1)).await;
+    publish_with(&ch, "", &q, b"b", prio(9)).await;
+    wait_count(&ch, &q, 2, Duration::from_secs(1)).await;
+    assert_eq!(get_all(&ch, &q).await, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn priority_with_prefetch_one_hands_out_the_highest_waiting_next() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "prio-qos", &[("x-max-priority", int(10))]).await;
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = consume(&ch, &q).await;
+    publish_with(&ch, "", &q, b"first-low", prio(1)).await;
+    let first = next_delivery(&mut consumer).await;
+    assert_eq!(body(&first), "first-low");
+    publish_with(&ch, "", &q, b"low", prio(1)).await;
+    publish_with(&ch, "", &q, b"high", prio(8)).await;
+    publish_with(&ch, "", &q, b"mid", prio(4)).await;
+    wait_count(&ch, &q, 3, Duration::from_secs(1)).await;
+    let mut order = Vec::new();
+    let mut current = first;
+    for _ in 0..3 {
+        current.ack(BasicAckOptions::default()).await.unwrap();
+        current = next_delivery(&mut consumer).await;
+        order.push(body(&current));
+    }
+    assert_eq!(order, ["high", "mid", "low"]);
+}
+
+#[tokio::test]
+async fn requeued_message_goes_back_by_priority() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "prio-requeue", &[("x-max-priority", int(10))]).await;
+    publish_with(&ch, "", &q, b"high", prio(9)).await;
+    publish_with(&ch, "", &q, b"low", prio(1)).await;
+    wait_count(&ch, &q, 2, Duration::from_secs(1)).await;
+    let h = get_msg(&ch, &q).await.unwrap();
+    assert_eq!(body(&h), "high");
+    publish_with(&ch, "", &q, b"mid", prio(5)).await;
+    wait_count(&ch, &q, 2, Duration::from_secs(1)).await;
+    h.reject(BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
+    wait_count(&ch, &q, 3, Duration::from_secs(1)).await;
+    assert_eq!(get_all(&ch, &q).await, ["high", "mid", "low"]);
+}
+
+// --------------------------------------------------------------- single active consumer
+
+#[tokio::test]
+async fn single_active_consumer_fails_over_with_unacked_messages() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "sac", &[("x-single-active-consumer", boolean(true))]).await;
+    let (conn_a, ch_a) = connect_channel(&broker).await;
+    let (_conn_b, ch_b) = connect_channel(&broker).await;
+    let mut a = consume(&ch_a, &q).await;
+    let mut b = consume(&ch_b, &q).await;
+    publish_numbered(&ch, &q, 4).await;
+    let got_a = drain(&mut a, 300).await;
+    assert_eq!(bodies(&got_a), ["m0", "m1", "m2", "m3"]);
+    expect_no_delivery(&mut b, 100).await;
+    // A acks two and dies holding the other two.
+    got_a[1]
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn_a.close(200, "bye".into()).await.unwrap();
+    let taken_over = drain(&mut b, 300).await;
+    assert_eq!(bodies(&taken_over), ["m2", "m3"]);
+    assert!(taken_over.iter().all(|d| d.redelivered));
+    publish(&ch, "", &q, b"m4").await;
+    let d = next_delivery(&mut b).await;
+    assert_eq!(body(&d), "m4");
+    assert!(!d.redelivered);
+}
+
+#[tokio::test]
+async fn single_active_consumer_cancel_hands_over_to_the_next() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(
+        &ch,
+        "sac-cancel",
+        &[("x-single-active-consumer", boolean(true))],
+    )
+    .await;
+    let (_conn_b, ch_b) = connect_channel(&broker).await;
+    let a = consume(&ch, &q).await;
+    let mut b = consume(&ch_b, &q).await;
+    publish(&ch, "", &q, b"to-a").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    expect_no_delivery(&mut b, 50).await;
+    ch.basic_cancel(a.tag(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    publish(&ch, "", &q, b"to-b").await;
+    let d = next_delivery(&mut b).await;
+    assert_eq!(body(&d), "to-b");
+}
+
+#[tokio::test]
+async fn queue_without_single_active_consumer_round_robins() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "no-sac", &[]).await;
+    let (_conn_b, ch_b) = connect_channel(&broker).await;
+    let mut a = consume(&ch, &q).await;
+    let mut b = consume(&ch_b, &q).await;
+    publish_numbered(&ch, &q, 4).await;
+    let got_a = drain(&mut a, 200).await;
+    let got_b = drain(&mut b, 100).await;
+    assert_eq!(got_a.len(), 2);
+    assert_eq!(got_b.len(), 2);
+}
+
+// ------------------------------------------------------------------- consumer priorities
+
+fn consumer_priority(p: i32) -> FieldTable {
+    table(&[("x-priority", int(p))])
+}
+
+#[tokio::test]
+async fn higher_priority_consumer_gets_messages_while_it_has_credit() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "cprio", &[]).await;
+    let (_ch_conn, ch_high) = connect_channel(&broker).await;
+    let (_cl_conn, ch_low) = connect_channel(&broker).await;
+    ch_high
+        .basic_qos(2, BasicQosOptions::default())
+        .await
+        .unwrap();
+    ch_low
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut low = consume_with(&ch_low, &q, false, consumer_priority(1)).await;
+    let mut high = consume_with(&ch_high, &q, false, consumer_priority(10)).await;
+    publish_numbered(&ch, &q, 5).await;
+    let got_high = drain(&mut high, 300).await;
+    let got_low = drain(&mut low, 100).await;
+    assert_eq!(bodies(&got_high), ["m0", "m1"]);
+    assert_eq!(bodies(&got_low), ["m2", "m3", "m4"]);
+    // With credit again, the high-priority consumer is preferred again.
+    got_high[1]
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    publish(&ch, "", &q, b"m5").await;
+    assert_eq!(body(&next_delivery(&mut high).await), "m5");
+    expect_no_delivery(&mut low, 100).await;
+}
+
+#[tokio::test]
+async fn consumers_of_equal_priority_share_and_default_priority_is_zero() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "cprio-neg", &[]).await;
+    let (_c1, ch_default) = connect_channel(&broker).await;
+    let (_c2, ch_neg) = connect_channel(&broker).await;
+    let mut neg = consume_with(&ch_neg, &q, false, consumer_priority(-5)).await;
+    let mut default = consume(&ch_default, &q).await;
+    publish_numbered(&ch, &q, 4).await;
+    // Unlimited prefetch: the default (0) consumer always has credit, so it gets everything.
+    assert_eq!(drain(&mut default, 300).await.len(), 4);
+    expect_no_delivery(&mut neg, 50).await;
+}
+
+// ------------------------------------------------------------------- argument validation
+
+/// Declares queue `name` with one argument on a fresh channel; returns (code, text) of the
+/// error, or None when accepted (the queue is then deleted again).
+async fn declare_error(
+    conn: &lapin::Connection,
+    name: &str,
+    durable: bool,
+    arg: &str,
+    value: AMQPValue,
+) -> Option<(u16, String)> {
+    let ch = within("channel", conn.create_channel()).await.unwrap();
+    let res = try_declare(
+        &ch,
+        name,
+        QueueDeclareOptions {
+            durable,
+            ..Default::default()
+        },
+        table(&[(arg, value)]),
+    )
+    .await;
+    match res {
+        Ok(_) => {
+            ch.queue_delete(name.into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+            None
+        }
+        Err(e) => {
+            assert!(is_soft(&e), "argument errors close the channel only: {e:?}");
+            Some((reply_code(&e).unwrap(), reply_text(&e).unwrap()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_queue_arguments_are_406_naming_the_argument() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    let q = unique("badarg");
+    let invalid = |arg: &str, why: &str| {
+        format!("PRECONDITION_FAILED - invalid arg '{arg}' for queue '{q}' in vhost '/': {why}")
+    };
+    let expected_integer = "\"expected integer, got longstr\"";
+    let cases: Vec<(&str, AMQPValue, String)> = vec![
+        (
+            "x-max-priority",
+            int(300),
+            invalid("x-max-priority", "{max_value_exceeded,300}"),
+        ),
+        (
+            "x-max-priority",
+            int(256),
+            invalid("x-max-priority", "{max_value_exceeded,256}"),
+        ),
+        (
+            "x-max-priority",
+            int(-1),
+            invalid("x-max-priority", "{value_negative,-1}"),
+        ),
+        (
+            "x-max-priority",
+            text("high"),
+            invalid("x-max-priority", expected_integer),
+        ),
+        (
+            "x-message-ttl",
+            int(-1),
+            invalid("x-message-ttl", "{value_negative,-1}"),
+        ),
+        (
+            "x-message-ttl",
+            text("100"),
+            invalid("x-message-ttl", expected_integer),
+        ),
+        ("x-expires", int(0), invalid("x-expires", "{value_zero,0}")),
+        (
+            "x-expires",
+            int(-1),
+            invalid("x-expires", "{value_negative,-1}"),
+        ),
+        (
+            "x-expires",
+            text("x"),
+            invalid("x-expires", expected_integer),
+        ),
+        (
+            "x-max-length",
+            int(-1),
+            invalid("x-max-length", "{value_negative,-1}"),
+        ),
+        (
+            "x-max-length",
+            text("x"),
+            invalid("x-max-length", expected_integer),
+        ),
+        (
+            "x-max-length-bytes",
+            int(-1),
+            invalid("x-max-length-bytes", "{value_negative,-1}"),
+        ),
+        (
+            "x-overflow",
+            text("bogus"),
+            invalid("x-overflow", "invalid_overflow"),
+        ),
+        (
+            "x-overflow",
+            int(1),
+            invalid("x-overflow", "{unacceptable_type,signedint}"),
+        ),
+        (
+            "x-dead-letter-exchange",
+            int(1),
+            format!(
+                "PRECONDITION_FAILED - invalid type 'signedint' for arg \
+                 'x-dead-letter-exchange' in queue '{q}' in vhost '/'"
+            ),
+        ),
+        (
+            "x-dead-letter-routing-key",
+            text("k"),
+            invalid(
+                "x-dead-letter-routing-key",
+                "routing_key_but_no_dlx_defined",
+            ),
+        ),
+        (
+            "x-single-active-consumer",
+            text("yes"),
+            invalid("x-single-active-consumer", "{unacceptable_type,longstr}"),
+        ),
+        (
+            "x-single-active-consumer",
+            int(1),
+            invalid("x-single-active-consumer", "{unacceptable_type,signedint}"),
+        ),
+        (
+            "x-queue-mode",
+            text("bogus"),
+            invalid("x-queue-mode", "\"unsupported queue mode 'bogus'\""),
+        ),
+        (
+            "x-queue-type",
+            text("bogus"),
+            invalid("x-queue-type", "\"unsupported queue type 'bogus'\""),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (arg, value, expected) in cases {
+        let got = declare_error(&conn, &q, false, arg, value.clone()).await;
+        if got != Some((406, expected.clone())) {
+            failures.push(format!(
+                "{arg}={value:?}: got {got:?}, expected 406 {expected}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn accepted_queue_arguments() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    let q = unique("goodarg");
+    let cases: Vec<(&str, AMQPValue)> = vec![
+        ("x-queue-mode", text("lazy")),
+        ("x-queue-mode", text("default")),
+        ("x-queue-type", text("classic")),
+        ("x-max-priority", int(255)),
+        ("x-max-priority", AMQPValue::ShortShortUInt(10)),
+        ("x-max-priority", long(10)),
+        ("x-message-ttl", long(0)),
+        ("x-max-length", AMQPValue::ShortInt(5)),
+        ("x-overflow", text("drop-head")),
+        ("x-overflow", text("reject-publish")),
+        ("x-overflow", text("reject-publish-dlx")),
+        ("x-single-active-consumer", boolean(false)),
+        ("x-dead-letter-exchange", text("")),
+        // Unknown x- arguments are stored and ignored.
+        ("x-unknown-argument", text("whatever")),
+    ];
+    for (arg, value) in cases {
+        assert_eq!(
+            declare_error(&conn, &q, false, arg, value.clone()).await,
+            None,
+            "{arg}={value:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lazy_and_classic_queues_work_normally() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let lazy = declare_with(&ch, "lazy", &[("x-queue-mode", text("lazy"))]).await;
+    let classic = declare_with(&ch, "classic", &[("x-queue-type", text("classic"))]).await;
+    for q in [&lazy, &classic] {
+        publish_numbered(&ch, q, 3).await;
+        wait_count(&ch, q, 3, Duration::from_secs(1)).await;
+        assert_eq!(get_all(&ch, q).await, ["m0", "m1", "m2"]);
+    }
+}
+
+#[tokio::test]
+async fn quorum_queue_type_is_refused_by_warren() {
+    let broker = Broker::start();
+    if broker.is_external() {
+        eprintln!("skipped: RabbitMQ supports quorum queues; Warren must refuse them");
+        return;
+    }
+    let conn = connect(&broker).await;
+    let q = unique("quorum");
+    let got = declare_error(&conn, &q, true, "x-queue-type", text("quorum")).await;
+    let (code, text) = got.expect("quorum queue declare must fail on Warren");
+    assert_eq!(code, 406);
+    assert!(
+        text.starts_with("PRECONDITION_FAILED - ") && text.contains("x-queue-type"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn quorum_and_stream_need_durable_queues_on_rabbitmq() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    let q = unique("quorum-nd");
+    // Non-durable quorum/stream: RabbitMQ refuses with this text. (Warren refuses quorum in
+    // any case, so only the code is common ground.)
+    for kind in ["quorum", "stream"] {
+        let got = declare_error(&conn, &q, false, "x-queue-type", text(kind)).await;
+        let (code, msg) = got.expect("non-durable quorum/stream queue must be refused");
+        assert_eq!(code, 406, "{msg}");
+        if broker.is_external() {
+            assert_eq!(
+                msg,
+                format!("PRECONDITION_FAILED - invalid property 'non-durable' for queue '{q}' in vhost '/'")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn consumer_priority_must_be_an_integer() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "cprio-bad", &[]).await;
+    let err = within(
+        "basic.consume",
+        ch.basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            table(&[("x-priority", text("high"))]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reply_code(&err), Some(406));
+    assert_eq!(
+        reply_text(&err).unwrap(),
+        format!(
+            "PRECONDITION_FAILED - invalid arg 'x-priority' for queue '{q}' in vhost '/': \
+             \"expected integer, got longstr\""
+        )
+    );
+}
+
+// ------------------------------------------- exchange-to-exchange, alternate, internal
+
+#[tokio::test]
+async fn exchange_to_exchange_bindings_for_every_source_type() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let hdr = |v: &str| table(&[("kind", text(v))]);
+    // (source type, binding key, binding args, routing key, message headers, should route)
+    let cases: Vec<(ExchangeKind, &str, FieldTable, &str, FieldTable, bool)> = vec![
+        (
+            ExchangeKind::Direct,
+            "k",
+            FieldTable::default(),
+            "k",
+            FieldTable::default(),
+            true,
+        ),
+        (
+            ExchangeKind::Direct,
+            "k",
+            FieldTable::default(),
+            "other",
+            FieldTable::default(),
+            false,
+        ),
+        (
+            ExchangeKind::Fanout,
+            "",
+            FieldTable::default(),
+            "anything",
+            FieldTable::default(),
+            true,
+        ),
+        (
+            ExchangeKind::Topic,
+            "a.*.c",
+            FieldTable::default(),
+            "a.b.c",
+            FieldTable::default(),
+            true,
+        ),
+        (
+            ExchangeKind::Topic,
+            "a.*.c",
+            FieldTable::default(),
+            "a.b.d",
+            FieldTable::default(),
+            false,
+        ),
+        (ExchangeKind::Headers, "", hdr("yes"), "", hdr("yes"), true),
+        (ExchangeKind::Headers, "", hdr("yes"), "", hdr("no"), false),
+    ];
+    for (i, (kind, bkey, bargs, rkey, mheaders, routes)) in cases.into_iter().enumerate() {
+        let src = new_exchange(&ch, "e2e-src", kind.clone()).await;
+        // The destination is a fanout so only the source's routing decides.
+        let dest = new_exchange(&ch, "e2e-dest", ExchangeKind::Fanout).await;
+        let q = declare_with(&ch, "e2e-q", &[]).await;
+        bind(&ch, &q, &dest, "").await;
+        bind_exchange(&ch, &dest, &src, bkey, bargs).await;
+        publish_with(
+            &ch,
+            &src,
+            rkey,
+            b"m",
+            BasicProperties::default().with_headers(mheaders),
+        )
+        .await;
+        let n = if routes { 1 } else { 0 };
+        if routes {
+            wait_count(&ch, &q, 1, Duration::from_secs(1)).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            ready_count(&ch, &q).await,
+            n,
+            "case {i}: {kind:?} {bkey} -> {rkey}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exchange_to_exchange_chain_keeps_the_routing_key_and_delivers_once() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let a = new_exchange(&ch, "e2e-a", ExchangeKind::Topic).await;
+    let b = new_exchange(&ch, "e2e-b", ExchangeKind::Direct).await;
+    let c = new_exchange(&ch, "e2e-c", ExchangeKind::Fanout).await;
+    let q = declare_with(&ch, "e2e-chain", &[]).await;
+    bind_exchange(&ch, &b, &a, "orders.#", FieldTable::default()).await;
+    bind_exchange(&ch, &c, &b, "orders.eu.new", FieldTable::default()).await;
+    bind(&ch, &q, &c, "").await;
+    // Two paths to the same queue still give one copy.
+    bind(&ch, &q, &a, "#").await;
+    publish(&ch, &a, "orders.eu.new", b"m").await;
+    publish(&ch, &a, "orders.us.new", b"n").await;
+    wait_count(&ch, &q, 2, Duration::from_secs(1)).await;
+    let d = get_auto(&ch, &q).await.unwrap();
+    assert_eq!(d.routing_key.as_str(), "orders.eu.new");
+    assert_eq!(
+        d.exchange.as_str(),
+        a,
+        "delivery names the exchange published to"
+    );
+    assert_eq!(get_all(&ch, &q).await, ["n"]);
+}
+
+#[tokio::test]
+async fn exchange_binding_cycle_delivers_once() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let a = new_exchange(&ch, "e2e-cyc-a", ExchangeKind::Fanout).await;
+    let b = new_exchange(&ch, "e2e-cyc-b", ExchangeKind::Fanout).await;
+    let q = declare_with(&ch, "e2e-cyc", &[]).await;
+    bind_exchange(&ch, &b, &a, "", FieldTable::default()).await;
+    bind_exchange(&ch, &a, &b, "", FieldTable::default()).await;
+    bind(&ch, &q, &b, "").await;
+    publish(&ch, &a, "", b"m").await;
+    wait_count(&ch, &q, 1, Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ready_count(&ch, &q).await, 1);
+}
+
+async fn declare_exchange_with_ae(
+    ch: &lapin::Channel,
+    prefix: &str,
+    kind: ExchangeKind,
+    ae: &str,
+) -> String {
+    let name = unique(prefix);
+    declare_exchange(ch, &name, kind, table(&[("alternate-exchange", text(ae))])).await;
+    name
+}
+
+#[tokio::test]
+async fn chained_alternate_exchanges() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let last = new_exchange(&ch, "ae-last", ExchangeKind::Fanout).await;
+    let catch_all = declare_with(&ch, "ae-catch-all", &[]).await;
+    bind(&ch, &catch_all, &last, "").await;
+    // middle: a direct AE (itself with an AE) that only routes "mid".
+    let middle = declare_exchange_with_ae(&ch, "ae-middle", ExchangeKind::Direct, &last).await;
+    let mid_q = declare_with(&ch, "ae-mid-q", &[]).await;
+    bind(&ch, &mid_q, &middle, "mid").await;
+    let main = declare_exchange_with_ae(&ch, "ae-main", ExchangeKind::Direct, &middle).await;
+    let main_q = declare_with(&ch, "ae-main-q", &[]).await;
+    bind(&ch, &main_q, &main, "main").await;
+
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for key in ["main", "mid", "other"] {
+        let pc = within(
+            "basic.publish",
+            ch.basic_publish(
+                main.as_str().into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                key.as_bytes(),
+                BasicProperties::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        // Routed via an alternate exchange counts as routed: acked, not returned.
+        assert_eq!(
+            within("confirm", pc).await.unwrap(),
+            Confirmation::Ack(None),
+            "{key}"
+        );
+    }
+    assert_eq!(get_all(&ch, &main_q).await, ["main"]);
+    assert_eq!(get_all(&ch, &mid_q).await, ["mid"]);
+    assert_eq!(get_all(&ch, &catch_all).await, ["other"]);
+}
+
+#[tokio::test]
+async fn alternate_exchange_of_an_exchange_reached_by_binding_is_also_used() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    // RabbitMQ applies the alternate exchange of every exchange the message passes through
+    // that routes it nowhere, not only of the exchange it was published to.
+    let ae = new_exchange(&ch, "ae-inner", ExchangeKind::Fanout).await;
+    let ae_q = declare_with(&ch, "ae-inner-q", &[]).await;
+    bind(&ch, &ae_q, &ae, "").await;
+    let inner = declare_exchange_with_ae(&ch, "ae-dest", ExchangeKind::Direct, &ae).await;
+    let outer = new_exchange(&ch, "ae-outer", ExchangeKind::Fanout).await;
+    bind_exchange(&ch, &inner, &outer, "", FieldTable::default()).await;
+    publish(&ch, &outer, "nomatch", b"via-outer").await;
+    publish(&ch, &inner, "nomatch", b"direct").await;
+    wait_count(&ch, &ae_q, 2, Duration::from_secs(1)).await;
+    assert_eq!(get_all(&ch, &ae_q).await, ["via-outer", "direct"]);
+}
+
+#[tokio::test]
+async fn internal_exchange_refuses_publish_but_routes_via_exchange_binding() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let internal = unique("internal");
+    within(
+        "exchange.declare",
+        ch.exchange_declare(
+            internal.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                internal: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let q = declare_with(&ch, "internal-q", &[]).await;
+    bind(&ch, &q, &internal, "").await;
+    let front = new_exchange(&ch, "internal-front", ExchangeKind::Direct).await;
+    bind_exchange(&ch, &internal, &front, "k", FieldTable::default()).await;
+    publish(&ch, &front, "k", b"via-binding").await;
+    wait_count(&ch, &q, 1, Duration::from_secs(1)).await;
+
+    let (_c2, ch2) = connect_channel(&broker).await;
+    let mut watch = watch_channel(&ch2).await;
+    publish(&ch2, &internal, "", b"direct").await;
+    assert_eq!(
+        channel_close_reason(&mut watch).await,
+        (
+            403,
+            format!(
+                "ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'"
+            )
+        )
+    );
+    assert_eq!(get_all(&ch, &q).await, ["via-binding"]);
+}
+
+// ------------------------------------------------------------------ x-consistent-hash
+
+fn consistent_hash() -> ExchangeKind {
+    ExchangeKind::Custom("x-consistent-hash".into())
+}
+
+/// A small xorshift generator: random-looking routing keys without extra dependencies.
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded() -> XorShift {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        XorShift(nanos | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// A consistent-hash exchange (with `args`) and one queue per weight, bound with the weight as
+/// its binding key.
+async fn hash_setup(
+    ch: &lapin::Channel,
+    prefix: &str,
+    args: FieldTable,
+    weights: &[u32],
+) -> (String, Vec<String>) {
+    let x = unique(prefix);
+    declare_exchange(ch, &x, consistent_hash(), args).await;
+    let mut queues = Vec::new();
+    for w in weights {
+        let q = declare_with(ch, &format!("{prefix}-w{w}"), &[]).await;
+        bind(ch, &q, &x, &w.to_string()).await;
+        queues.push(q);
+    }
+    (x, queues)
+}
+
+async fn counts(ch: &lapin::Channel, queues: &[String]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for q in queues {
+        out.push(ready_count(ch, q).await);
+    }
+    out
+}
+
+/// Polls until the queues together hold `total` messages; returns the per-queue counts.
+async fn wait_total(ch: &lapin::Channel, queues: &[String], total: u32) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let c = counts(ch, queues).await;
+        if c.iter().sum::<u32>() == total {
+            return c;
+        }
+        if start.elapsed() > WAIT {
+            panic!("queues hold {c:?}, expected {total} in all");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_distributes_by_weight_one_queue_per_message() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let weights = [1u32, 2, 3];
+    let (x, queues) = hash_setup(&ch, "chash", FieldTable::default(), &weights).await;
+    let mut rng = XorShift::seeded();
+    let n = 2000u32;
+    for _ in 0..n {
+        let key = format!("key-{:x}", rng.next());
+        publish(&ch, &x, &key, b"m").await;
+    }
+    // Each message goes to exactly one queue...
+    let got = wait_total(&ch, &queues, n).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(counts(&ch, &queues).await, got, "no extra copies");
+    // ...and the share follows the weights (loose bounds: +-25%).
+    let total_weight: u32 = weights.iter().sum();
+    for (w, c) in weights.iter().zip(&got) {
+        let expected = f64::from(n) * f64::from(*w) / f64::from(total_weight);
+        let c = f64::from(*c);
+        assert!(
+            c > expected * 0.75 && c < expected * 1.25,
+            "weight {w}: got {c}, expected about {expected} (all: {got:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_same_routing_key_same_queue() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let (x, queues) = hash_setup(&ch, "chash-stable", FieldTable::default(), &[1, 1, 1, 1]).await;
+    let mut rng = XorShift::seeded();
+    for _ in 0..5 {
+        let key = format!("order-{}", rng.next());
+        for _ in 0..10 {
+            publish(&ch, &x, &key, b"m").await;
+        }
+        // All ten copies of this key land in one queue.
+        let c = wait_total(&ch, &queues, 10).await;
+        assert_eq!(
+            c.iter().filter(|&&n| n > 0).count(),
+            1,
+            "key {key} spread over {c:?}"
+        );
+        for q in &queues {
+            while get_auto(&ch, q).await.is_some() {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_on_a_header() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let (x, queues) = hash_setup(
+        &ch,
+        "chash-hdr",
+        table(&[("hash-header", text("user"))]),
+        &[1, 1, 1],
+    )
+    .await;
+    let user = |u: &str| BasicProperties::default().with_headers(table(&[("user", text(u))]));
+    // Same header value, different routing keys: always the same queue.
+    for i in 0..20 {
+        publish_with(&ch, &x, &format!("rk-{i}"), b"alice", user("alice")).await;
+    }
+    let c = wait_total(&ch, &queues, 20).await;
+    assert_eq!(c.iter().filter(|&&n| n > 0).count(), 1, "{c:?}");
+    for q in &queues {
+        while get_auto(&ch, q).await.is_some() {}
+    }
+    // Different header values, same routing key: spread over the queues.
+    let mut rng = XorShift::seeded();
+    for _ in 0..300 {
+        publish_with(&ch, &x, "same", b"m", user(&format!("u{}", rng.next()))).await;
+    }
+    let c = wait_total(&ch, &queues, 300).await;
+    assert!(c.iter().all(|&n| n > 30), "header values spread: {c:?}");
+    for q in &queues {
+        while get_auto(&ch, q).await.is_some() {}
+    }
+    // Without the header the message is not routed at all.
+    publish(&ch, &x, "rk", b"no-header").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(counts(&ch, &queues).await, [0, 0, 0]);
+}
+
+#[tokio::test]
+async fn consistent_hash_binding_key_must_be_a_positive_integer() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    let ch = within("channel", conn.create_channel()).await.unwrap();
+    let x = unique("chash-bad");
+    declare_exchange(&ch, &x, consistent_hash(), FieldTable::default()).await;
+    let q = declare_with(&ch, "chash-bad-q", &[]).await;
+    for (key, expected) in [
+        (
+            "abc",
+            "PRECONDITION_FAILED - The binding key must be an integer: <<\"abc\">>",
+        ),
+        (
+            "",
+            "PRECONDITION_FAILED - The binding key must be an integer: <<>>",
+        ),
+        (
+            "0",
+            "PRECONDITION_FAILED - The binding key must be greater than 0",
+        ),
+        (
+            "-3",
+            "PRECONDITION_FAILED - The binding key must be greater than 0",
+        ),
+    ] {
+        let ch = within("channel", conn.create_channel()).await.unwrap();
+        let err = within(
+            "queue.bind",
+            ch.queue_bind(
+                q.as_str().into(),
+                x.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(reply_code(&err), Some(406), "key {key:?}: {err:?}");
+        assert_eq!(reply_text(&err).unwrap(), expected, "key {key:?}");
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_argument_errors() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    for (args, expected) in [
+        (
+            table(&[("hash-property", text("nope"))]),
+            "PRECONDITION_FAILED - Unsupported property: nope".to_string(),
+        ),
+        (
+            table(&[
+                ("hash-property", text("message_id")),
+                ("hash-header", text("h")),
+            ]),
+            "PRECONDITION_FAILED - hash-header and hash-property are mutually exclusive"
+                .to_string(),
+        ),
+    ] {
+        let ch = within("channel", conn.create_channel()).await.unwrap();
+        let err = within(
+            "exchange.declare",
+            ch.exchange_declare(
+                unique("chash-arg").as_str().into(),
+                consistent_hash(),
+                ExchangeDeclareOptions::default(),
+                args,
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(reply_code(&err), Some(406), "{err:?}");
+        assert_eq!(reply_text(&err).unwrap(), expected);
+    }
+}
+
+// ------------------------------------------------------------------- direct reply-to
+
+#[tokio::test]
+async fn direct_reply_to_rpc_round_trip() {
+    let broker = Broker::start();
+    let (_sc, server_ch) = connect_channel(&broker).await;
+    let rpc_q = declare_with(&server_ch, "rpc", &[]).await;
+    let mut server = consume(&server_ch, &rpc_q).await;
+
+    let (_cc, client_ch) = connect_channel(&broker).await;
+    let mut replies = within(
+        "basic.consume reply-to",
+        client_ch.basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume amq.rabbitmq.reply-to");
+    publish_with(
+        &client_ch,
+        "",
+        &rpc_q,
+        b"2+2",
+        BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id("c-1".into()),
+    )
+    .await;
+
+    let req = next_delivery(&mut server).await;
+    assert_eq!(body(&req), "2+2");
+    let reply_to = req
+        .properties
+        .reply_to()
+        .as_ref()
+        .expect("reply_to")
+        .to_string();
+    assert!(
+        reply_to.starts_with("amq.rabbitmq.reply-to.") && reply_to.len() > 30,
+        "rewritten reply-to: {reply_to}"
+    );
+    publish_with(
+        &server_ch,
+        "",
+        &reply_to,
+        b"4",
+        BasicProperties::default().with_correlation_id("c-1".into()),
+    )
+    .await;
+    req.ack(BasicAckOptions::default()).await.unwrap();
+
+    let reply = next_delivery(&mut replies).await;
+    assert_eq!(body(&reply), "4");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("c-1")
+    );
+    assert_eq!(reply.exchange.as_str(), "");
+    assert_eq!(reply.routing_key.as_str(), reply_to);
 }
