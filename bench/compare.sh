@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Warren vs RabbitMQ on the ten scenarios of issue 5, same machine, same run.
+#
+#   bench/compare.sh [SCENARIO...]        # default: 1..10
+#
+# Starts Warren (target/release/warren, built if missing) on 127.0.0.1:5680
+# with a temporary data directory, and uses the RabbitMQ at $RABBITMQ_URI
+# (default amqp://guest:guest@127.0.0.1:5673/%2f). If that is not reachable
+# and `rabbitmq-server` is installed, it is started detached with the
+# machine's /etc/rabbitmq config (listener 127.0.0.1:5673, node
+# rabbit@localhost), and stopped again at the end.
+#
+# For each run it samples the broker's CPU time (utime+stime of
+# /proc/PID/stat before and after: broker CPU µs per message) and its
+# resident memory (VmRSS every 100 ms: peak), then prints a markdown table.
+# Raw JSON lines are kept in $OUT_DIR (default: a temp dir, path printed).
+#
+# Environment: RABBITMQ_URI, RABBITMQ_PID (if it cannot be found), WARREN_PORT
+# (5680), OUT_DIR, and DURATION / BACKLOG / IDLE_CONNECTIONS (see scenarios.sh).
+# Every loop is bounded; only processes this script started are stopped.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/scenarios.sh
+source "$BENCH_DIR/scenarios.sh"
+
+RABBITMQ_URI="${RABBITMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}"
+WARREN_PORT="${WARREN_PORT:-5680}"
+WARREN_BIN="${WARREN_BIN:-$ROOT/target/release/warren}"
+WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
+OUT_DIR="${OUT_DIR:-$(mktemp -d /tmp/warren-bench.XXXXXX)}"
+CLK_TCK="$(getconf CLK_TCK)"
+mkdir -p "$OUT_DIR"
+
+WARREN_PID=""
+WARREN_DATA=""
+RABBIT_STARTED=""
+RABBIT_PID=""
+SAMPLER_PID=""
+
+log() { echo "compare: $*" >&2; }
+
+cleanup() {
+    if [[ -n "$SAMPLER_PID" ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
+    stop_warren
+    if [[ -n "$RABBIT_STARTED" ]]; then
+        log "stopping the RabbitMQ node this script started"
+        timeout 60 rabbitmqctl stop >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+# host_port URI -> "host port"
+host_port() {
+    local rest="${1#amqp://}"
+    rest="${rest#*@}"
+    rest="${rest%%/*}"
+    echo "${rest%:*} ${rest##*:}"
+}
+
+# wait_port HOST PORT SECONDS: poll until something listens (bounded).
+wait_port() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+cpu_ticks() { # utime + stime of PID, in clock ticks
+    local stat
+    stat="$(cat "/proc/$1/stat")"
+    stat="${stat##*) }"
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo $((${12} + ${13}))
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# sample_rss PID FILE: write the peak VmRSS (KiB) to FILE every 100 ms;
+# stops when killed, when PID exits, or after an hour.
+sample_rss() {
+    local pid="$1" file="$2" peak=0 cur i
+    for ((i = 0; i < 36000; i++)); do
+        cur="$(rss_kib "$pid" 2>/dev/null)" || break
+        if [[ -n "$cur" && "$cur" -gt "$peak" ]]; then
+            peak="$cur"
+            echo "$peak" >"$file"
+        fi
+        sleep 0.1
+    done
+}
+
+BROKER_PID=""
+
+# The measured run_perf: same as scenarios.sh's, plus broker CPU and memory.
+run_perf() {
+    local label="$1"
+    shift
+    local cpu0 cpu1 rss0 peak json status=0 peakfile="$OUT_DIR/.peak"
+    rss0="$(rss_kib "$BROKER_PID")"
+    echo "$rss0" >"$peakfile"
+    sample_rss "$BROKER_PID" "$peakfile" &
+    SAMPLER_PID=$!
+    cpu0="$(cpu_ticks "$BROKER_PID")"
+    json="$("$PERF" --uri "$URI" --json --quiet --label "$label" "$@" 2>"$OUT_DIR/$label.$BROKER_NAME.err")" || status=$?
+    cpu1="$(cpu_ticks "$BROKER_PID")"
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+    peak="$(cat "$peakfile")"
+    if [[ $status -ne 0 || -z "$json" ]]; then
+        local err
+        err="$(tail -n 1 "$OUT_DIR/$label.$BROKER_NAME.err")"
+        log "$BROKER_NAME $label failed: $err"
+        json="$(jq -cn --arg l "$label" --arg e "$err" '{label: $l, error: $e}')"
+    fi
+    echo "$json" | jq -c --arg b "$BROKER_NAME" --argjson cpu "$(((cpu1 - cpu0) * 1000000 / CLK_TCK))" \
+        --argjson rss0 "$rss0" --argjson peak "$peak" \
+        '. + {broker_name: $b, broker_cpu_us: $cpu, broker_rss_before_kib: $rss0, broker_peak_rss_kib: $peak}
+         | . + (if (.published // 0) > 0 or (.consumed // 0) > 0
+                then {broker_cpu_us_per_msg: ($cpu / ([.published, .consumed] | max))} else {} end)'
+}
+
+stop_warren() {
+    if [[ -n "$WARREN_PID" ]]; then
+        kill "$WARREN_PID" 2>/dev/null || true
+        wait "$WARREN_PID" 2>/dev/null || true
+        WARREN_PID=""
+    fi
+    if [[ -n "$WARREN_DATA" ]]; then rm -rf "$WARREN_DATA"; WARREN_DATA=""; fi
+}
+
+start_warren() {
+    if [[ ! -x "$WARREN_BIN" ]]; then
+        log "building warren..."
+        (cd "$ROOT" && cargo build --release -p warren >&2)
+    fi
+    WARREN_DATA="$(mktemp -d /tmp/warren-bench-data.XXXXXX)"
+    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$WARREN_DATA" >"$OUT_DIR/warren.log" 2>&1 &
+    WARREN_PID=$!
+    wait_port 127.0.0.1 "$WARREN_PORT" 30 || { log "warren did not start (see $OUT_DIR/warren.log)"; exit 1; }
+    log "warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
+}
+
+find_rabbit_pid() {
+    if [[ -n "${RABBITMQ_PID:-}" ]]; then echo "$RABBITMQ_PID"; return; fi
+    local pidfile
+    for pidfile in /var/lib/rabbitmq/mnesia/*.pid; do
+        if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            cat "$pidfile"
+            return
+        fi
+    done
+    pgrep -o -f 'beam.smp.*rabbit' || true
+}
+
+ensure_rabbit() {
+    local hp host port
+    hp="$(host_port "$RABBITMQ_URI")"
+    host="${hp% *}"
+    port="${hp#* }"
+    if ! wait_port "$host" "$port" 1; then
+        if ! command -v rabbitmq-server >/dev/null; then
+            log "no RabbitMQ at $RABBITMQ_URI and rabbitmq-server is not installed"
+            exit 1
+        fi
+        log "starting rabbitmq-server (detached, /etc/rabbitmq config)"
+        ulimit -n 65536 2>/dev/null || true
+        rabbitmq-server -detached
+        RABBIT_STARTED=1
+        wait_port "$host" "$port" 120 || { log "RabbitMQ did not come up on $host:$port"; exit 1; }
+    fi
+    RABBIT_PID="$(find_rabbit_pid)"
+    if [[ -z "$RABBIT_PID" ]]; then
+        log "cannot find RabbitMQ's beam.smp pid; set RABBITMQ_PID"
+        exit 1
+    fi
+    log "rabbitmq pid $RABBIT_PID at $RABBITMQ_URI"
+}
+
+# ---- the table -------------------------------------------------------------
+
+# value FILE LABEL JQ_EXPR: the expression on the line with that label.
+value() {
+    jq -r --arg l "$2" "select(.label == \$l) | if .error then \"error\" else ($3 // \"n/a\") end" "$1" | head -n 1
+}
+
+fmt() { # fmt NUMBER DECIMALS
+    if [[ "$1" =~ ^-?[0-9.e+-]+$ ]]; then printf "%.${2}f" "$1"; else echo "${1:-n/a}"; fi
+}
+
+# row NAME UNIT LABEL EXPR higher|lower DECIMALS
+row() {
+    local w r ratio wc rc
+    w="$(value "$OUT_DIR/warren.jsonl" "$3" "$4")"
+    r="$(value "$OUT_DIR/rabbitmq.jsonl" "$3" "$4")"
+    ratio="n/a"
+    if [[ "$w" =~ ^[0-9.e+-]+$ && "$r" =~ ^[0-9.e+-]+$ ]]; then
+        if [[ "$5" == higher ]]; then
+            ratio="$(awk -v a="$w" -v b="$r" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }')"
+        else
+            ratio="$(awk -v a="$w" -v b="$r" 'BEGIN { if (a > 0) printf "%.2f×", b / a; else print "n/a" }')"
+        fi
+    fi
+    wc="$(value "$OUT_DIR/warren.jsonl" "$3" '.broker_cpu_us_per_msg')"
+    rc="$(value "$OUT_DIR/rabbitmq.jsonl" "$3" '.broker_cpu_us_per_msg')"
+    echo "| $1 | $2 | $(fmt "$w" "$6") | $(fmt "$r" "$6") | $ratio | $(fmt "$wc" 2) | $(fmt "$rc" 2) |"
+}
+
+# The peak over several runs (scenario 9's two phases), in MiB.
+peak_mib() {
+    jq -s -r --arg a "$2" --arg b "$3" \
+        '[.[] | select(.label == $a or .label == $b) | .broker_peak_rss_kib] | if length == 0 then "n/a" else (max / 1024) end' "$1"
+}
+
+print_table() {
+    local s
+    echo
+    echo "## Warren vs RabbitMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+    echo
+    echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine."
+    echo "× = Warren's advantage (Warren/RabbitMQ for rates, RabbitMQ/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
+    echo
+    echo "| scenario | metric | Warren | RabbitMQ | × | Warren CPU µs/msg | RabbitMQ CPU µs/msg |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for s in "${SCENARIOS[@]}"; do
+        case "$s" in
+            1) row "1 transient" "consumed msg/s" s1-transient .consume_rate higher 0 ;;
+            2) row "2 safe" "consumed msg/s" s2-safe .consume_rate higher 0 ;;
+            3) row "3 persistent" "consumed msg/s" s3-persistent .consume_rate higher 0 ;;
+            4) row "4 fanout" "deliveries/s" s4-fanout .consume_rate higher 0 ;;
+            5) row "5 topic" "consumed msg/s" s5-topic .consume_rate higher 0 ;;
+            6) row "6 bandwidth" "consumed MiB/s" s6-bandwidth .consume_mib_per_s higher 0 ;;
+            7) row "7 many" "consumed msg/s" s7-many .consume_rate higher 0 ;;
+            8)
+                row "8 latency 1k/s" "p99 ms" s8-latency-1k .latency_ms.p99 lower 3
+                row "8 latency 10k/s" "p99 ms" s8-latency-10k .latency_ms.p99 lower 3
+                ;;
+            9)
+                row "9 backlog publish" "msg/s" s9-backlog-publish .publish_rate higher 0
+                row "9 backlog drain" "msg/s" s9-backlog-drain .consume_rate higher 0
+                local w r
+                w="$(peak_mib "$OUT_DIR/warren.jsonl" s9-backlog-publish s9-backlog-drain)"
+                r="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" s9-backlog-publish s9-backlog-drain)"
+                echo "| 9 backlog | peak RSS MiB | $(fmt "$w" 0) | $(fmt "$r" 0) | $(awk -v a="$w" -v b="$r" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }') | | |"
+                ;;
+            10)
+                row "10 connections" "RSS KiB per connection" s10-connections \
+                    '(if .connections then (.broker_peak_rss_kib - .broker_rss_before_kib) / .connections.opened else null end)' lower 1
+                row "10 connections" "open ms per connection" s10-connections '.connections.open_mean_ms' lower 2
+                ;;
+        esac
+    done
+    echo
+    echo "Raw results: $OUT_DIR/warren.jsonl, $OUT_DIR/rabbitmq.jsonl"
+}
+
+# ---- main ------------------------------------------------------------------
+
+if [[ $# -gt 0 ]]; then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
+for s in "${SCENARIOS[@]}"; do
+    [[ "$s" =~ ^([1-9]|10)$ ]] || { log "unknown scenario $s (1..10)"; exit 2; }
+done
+ulimit -n 65536 2>/dev/null || true
+if [[ ! -x "$PERF" ]]; then ensure_perf; fi
+start_warren
+ensure_rabbit
+: >"$OUT_DIR/warren.jsonl"
+: >"$OUT_DIR/rabbitmq.jsonl"
+for s in "${SCENARIOS[@]}"; do
+    if [[ "$s" == 9 || "$s" == 10 ]]; then
+        # memory scenarios: a fresh Warren, so its RSS baseline and peak are
+        # this scenario's own and not what earlier scenarios left allocated
+        stop_warren
+        start_warren
+    fi
+    log "scenario $s: warren"
+    URI="$WARREN_URI" BROKER_PID="$WARREN_PID" BROKER_NAME=warren
+    "scenario_$s" | tee -a "$OUT_DIR/warren.jsonl" >&2
+    log "scenario $s: rabbitmq"
+    URI="$RABBITMQ_URI" BROKER_PID="$RABBIT_PID" BROKER_NAME=rabbitmq
+    "scenario_$s" | tee -a "$OUT_DIR/rabbitmq.jsonl" >&2
+done
+print_table
