@@ -25,7 +25,6 @@ def _names():
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["graceful", "kill9"])
-@pytest.mark.warren_pending(3)
 def test_durable_entities_and_persistent_messages_survive_restart(private_warren, hard):
     names = _names()
     b1 = private_warren.start()
@@ -62,7 +61,6 @@ def test_durable_entities_and_persistent_messages_survive_restart(private_warren
         c2.close()
 
 
-@pytest.mark.warren_pending(3)
 def test_unacked_persistent_message_redelivered_after_restart(private_warren):
     q = unique("ua")
     b1 = private_warren.start()

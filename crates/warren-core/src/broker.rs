@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::persist::{Persistence, SavedVHost};
 use crate::queue::Queue;
 use crate::timers::Timers;
 use crate::vhost::VHost;
@@ -33,6 +34,7 @@ pub struct Broker {
     /// unlisted queue that feeds the requesting channel's no-ack consumer.
     reply_targets: RwLock<HashMap<String, Arc<Queue>>>,
     timers: Arc<Timers>,
+    persistence: Option<Arc<Persistence>>,
 }
 
 impl Default for Broker {
@@ -45,12 +47,17 @@ impl Broker {
     /// A broker with the default vhost `/` and the user `guest`/`guest` (loopback only), as
     /// RabbitMQ starts.
     pub fn new() -> Broker {
+        Self::build(None)
+    }
+
+    fn build(persistence: Option<Arc<Persistence>>) -> Broker {
         let broker = Broker {
             vhosts: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             reply_targets: RwLock::new(HashMap::new()),
             timers: Timers::new(),
+            persistence,
         };
         broker.add_vhost("/");
         broker.add_user(User {
@@ -66,8 +73,55 @@ impl Broker {
             self.vhosts
                 .write()
                 .entry(name.to_string())
-                .or_insert_with(|| VHost::new(name, Arc::clone(&self.timers))),
+                .or_insert_with(|| {
+                    VHost::new(name, Arc::clone(&self.timers), self.persistence.clone())
+                }),
         )
+    }
+
+    /// A broker backed by a store: durable state is recovered from it (metadata, then every
+    /// durable queue's log), logs no queue refers to any more are removed, and unreferenced
+    /// segments are collected before the broker takes traffic.
+    pub fn with_persistence(persistence: Arc<Persistence>) -> Result<Arc<Broker>, String> {
+        let saved = persistence.load()?;
+        let broker = Arc::new(Self::build(Some(Arc::clone(&persistence))));
+        persistence.attach(Arc::downgrade(&broker));
+        for v in saved {
+            let vhost = broker.add_vhost(&v.name);
+            vhost.restore(v);
+        }
+        let in_use: Vec<u64> = broker
+            .vhosts
+            .read()
+            .values()
+            .flat_map(|v| v.queue_log_ids())
+            .collect();
+        match persistence.store.queue_log_ids() {
+            Ok(ids) => {
+                for id in ids.into_iter().filter(|id| !in_use.contains(id)) {
+                    tracing::info!(
+                        queue_log = id,
+                        "removing the log of a queue that no longer exists"
+                    );
+                    let _ = persistence.store.remove_queue_log(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list queue logs"),
+        }
+        persistence.store.collect_garbage();
+        // Saved once more so that a first start writes the initial metadata.
+        persistence.save();
+        Ok(broker)
+    }
+
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persistence.as_ref()
+    }
+
+    /// Everything durable, per vhost.
+    pub fn durable_snapshot(&self) -> Vec<SavedVHost> {
+        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        vhosts.iter().map(|v| v.saved()).collect()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

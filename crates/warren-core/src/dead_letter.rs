@@ -93,15 +93,14 @@ impl DeadLetter {
         }
         headers.insert("x-death", FieldValue::Array(deaths));
         props.headers = Some(headers);
-        Message {
-            exchange: self.exchange.clone(),
-            routing_key: self
-                .routing_key
+        Message::new(
+            self.exchange.clone(),
+            self.routing_key
                 .clone()
                 .unwrap_or_else(|| self.msg.routing_key.clone()),
-            properties_raw: props.to_bytes(),
-            body: self.msg.body.clone(),
-        }
+            props.to_bytes(),
+            self.msg.body.clone(),
+        )
     }
 }
 
@@ -149,12 +148,12 @@ mod tests {
             expiration: Some("100".into()),
             ..Default::default()
         };
-        let msg = Message {
-            exchange: "in".into(),
-            routing_key: "k".into(),
-            properties_raw: props.to_bytes(),
-            body: Bytes::from_static(b"x"),
-        };
+        let msg = Message::new(
+            "in".into(),
+            "k".into(),
+            props.to_bytes(),
+            Bytes::from_static(b"x"),
+        );
         let once = letter(DeathReason::Expired, msg).republished(10);
         let p = BasicProperties::decode(&once.properties_raw).unwrap();
         assert_eq!(p.expiration, None);

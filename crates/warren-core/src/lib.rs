@@ -11,6 +11,7 @@ pub mod delayed;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod persist;
 pub mod policy;
 pub mod queue;
 pub mod queue_config;

@@ -1,21 +1,141 @@
 //! A published message as the broker holds it: routing information, the content header's
 //! properties kept raw (parsed lazily, written back unchanged on delivery) and the body as a
-//! shared `Bytes`, so fan-out to many queues never copies the body.
+//! shared `Bytes`, so fan-out to many queues never copies the body. A persistent message is
+//! written to the store once, however many durable queues hold it (`stored`).
 
-use bytes::Bytes;
+use std::sync::OnceLock;
 
-#[derive(Debug, Clone)]
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use warren_amqp::properties::peek_delivery_mode;
+use warren_store::Location;
+
+#[derive(Debug)]
 pub struct Message {
     pub exchange: String,
     pub routing_key: String,
     /// Property flags and fields exactly as the publisher encoded them.
     pub properties_raw: Bytes,
     pub body: Bytes,
+    /// `delivery-mode` = 2.
+    pub persistent: bool,
+    /// Where the store holds this message's record, once written.
+    pub stored: OnceLock<Location>,
 }
 
+/// Record format version (first byte of every stored message).
+const RECORD_V1: u8 = 1;
+
 impl Message {
+    pub fn new(
+        exchange: String,
+        routing_key: String,
+        properties_raw: Bytes,
+        body: Bytes,
+    ) -> Message {
+        // The delivery-mode flag is bit 12: 0x10 of the first flag byte.
+        let persistent = properties_raw.first().is_some_and(|b| b & 0x10 != 0)
+            && peek_delivery_mode(&properties_raw) == Some(2);
+        Message {
+            exchange,
+            routing_key,
+            properties_raw,
+            body,
+            persistent,
+            stored: OnceLock::new(),
+        }
+    }
+
     /// Bytes this message accounts for in a queue (body plus raw properties).
     pub fn size(&self) -> usize {
         self.body.len() + self.properties_raw.len()
+    }
+
+    /// The store record: `[v1][exchange: u8 len][routing key: u8 len][properties: u32 len][body]`.
+    pub fn encode_record(&self) -> BytesMut {
+        let ex = short(&self.exchange);
+        let rk = short(&self.routing_key);
+        let mut out = BytesMut::with_capacity(1 + 2 + ex.len() + rk.len() + 4 + self.size());
+        out.put_u8(RECORD_V1);
+        out.put_u8(ex.len() as u8);
+        out.put_slice(ex);
+        out.put_u8(rk.len() as u8);
+        out.put_slice(rk);
+        out.put_u32(self.properties_raw.len() as u32);
+        out.put_slice(&self.properties_raw);
+        out.put_slice(&self.body);
+        out
+    }
+
+    /// Reads a record back (the store has already checked its checksum). The body and
+    /// properties are slices of `record`, not copies.
+    pub fn decode_record(record: Bytes, loc: Location) -> Option<Message> {
+        let mut buf = &record[..];
+        if buf.remaining() < 2 || buf.get_u8() != RECORD_V1 {
+            return None;
+        }
+        let ex_len = usize::from(buf.get_u8());
+        let exchange = take_str(&mut buf, ex_len)?;
+        if buf.remaining() < 1 {
+            return None;
+        }
+        let rk_len = usize::from(buf.get_u8());
+        let routing_key = take_str(&mut buf, rk_len)?;
+        if buf.remaining() < 4 {
+            return None;
+        }
+        let props_len = buf.get_u32() as usize;
+        if buf.remaining() < props_len {
+            return None;
+        }
+        let props_start = record.len() - buf.remaining();
+        let properties_raw = record.slice(props_start..props_start + props_len);
+        let body = record.slice(props_start + props_len..);
+        let msg = Message::new(exchange, routing_key, properties_raw, body);
+        let _ = msg.stored.set(loc);
+        Some(msg)
+    }
+}
+
+/// Short strings are at most 255 bytes on the wire, so they are in the record too.
+fn short(s: &str) -> &[u8] {
+    let b = s.as_bytes();
+    &b[..b.len().min(255)]
+}
+
+fn take_str(buf: &mut &[u8], n: usize) -> Option<String> {
+    if buf.remaining() < n {
+        return None;
+    }
+    let s = std::str::from_utf8(&buf[..n]).ok()?.to_string();
+    buf.advance(n);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_amqp::BasicProperties;
+
+    #[test]
+    fn record_round_trip_and_persistence_flag() {
+        let props = BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .to_bytes();
+        let m = Message::new("x".into(), "k".into(), props, Bytes::from_static(b"body"));
+        assert!(m.persistent);
+        let rec = m.encode_record().freeze();
+        let back = Message::decode_record(rec, Location::default()).unwrap();
+        assert_eq!(back.exchange, "x");
+        assert_eq!(back.routing_key, "k");
+        assert_eq!(back.properties_raw, m.properties_raw);
+        assert_eq!(back.body, m.body);
+        assert!(back.persistent);
+        let transient = Message::new(String::new(), "q".into(), Bytes::new(), Bytes::new());
+        assert!(!transient.persistent);
+        assert!(
+            Message::decode_record(Bytes::from_static(b"\x02junk"), Location::default()).is_none()
+        );
     }
 }

@@ -88,9 +88,11 @@ impl Policy {
         }
         for (key, value) in definition.iter() {
             match KEYS.iter().find(|(k, _)| k == key) {
-                None => return Err(CoreError::precondition(format!(
+                None => {
+                    return Err(CoreError::precondition(format!(
                     "Validation failed: [{{<<\"{key}\">>,...}}] are not recognised policy settings"
-                ))),
+                )))
+                }
                 Some((_, None)) => {
                     if value.as_str().is_none() {
                         return Err(CoreError::precondition(format!(

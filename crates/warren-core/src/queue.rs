@@ -27,6 +27,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
 use crate::timers::{TimerTarget, Timers};
+use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 
 /// What a client asked for in `queue.declare` (after the server named it, if needed).
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +44,14 @@ pub struct QueueSpec {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub seq: u64,
-    pub msg: Arc<Message>,
+    /// The message, or `None` while it lives only in the store (paged out).
+    pub msg: Option<Arc<Message>>,
+    /// The message's record in the store, if it has one; the entry holds one reference.
+    pub loc: Option<Location>,
+    /// Bytes the message counts for (body and properties).
+    pub size: u32,
+    /// Written to the queue's log (a persistent message in a durable queue).
+    pub logged: bool,
     pub redelivered: bool,
     /// Deadline on [`now_ms`]'s clock; 0 = never expires.
     pub expires_at: u64,
@@ -60,6 +68,7 @@ impl Entry {
 /// A message handed to a consumer.
 pub struct Delivery {
     pub queue: Arc<Queue>,
+    pub msg: Arc<Message>,
     pub consumer_tag: Arc<str>,
     pub channel: u16,
     /// The consumer acknowledges nothing: no credit was taken for this delivery.
@@ -132,7 +141,10 @@ impl Consumer {
 struct Ready {
     levels: Vec<VecDeque<Entry>>,
     len: usize,
+    /// Bytes of every ready message (what `x-max-length-bytes` limits).
     bytes: usize,
+    /// Bytes of ready messages held in memory (what paging limits).
+    mem_bytes: usize,
 }
 
 impl Ready {
@@ -141,20 +153,35 @@ impl Ready {
             levels: (0..levels.max(1)).map(|_| VecDeque::new()).collect(),
             len: 0,
             bytes: 0,
+            mem_bytes: 0,
+        }
+    }
+
+    fn count_in(&mut self, e: &Entry) {
+        self.len += 1;
+        self.bytes += e.size as usize;
+        if e.msg.is_some() {
+            self.mem_bytes += e.size as usize;
+        }
+    }
+
+    fn count_out(&mut self, e: &Entry) {
+        self.len -= 1;
+        self.bytes -= e.size as usize;
+        if e.msg.is_some() {
+            self.mem_bytes -= e.size as usize;
         }
     }
 
     fn push_back(&mut self, e: Entry) {
-        self.len += 1;
-        self.bytes += e.msg.size();
+        self.count_in(&e);
         let level = usize::from(e.level).min(self.levels.len() - 1);
         self.levels[level].push_back(e);
     }
 
     /// Puts an entry back where its sequence number says it belongs.
     fn insert_by_seq(&mut self, e: Entry) {
-        self.len += 1;
-        self.bytes += e.msg.size();
+        self.count_in(&e);
         let level = usize::from(e.level).min(self.levels.len() - 1);
         let list = &mut self.levels[level];
         // Requeued messages are usually older than everything ready: check the front first.
@@ -167,8 +194,7 @@ impl Ready {
 
     fn pop_front(&mut self) -> Option<Entry> {
         let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
-        self.len -= 1;
-        self.bytes -= e.msg.size();
+        self.count_out(&e);
         Some(e)
     }
 
@@ -179,7 +205,10 @@ impl Ready {
             while list.front().is_some_and(|e| e.expired(now)) {
                 if let Some(e) = list.pop_front() {
                     self.len -= 1;
-                    self.bytes -= e.msg.size();
+                    self.bytes -= e.size as usize;
+                    if e.msg.is_some() {
+                        self.mem_bytes -= e.size as usize;
+                    }
                     out.push(e);
                 }
             }
@@ -195,14 +224,16 @@ impl Ready {
             .min()
     }
 
-    fn clear(&mut self) -> usize {
-        let n = self.len;
+    /// Removes every ready entry.
+    fn take_all(&mut self) -> Vec<Entry> {
+        let mut all = Vec::with_capacity(self.len);
         for l in self.levels.iter_mut() {
-            l.clear();
+            all.extend(l.drain(..));
         }
         self.len = 0;
         self.bytes = 0;
-        n
+        self.mem_bytes = 0;
+        all
     }
 }
 
@@ -228,7 +259,17 @@ pub struct Queue {
     deleted: AtomicBool,
     timers: Arc<Timers>,
     router: Weak<dyn DeadLetterRouter>,
+    storage: Option<QueueStorage>,
     me: Weak<Queue>,
+}
+
+/// A queue's link to the store: paging for every queue, a log for durable ones.
+pub struct QueueStorage {
+    pub store: Store,
+    /// The queue's index of persistent messages (durable, non-exclusive queues only).
+    pub log: Option<QueueLog>,
+    /// Ready bytes kept in memory; messages beyond live only in the store.
+    pub page_threshold: usize,
 }
 
 /// Counts reported by `queue.declare-ok`.
@@ -253,6 +294,7 @@ impl Queue {
         config: QueueConfig,
         timers: Arc<Timers>,
         router: Weak<dyn DeadLetterRouter>,
+        storage: Option<QueueStorage>,
     ) -> Arc<Queue> {
         let levels = config.levels();
         let queue = Arc::new_cyclic(|me| Queue {
@@ -272,6 +314,7 @@ impl Queue {
             deleted: AtomicBool::new(false),
             timers,
             router,
+            storage,
             me: me.clone(),
         });
         {
@@ -283,6 +326,11 @@ impl Queue {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The id of the queue's log in the store (durable queues only).
+    pub fn log_id(&self) -> Option<u64> {
+        self.storage.as_ref()?.log.as_ref().map(QueueLog::queue_id)
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -336,7 +384,7 @@ impl Queue {
                 break;
             };
             let cfg = st.config.clone();
-            self.dead_letter_into(&cfg, dropped.msg, DeathReason::MaxLen, &mut dead);
+            self.drop_entry(&cfg, dropped, DeathReason::MaxLen, &mut dead);
         }
         self.expire_locked(&mut st, now, &mut dead);
         st.timer_at = None;
@@ -386,13 +434,8 @@ impl Queue {
         };
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(Entry {
-            seq,
-            msg,
-            redelivered: false,
-            expires_at,
-            level,
-        });
+        let entry = self.admit(&st, msg, seq, expires_at, level);
+        st.ready.push_back(entry);
         self.dispatch_locked(&mut st, now, &mut dead);
         // drop-head: the oldest messages make room.
         while over(&st, 0, 0) {
@@ -400,7 +443,7 @@ impl Queue {
                 break;
             };
             let cfg = st.config.clone();
-            self.dead_letter_into(&cfg, dropped.msg, DeathReason::MaxLen, &mut dead);
+            self.drop_entry(&cfg, dropped, DeathReason::MaxLen, &mut dead);
         }
         self.expire_locked(&mut st, now, &mut dead);
         self.arm_timer(&mut st);
@@ -484,13 +527,31 @@ impl Queue {
                     c.channel_credit.release(1);
                 }
                 let cfg = st.config.clone();
-                self.dead_letter_into(&cfg, entry.msg, DeathReason::Expired, dead);
+                self.drop_entry(&cfg, entry, DeathReason::Expired, dead);
                 continue;
             }
+            let Some(msg) = self.message_of(&entry) else {
+                // Unreadable (corrupt) record: already logged; the message is lost.
+                let c = &st.consumers[idx].spec;
+                if !c.no_ack {
+                    c.consumer_credit.release(1);
+                    c.channel_credit.release(1);
+                }
+                self.leave(&entry);
+                continue;
+            };
             let consumer = &st.consumers[idx].spec;
             let no_ack = consumer.no_ack;
+            if !no_ack {
+                self.note_delivered(&entry);
+            }
+            if no_ack {
+                // Settled on delivery.
+                self.leave(&entry);
+            }
             consumer.sink.deliver(Delivery {
                 queue: Arc::clone(self),
+                msg,
                 consumer_tag: Arc::clone(&consumer.tag),
                 channel: consumer.channel,
                 no_ack,
@@ -503,18 +564,27 @@ impl Queue {
     }
 
     /// `basic.get`: the head message and how many remain after it.
-    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, Arc<Message>, u32)> {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         st.last_used = now;
         self.expire_locked(&mut st, now, &mut dead);
-        let got = st.ready.pop_front().map(|entry| {
-            if !no_ack {
+        let mut got = None;
+        while let Some(entry) = st.ready.pop_front() {
+            let Some(msg) = self.message_of(&entry) else {
+                self.leave(&entry);
+                continue;
+            };
+            if no_ack {
+                self.leave(&entry);
+            } else {
                 st.unacked += 1;
+                self.note_delivered(&entry);
             }
-            (entry, clamp_u32(st.ready.len))
-        });
+            got = Some((entry, msg, clamp_u32(st.ready.len)));
+            break;
+        }
         self.arm_timer(&mut st);
         drop(st);
         self.emit(dead);
@@ -522,9 +592,12 @@ impl Queue {
     }
 
     /// Acknowledged deliveries: they leave the queue for good.
-    pub fn settle(&self, count: usize) {
+    pub fn settle(&self, entries: Vec<Entry>) {
+        for e in &entries {
+            self.leave(e);
+        }
         let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(count);
+        st.unacked = st.unacked.saturating_sub(entries.len());
     }
 
     /// Rejected without requeue: the messages leave the queue, to its dead-letter exchange
@@ -532,14 +605,15 @@ impl Queue {
     pub fn discard(&self, entries: Vec<Entry>) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(entries.len());
-        if self.is_deleted() {
-            return;
-        }
         let cfg = st.config.clone();
         drop(st);
         let mut dead = Vec::new();
         for e in entries {
-            self.dead_letter_into(&cfg, e.msg, DeathReason::Rejected, &mut dead);
+            if self.is_deleted() {
+                self.leave(&e);
+            } else {
+                self.drop_entry(&cfg, e, DeathReason::Rejected, &mut dead);
+            }
         }
         self.emit(dead);
     }
@@ -553,6 +627,7 @@ impl Queue {
         for mut entry in entries {
             count += 1;
             if self.is_deleted() {
+                self.leave(&entry);
                 continue;
             }
             entry.redelivered = true;
@@ -625,22 +700,38 @@ impl Queue {
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
-        clamp_u32(self.state.lock().ready.clear())
+        let all = self.state.lock().ready.take_all();
+        for e in &all {
+            self.leave(e);
+        }
+        clamp_u32(all.len())
     }
 
     /// Marks the queue deleted, tells its consumers, and drops its messages. Returns the
     /// number of ready messages it held.
     pub fn mark_deleted(&self) -> u32 {
         self.deleted.store(true, Ordering::Release);
-        let (consumers, n) = {
+        let (consumers, all) = {
             let mut st = self.state.lock();
-            let n = st.ready.clear();
-            (std::mem::take(&mut st.consumers), n)
+            let all = st.ready.take_all();
+            (std::mem::take(&mut st.consumers), all)
         };
+        if let Some(storage) = &self.storage {
+            for e in &all {
+                if let Some(loc) = e.loc {
+                    storage.store.release(loc);
+                }
+            }
+            if let Some(log) = &storage.log {
+                if let Err(e) = storage.store.remove_queue_log(log.queue_id()) {
+                    tracing::warn!(queue = %self.spec.name, error = %e, "cannot remove the queue's log");
+                }
+            }
+        }
         for c in consumers {
             c.spec.sink.cancelled(c.spec.channel, &c.spec.tag);
         }
-        clamp_u32(n)
+        clamp_u32(all.len())
     }
 
     /// Called by the broker's timers: expires due messages; returns true when `x-expires`
@@ -674,7 +765,7 @@ impl Queue {
         st.ready.drop_expired(now, &mut expired);
         let cfg = st.config.clone();
         for e in expired {
-            self.dead_letter_into(&cfg, e.msg, DeathReason::Expired, dead);
+            self.drop_entry(&cfg, e, DeathReason::Expired, dead);
         }
     }
 
@@ -700,6 +791,144 @@ impl Queue {
         }
     }
 
+    /// A new entry for `msg`: persistent messages in a durable queue are written to the
+    /// store (once per message) and the queue's log; beyond the paging threshold the message
+    /// lives only in the store.
+    fn admit(
+        &self,
+        st: &QueueState,
+        msg: Arc<Message>,
+        seq: u64,
+        expires_at: u64,
+        level: u8,
+    ) -> Entry {
+        let size = u32::try_from(msg.size()).unwrap_or(u32::MAX);
+        let mut entry = Entry {
+            seq,
+            msg: None,
+            loc: None,
+            size,
+            logged: false,
+            redelivered: false,
+            expires_at,
+            level,
+        };
+        let Some(storage) = &self.storage else {
+            entry.msg = Some(msg);
+            return entry;
+        };
+        if msg.persistent {
+            if let Some(log) = &storage.log {
+                let loc = stored_location(&storage.store, &msg);
+                storage.store.retain(loc);
+                log.enqueue(seq, loc);
+                entry.loc = Some(loc);
+                entry.logged = true;
+            }
+        }
+        if st.ready.mem_bytes + size as usize <= storage.page_threshold {
+            entry.msg = Some(msg);
+        } else if entry.loc.is_none() {
+            let loc = stored_location(&storage.store, &msg);
+            storage.store.retain(loc);
+            entry.loc = Some(loc);
+        }
+        entry
+    }
+
+    /// The entry's message, read back from the store if it was paged out.
+    fn message_of(&self, e: &Entry) -> Option<Arc<Message>> {
+        if let Some(m) = &e.msg {
+            return Some(Arc::clone(m));
+        }
+        let (storage, loc) = (self.storage.as_ref()?, e.loc?);
+        match storage.store.read(loc) {
+            Ok(record) => match Message::decode_record(record, loc) {
+                Some(m) => Some(Arc::new(m)),
+                None => {
+                    tracing::warn!(queue = %self.spec.name, ?loc, "undecodable message record skipped");
+                    None
+                }
+            },
+            Err(err) => {
+                tracing::warn!(queue = %self.spec.name, ?loc, error = %err, "unreadable message record skipped");
+                None
+            }
+        }
+    }
+
+    /// Records in the log that a persistent message went out, so that after a crash it
+    /// comes back with `redelivered` set.
+    fn note_delivered(&self, e: &Entry) {
+        if e.logged && !e.redelivered && !self.is_deleted() {
+            if let Some(log) = self.storage.as_ref().and_then(|s| s.log.as_ref()) {
+                log.delivered(e.seq);
+            }
+        }
+    }
+
+    /// The entry leaves the queue for good: its log records it, its store reference goes.
+    fn leave(&self, e: &Entry) {
+        let Some(storage) = &self.storage else { return };
+        if e.logged && !self.is_deleted() {
+            if let Some(log) = &storage.log {
+                log.ack(e.seq);
+            }
+        }
+        if let Some(loc) = e.loc {
+            storage.store.release(loc);
+        }
+    }
+
+    /// Removes an entry (expired, dropped, rejected), dead-lettering it if configured.
+    fn drop_entry(
+        &self,
+        cfg: &QueueConfig,
+        e: Entry,
+        reason: DeathReason,
+        out: &mut Vec<DeadLetter>,
+    ) {
+        if cfg.dead_letter_exchange.is_some() {
+            if let Some(msg) = self.message_of(&e) {
+                self.dead_letter_into(cfg, msg, reason, out);
+            }
+        }
+        self.leave(&e);
+    }
+
+    /// Puts messages recovered from the queue's log back (after a restart): they stay in the
+    /// store until delivered; delivered-but-unacked ones come back redelivered.
+    pub fn restore(self: &Arc<Self>, recovered: Vec<RecoveredEntry>) {
+        let now = now_ms();
+        let mut st = self.state.lock();
+        let ttl_deadline = st.config.message_ttl.map_or(0, |t| now.saturating_add(t));
+        let levels = st.config.max_priority;
+        for r in recovered {
+            let mut entry = Entry {
+                seq: r.seq,
+                msg: None,
+                loc: Some(r.loc),
+                size: r.loc.len,
+                logged: true,
+                redelivered: r.delivered,
+                expires_at: ttl_deadline,
+                level: 0,
+            };
+            if let Some(max) = levels {
+                // Priority queues need the priority: read it once from the record.
+                if let Some(m) = self.message_of(&entry) {
+                    entry.level = peek_priority(&m.properties_raw).unwrap_or(0).min(max);
+                }
+            }
+            if let Some(storage) = &self.storage {
+                storage.store.retain(r.loc);
+            }
+            st.next_seq = st.next_seq.max(r.seq + 1);
+            st.ready.insert_by_seq(entry);
+        }
+        self.arm_timer(&mut st);
+    }
+
     fn dead_letter_into(
         &self,
         cfg: &QueueConfig,
@@ -717,6 +946,12 @@ impl Queue {
             });
         }
     }
+}
+
+/// The message's record location, appending it to the store the first time it is needed.
+fn stored_location(store: &Store, msg: &Message) -> Location {
+    *msg.stored
+        .get_or_init(|| store.append(&msg.encode_record()))
 }
 
 impl TimerTarget for Queue {
@@ -772,12 +1007,12 @@ mod tests {
     }
 
     fn msg_with(body: &'static str, props: BasicProperties) -> Arc<Message> {
-        Arc::new(Message {
-            exchange: String::new(),
-            routing_key: "q".into(),
-            properties_raw: props.to_bytes(),
-            body: Bytes::from_static(body.as_bytes()),
-        })
+        Arc::new(Message::new(
+            String::new(),
+            "q".into(),
+            props.to_bytes(),
+            Bytes::from_static(body.as_bytes()),
+        ))
     }
 
     fn msg(body: &'static str) -> Arc<Message> {
@@ -810,6 +1045,7 @@ mod tests {
             config,
             Timers::new(),
             Arc::downgrade(&router),
+            None,
         )
     }
 

@@ -16,7 +16,9 @@ use crate::dead_letter::{is_cycle, DeadLetter};
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
 use crate::message::Message;
+use crate::persist::{Persistence, SavedBinding, SavedQueue, SavedVHost};
 use crate::policy::{self, Policy};
+use crate::queue::QueueStorage;
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
@@ -46,6 +48,7 @@ pub struct VHost {
     topology: RwLock<Topology>,
     policies: RwLock<Vec<Policy>>,
     timers: Arc<Timers>,
+    persistence: Option<Arc<Persistence>>,
     me: Weak<VHost>,
 }
 
@@ -60,11 +63,20 @@ pub struct DeclaredQueue {
 
 impl VHost {
     /// A vhost in an `Arc`, as queues need a weak handle back to it for dead-lettering.
-    pub fn new(name: &str, timers: Arc<Timers>) -> Arc<VHost> {
-        Arc::new_cyclic(|me| VHost::build(name, timers, me.clone()))
+    pub fn new(
+        name: &str,
+        timers: Arc<Timers>,
+        persistence: Option<Arc<Persistence>>,
+    ) -> Arc<VHost> {
+        Arc::new_cyclic(|me| VHost::build(name, timers, persistence, me.clone()))
     }
 
-    fn build(name: &str, timers: Arc<Timers>, me: Weak<VHost>) -> VHost {
+    fn build(
+        name: &str,
+        timers: Arc<Timers>,
+        persistence: Option<Arc<Persistence>>,
+        me: Weak<VHost>,
+    ) -> VHost {
         let mut topology = Topology::default();
         let mut add = |name: &str, kind| {
             let spec = ExchangeSpec {
@@ -89,6 +101,7 @@ impl VHost {
             topology: RwLock::new(topology),
             policies: RwLock::new(Vec::new()),
             timers,
+            persistence,
             me,
         }
     }
@@ -130,7 +143,12 @@ impl VHost {
         exchange.policy_alternate =
             policy::effective(&self.policies.read(), exchange.name(), false)
                 .and_then(Policy::alternate_exchange);
+        let durable = exchange.spec.durable;
         topo.exchanges.insert(exchange.spec.name.clone(), exchange);
+        drop(topo);
+        if durable {
+            self.persist();
+        }
         Ok(())
     }
 
@@ -200,7 +218,12 @@ impl VHost {
                 self.name
             )));
         }
+        let durable = x.spec.durable;
         remove_exchange(&mut topo, name);
+        drop(topo);
+        if durable {
+            self.persist();
+        }
         Ok(())
     }
 
@@ -245,10 +268,23 @@ impl VHost {
             let p = policy::effective(&policies, &spec.name, true);
             policy::queue_config(&spec.arguments, p, &spec.name, &self.name)?
         };
+        let logged = spec.durable && spec.exclusive_owner.is_none();
+        let storage = self.queue_storage(logged)?;
         let router: Weak<dyn DeadLetterRouter> = self.me.clone();
-        let queue = Queue::new(&self.name, spec, config, Arc::clone(&self.timers), router);
+        let queue = Queue::new(
+            &self.name,
+            spec,
+            config,
+            Arc::clone(&self.timers),
+            router,
+            storage,
+        );
         topo.queues
             .insert(queue.spec.name.clone(), Arc::clone(&queue));
+        drop(topo);
+        if logged {
+            self.persist();
+        }
         Ok(DeclaredQueue {
             counts: queue.counts(),
             queue,
@@ -325,7 +361,12 @@ impl VHost {
                 self.name
             )));
         }
-        Ok(remove_queue(&mut topo, &q))
+        let count = remove_queue(&mut topo, &q);
+        drop(topo);
+        if q.log_id().is_some() {
+            self.persist();
+        }
+        Ok(count)
     }
 
     /// Deletes `queue` if it is still the one registered under its name (auto-delete after
@@ -338,6 +379,10 @@ impl VHost {
             .is_some_and(|q| Arc::ptr_eq(q, queue))
         {
             remove_queue(&mut topo, queue);
+            drop(topo);
+            if queue.log_id().is_some() {
+                self.persist();
+            }
         }
     }
 
@@ -381,7 +426,11 @@ impl VHost {
             .exchanges
             .get_mut(source)
             .ok_or_else(|| self.no_exchange(source))?;
-        x.bind(binding)?;
+        let durable = x.spec.durable;
+        if x.bind(binding)? && durable {
+            drop(topo);
+            self.persist();
+        }
         Ok(())
     }
 
@@ -415,8 +464,14 @@ impl VHost {
         let Some(x) = topo.exchanges.get_mut(source) else {
             return Ok(());
         };
-        if x.unbind(&binding) && x.spec.auto_delete && !x.has_bindings() {
+        let durable = x.spec.durable;
+        let removed = x.unbind(&binding);
+        if removed && x.spec.auto_delete && !x.has_bindings() {
             remove_exchange(&mut topo, source);
+        }
+        drop(topo);
+        if removed && durable {
+            self.persist();
         }
         Ok(())
     }
@@ -450,6 +505,177 @@ impl VHost {
         Ok(())
     }
 
+    // ----- durability -----
+
+    /// Store access for a new queue: paging for all, a log for durable ones.
+    fn queue_storage(&self, logged: bool) -> CoreResult<Option<QueueStorage>> {
+        let Some(p) = &self.persistence else {
+            return Ok(None);
+        };
+        let log = if logged {
+            Some(p.new_queue_log().map_err(|e| {
+                CoreError::new(
+                    crate::error::ErrorKind::InternalError,
+                    format!("cannot create the queue's log: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(Some(QueueStorage {
+            store: p.store.clone(),
+            log,
+            page_threshold: p.page_threshold,
+        }))
+    }
+
+    fn persist(&self) {
+        if let Some(p) = &self.persistence {
+            p.save();
+        }
+    }
+
+    /// Everything durable in this vhost, for the metadata snapshot.
+    pub fn saved(&self) -> SavedVHost {
+        let topo = self.topology.read();
+        let durable_exchange =
+            |name: &str| topo.exchanges.get(name).is_some_and(|x| x.spec.durable);
+        let mut saved = SavedVHost {
+            name: self.name.clone(),
+            policies: self.policies.read().clone(),
+            ..Default::default()
+        };
+        for x in topo.exchanges.values() {
+            let predeclared = x.name().is_empty() || x.name().starts_with("amq.");
+            if x.spec.durable && !predeclared {
+                saved.exchanges.push(x.spec.clone());
+            }
+            if !x.spec.durable {
+                continue;
+            }
+            for b in x.bindings() {
+                let durable_dest = match &b.destination {
+                    Destination::Queue(q) => {
+                        topo.queues.get(q).is_some_and(|q| q.log_id().is_some())
+                    }
+                    Destination::Exchange(e) => durable_exchange(e),
+                };
+                if durable_dest {
+                    saved.bindings.push(SavedBinding {
+                        source: x.name().to_string(),
+                        destination: b.destination.clone(),
+                        routing_key: b.routing_key.clone(),
+                        arguments: b.arguments.clone(),
+                    });
+                }
+            }
+        }
+        for q in topo.queues.values() {
+            if let Some(id) = q.log_id() {
+                saved.queues.push(SavedQueue {
+                    id,
+                    spec: q.spec.clone(),
+                });
+            }
+        }
+        saved
+    }
+
+    /// Recreates saved durable state after a restart (exchanges, queues with their
+    /// messages, bindings, policies), without saving it again.
+    pub fn restore(&self, saved: SavedVHost) {
+        let Some(p) = &self.persistence else { return };
+        *self.policies.write() = saved.policies;
+        {
+            let mut topo = self.topology.write();
+            for spec in saved.exchanges {
+                match Exchange::new(spec, &self.name) {
+                    Ok(x) => {
+                        topo.exchanges.insert(x.spec.name.clone(), x);
+                    }
+                    Err(e) => {
+                        tracing::warn!(vhost = %self.name, error = %e.text, "saved exchange skipped")
+                    }
+                }
+            }
+        }
+        for sq in saved.queues {
+            p.note_queue_id(sq.id);
+            let log = match p.store.queue_log(sq.id) {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(vhost = %self.name, queue = %sq.spec.name, error = %e, "cannot open the queue's log; queue skipped");
+                    continue;
+                }
+            };
+            let recovered = match log.recover() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(vhost = %self.name, queue = %sq.spec.name, error = %e, "cannot read the queue's log; its messages are lost");
+                    Vec::new()
+                }
+            };
+            let policies = self.policies.read().clone();
+            let config = policy::queue_config(
+                &sq.spec.arguments,
+                policy::effective(&policies, &sq.spec.name, true),
+                &sq.spec.name,
+                &self.name,
+            )
+            .unwrap_or_default();
+            let storage = QueueStorage {
+                store: p.store.clone(),
+                log: Some(log),
+                page_threshold: p.page_threshold,
+            };
+            let router: Weak<dyn DeadLetterRouter> = self.me.clone();
+            let count = recovered.len();
+            let queue = Queue::new(
+                &self.name,
+                sq.spec,
+                config,
+                Arc::clone(&self.timers),
+                router,
+                Some(storage),
+            );
+            queue.restore(recovered);
+            tracing::info!(vhost = %self.name, queue = %queue.name(), messages = count, "queue recovered");
+            self.topology
+                .write()
+                .queues
+                .insert(queue.spec.name.clone(), queue);
+        }
+        let mut topo = self.topology.write();
+        for b in saved.bindings {
+            let dest_ok = match &b.destination {
+                Destination::Queue(q) => topo.queues.contains_key(q),
+                Destination::Exchange(x) => topo.exchanges.contains_key(x),
+            };
+            if let (true, Some(x)) = (dest_ok, topo.exchanges.get_mut(&b.source)) {
+                let _ = x.bind(Binding {
+                    destination: b.destination,
+                    routing_key: b.routing_key,
+                    arguments: b.arguments,
+                });
+            }
+        }
+        let policies = self.policies.read().clone();
+        for x in topo.exchanges.values_mut() {
+            x.policy_alternate =
+                policy::effective(&policies, x.name(), false).and_then(Policy::alternate_exchange);
+        }
+    }
+
+    /// Ids of the queue logs this vhost uses.
+    pub fn queue_log_ids(&self) -> Vec<u64> {
+        self.topology
+            .read()
+            .queues
+            .values()
+            .filter_map(|q| q.log_id())
+            .collect()
+    }
+
     // ----- policies -----
 
     /// Adds or replaces a policy and applies it to every matching queue and exchange.
@@ -460,6 +686,7 @@ impl VHost {
             policies.push(policy);
         }
         self.apply_policies();
+        self.persist();
     }
 
     /// Removes a policy; false if there was none of that name.
@@ -472,6 +699,7 @@ impl VHost {
         };
         if removed {
             self.apply_policies();
+            self.persist();
         }
         removed
     }
@@ -763,17 +991,17 @@ mod tests {
     }
 
     fn vhost() -> Arc<VHost> {
-        VHost::new("/", Timers::new())
+        VHost::new("/", Timers::new(), None)
     }
 
     fn routed(v: &VHost, x: &str, key: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let msg = Arc::new(Message {
-            exchange: x.into(),
-            routing_key: key.into(),
-            properties_raw: warren_amqp::BasicProperties::default().to_bytes(),
-            body: bytes::Bytes::new(),
-        });
+        let msg = Arc::new(Message::new(
+            x.into(),
+            key.into(),
+            warren_amqp::BasicProperties::default().to_bytes(),
+            bytes::Bytes::new(),
+        ));
         v.route(&msg, &mut out).unwrap();
         let mut names: Vec<String> = out.iter().map(|q| q.name().to_string()).collect();
         names.sort();

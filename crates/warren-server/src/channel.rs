@@ -133,6 +133,9 @@ struct Confirms {
     acked_upto: u64,
     /// Sequence numbers to nack (a queue refused them), ascending; rare.
     nacks: Vec<u64>,
+    /// Publishes whose persistent message must be on disk before they are confirmed:
+    /// (sequence number, store generation that covers it), ascending in both.
+    durable_waits: VecDeque<(u64, u64)>,
 }
 
 pub(crate) struct Channel {
@@ -457,12 +460,27 @@ impl Channel {
                         "channel is not transactional",
                     ));
                 };
+                let mut wrote_durable = false;
                 for op in ops {
                     match op {
                         TxOp::Publish { msg, mandatory } => {
-                            self.route(ctx, msg, mandatory)?;
+                            self.route(ctx, &msg, mandatory)?;
+                            wrote_durable |= msg.persistent && msg.stored.get().is_some();
                         }
                         TxOp::Settle { entries, how } => self.apply_settle(entries, how),
+                    }
+                }
+                if wrote_durable {
+                    // commit-ok promises the committed messages are safe: wait for the fsync.
+                    if let Some(p) = ctx.broker.persistence() {
+                        let store = p.store.clone();
+                        let synced = tokio::task::block_in_place(|| store.sync_now());
+                        if let Err(e) = synced {
+                            return Err(AmqpError::connection(
+                                INTERNAL_ERROR,
+                                format!("cannot make the transaction durable: {e}"),
+                            ));
+                        }
                     }
                 }
                 self.send(ctx, TxCommitOk {});
@@ -725,6 +743,7 @@ impl Channel {
             ctx.broker.timers(),
             // Replies are never dead-lettered.
             std::sync::Weak::<VHost>::new(),
+            None,
         ))
     }
 
@@ -788,7 +807,7 @@ impl Channel {
             &d.consumer_tag,
             tag,
             d.entry.redelivered,
-            &d.entry.msg,
+            &d.msg,
         );
         if consumer_credit.is_some() {
             self.unacked.push_back(Unacked {
@@ -802,7 +821,7 @@ impl Channel {
 
     fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
         let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
-        let Some((entry, message_count)) = queue.get(m.no_ack) else {
+        let Some((entry, msg, message_count)) = queue.get(m.no_ack) else {
             self.send(
                 ctx,
                 BasicGetEmpty {
@@ -818,12 +837,12 @@ impl Channel {
             BasicGetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: entry.msg.exchange.clone(),
-                routing_key: entry.msg.routing_key.clone(),
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
                 message_count,
             },
         );
-        write_content(&mut ctx.out, self.id, ctx.frame_max, &entry.msg);
+        write_content(&mut ctx.out, self.id, ctx.frame_max, &msg);
         if !m.no_ack {
             self.unacked.push_back(Unacked {
                 tag,
@@ -956,12 +975,12 @@ impl Channel {
             validate_expiration(&expiration).map_err(fail)?;
         }
         let properties = self.rewrite_reply_to(properties).map_err(fail)?;
-        let msg = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
-            properties_raw: properties,
+        let msg = Arc::new(Message::new(
+            publish.exchange,
+            publish.routing_key,
+            properties,
             body,
-        });
+        ));
         if let Some(ops) = self.tx.as_mut() {
             ops.push(TxOp::Publish {
                 msg,
@@ -969,11 +988,19 @@ impl Channel {
             });
             return Ok(());
         }
-        let rejected = self.route(ctx, msg, publish.mandatory).map_err(fail)?;
+        let rejected = self.route(ctx, &msg, publish.mandatory).map_err(fail)?;
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
             if rejected {
                 c.nacks.push(c.last_seq);
+            }
+            // A persistent message written to the store is confirmed only once the fsync
+            // that covers it is done (group commit).
+            if msg.persistent && msg.stored.get().is_some() {
+                if let Some(p) = ctx.broker.persistence() {
+                    c.durable_waits
+                        .push_back((c.last_seq, p.store.generation()));
+                }
             }
         }
         Ok(())
@@ -1003,7 +1030,12 @@ impl Channel {
 
     /// Routes and enqueues a message; true when a queue refused it (`x-overflow`
     /// reject-publish), so a confirm-mode publisher gets a nack.
-    fn route(&mut self, ctx: &mut ConnCtx, msg: Arc<Message>, mandatory: bool) -> AmqpResult<bool> {
+    fn route(
+        &mut self,
+        ctx: &mut ConnCtx,
+        msg: &Arc<Message>,
+        mandatory: bool,
+    ) -> AmqpResult<bool> {
         let mut rejected = false;
         let mut queues = std::mem::take(&mut ctx.route_buf);
         if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_PREFIX) {
@@ -1014,7 +1046,7 @@ impl Channel {
         let routed = if !queues.is_empty() {
             Ok(false)
         } else {
-            ctx.vhost.route(&msg, &mut queues)
+            ctx.vhost.route(msg, &mut queues)
         };
         let held_for_delay = match routed {
             Ok(held) => held,
@@ -1034,11 +1066,11 @@ impl Channel {
                         routing_key: msg.routing_key.clone(),
                     },
                 );
-                write_content(&mut ctx.out, self.id, ctx.frame_max, &msg);
+                write_content(&mut ctx.out, self.id, ctx.frame_max, msg);
             }
         } else {
             for q in queues.drain(..) {
-                rejected |= q.publish(Arc::clone(&msg)) == Published::Rejected;
+                rejected |= q.publish(Arc::clone(msg)) == Published::Rejected;
             }
         }
         ctx.route_buf = queues;
@@ -1046,15 +1078,33 @@ impl Channel {
     }
 
     /// Writes the publisher confirms accumulated since the last flush, coalesced.
-    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
+    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx, synced: u64) {
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
-        if c.last_seq == c.acked_upto {
+        while c
+            .durable_waits
+            .front()
+            .is_some_and(|&(_, gen)| gen <= synced)
+        {
+            c.durable_waits.pop_front();
+        }
+        // Confirms go out in order: nothing past the first publish still waiting for disk.
+        let confirmable = c
+            .durable_waits
+            .front()
+            .map_or(c.last_seq, |&(seq, _)| seq - 1);
+        if confirmable <= c.acked_upto {
             return;
         }
         let mut frames: Vec<Method> = Vec::new();
-        for nack in std::mem::take(&mut c.nacks) {
+        let later_nacks = c
+            .nacks
+            .iter()
+            .position(|&n| n > confirmable)
+            .unwrap_or(c.nacks.len());
+        let nacks: Vec<u64> = c.nacks.drain(..later_nacks).collect();
+        for nack in nacks {
             if nack > c.acked_upto + 1 {
                 frames.push(ack_upto(c.acked_upto, nack - 1).into());
             }
@@ -1068,13 +1118,20 @@ impl Channel {
             );
             c.acked_upto = nack;
         }
-        if c.last_seq > c.acked_upto {
-            frames.push(ack_upto(c.acked_upto, c.last_seq).into());
-            c.acked_upto = c.last_seq;
+        if confirmable > c.acked_upto {
+            frames.push(ack_upto(c.acked_upto, confirmable).into());
+            c.acked_upto = confirmable;
         }
         for f in frames {
             self.send(ctx, f);
         }
+    }
+
+    /// True while publishes wait for the store's fsync before their confirm.
+    pub fn awaits_durability(&self) -> bool {
+        self.confirms
+            .as_ref()
+            .is_some_and(|c| !c.durable_waits.is_empty())
     }
 
     // ----- closing -----
@@ -1122,7 +1179,7 @@ fn is_reply_to_name(name: &str) -> bool {
 
 fn finish_run(queue: &Arc<Queue>, entries: Vec<Entry>, how: Settle) {
     match how {
-        Settle::Ack => queue.settle(entries.len()),
+        Settle::Ack => queue.settle(entries),
         Settle::Discard => queue.discard(entries),
         Settle::Requeue => queue.requeue(entries),
     }

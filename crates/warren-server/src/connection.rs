@@ -105,6 +105,19 @@ struct Negotiated {
     consumer_cancel_notify: bool,
 }
 
+/// Resolves when the store's durable generation moves (never, without a store).
+async fn wait_synced(synced: &mut Option<watch::Receiver<u64>>) {
+    match synced {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The store is gone (shutdown); nothing will be synced any more.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Serves one accepted TCP connection to its end.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
@@ -164,6 +177,8 @@ pub(crate) async fn serve_connection(
         heartbeat: negotiated.heartbeat,
         closing_since: None,
         confirm_dirty: Vec::new(),
+        durable_waiters: Vec::new(),
+        synced: broker.persistence().map(|p| p.store.synced()),
         rx,
     };
     let end = conn
@@ -491,6 +506,10 @@ struct Connection {
     closing_since: Option<(Instant, AmqpError)>,
     /// Channels that may have publisher confirms to write at the end of this turn.
     confirm_dirty: Vec<u16>,
+    /// Channels whose confirms wait for the store's fsync.
+    durable_waiters: Vec<u16>,
+    /// The store's durable generation (None without a store: everything counts as synced).
+    synced: Option<watch::Receiver<u64>>,
     rx: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
@@ -554,6 +573,10 @@ impl Connection {
                             }
                         }
                     }
+                    _ = wait_synced(&mut self.synced), if !self.durable_waiters.is_empty() => {
+                        let waiting = std::mem::take(&mut self.durable_waiters);
+                        self.confirm_dirty.extend(waiting);
+                    }
                     _ = ticker.tick() => {
                         if self.heartbeat > 0 {
                             if last_read.elapsed() > hb * 2 {
@@ -585,11 +608,7 @@ impl Connection {
                     }
                 }
             }
-            for ch in std::mem::take(&mut self.confirm_dirty) {
-                if let Some(channel) = self.channels.get_mut(&ch) {
-                    channel.flush_confirms(&mut self.ctx);
-                }
-            }
+            self.flush_confirms();
             if !self.ctx.out.is_empty() {
                 if let Err(e) = writer.write_all(&self.ctx.out).await {
                     return End::Io(e);
@@ -602,6 +621,35 @@ impl Connection {
             }
             if let Some(end) = stop {
                 return end;
+            }
+        }
+    }
+
+    fn synced_generation(&self) -> u64 {
+        self.synced.as_ref().map_or(u64::MAX, |rx| *rx.borrow())
+    }
+
+    /// Writes the confirms that can go out now; channels still waiting for the store's
+    /// fsync are remembered, and the store is asked to sync at once (group commit: one
+    /// fsync covers every publisher waiting at that moment).
+    fn flush_confirms(&mut self) {
+        if self.confirm_dirty.is_empty() {
+            return;
+        }
+        let synced = self.synced_generation();
+        let mut need_sync = false;
+        for ch in std::mem::take(&mut self.confirm_dirty) {
+            if let Some(channel) = self.channels.get_mut(&ch) {
+                channel.flush_confirms(&mut self.ctx, synced);
+                if channel.awaits_durability() && !self.durable_waiters.contains(&ch) {
+                    self.durable_waiters.push(ch);
+                    need_sync = true;
+                }
+            }
+        }
+        if need_sync {
+            if let Some(p) = self.ctx.broker.persistence() {
+                p.store.request_sync();
             }
         }
     }
@@ -840,9 +888,10 @@ impl Connection {
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.scope == Scope::Channel => {
+                let synced = self.synced_generation();
                 if let Some(channel) = self.channels.get_mut(&ch) {
                     info!(connection = self.ctx.id, channel = ch, code = e.code, text = %e.text, "closing channel with error");
-                    channel.flush_confirms(&mut self.ctx);
+                    channel.flush_confirms(&mut self.ctx, synced);
                     encode_method_frame(
                         &mut self.ctx.out,
                         ch,

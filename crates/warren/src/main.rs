@@ -93,7 +93,23 @@ async fn run(settings: Settings) -> Result<(), String> {
         info!("shutdown requested");
         let _ = shutdown_tx.send(true);
     });
-    let broker = Arc::new(Broker::new());
+    let started = std::time::Instant::now();
+    let store_options = warren_store::StoreOptions {
+        fsync: settings.fsync,
+        ..Default::default()
+    };
+    let store_dir = data_dir.join("store");
+    let store =
+        tokio::task::block_in_place(|| warren_store::Store::open(&store_dir, store_options))
+            .map_err(|e| format!("cannot open the store in {}: {e}", store_dir.display()))?;
+    let persistence =
+        warren_core::persist::Persistence::new(store.clone(), settings.queue_memory_limit);
+    let broker = tokio::task::block_in_place(|| Broker::with_persistence(persistence))
+        .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovery done"
+    );
     broker
         .start_housekeeping()
         .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
@@ -108,6 +124,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     };
     warren_server::serve(broker, settings.server, listeners, shutdown_rx).await;
     control.abort();
+    // Everything acknowledged or published so far reaches the disk before we exit.
+    if let Err(e) = tokio::task::block_in_place(|| store.sync_now()) {
+        error!(error = %e, "final sync of the store failed");
+    }
     let _ = std::fs::remove_file(control::socket_path(&data_dir));
     info!("warren stopped");
     Ok(())

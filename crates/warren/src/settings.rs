@@ -42,6 +42,13 @@ pub struct Cli {
     /// Seconds a client has to complete the AMQP handshake.
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
+    /// Bytes of ready messages a queue keeps in memory; beyond, bodies live on disk only.
+    #[arg(long, env = "WARREN_QUEUE_MEMORY_LIMIT")]
+    pub queue_memory_limit: Option<usize>,
+    /// fsync the store (default true). `--fsync false` only for benchmarks: a crash may
+    /// then lose confirmed messages.
+    #[arg(long, env = "WARREN_FSYNC")]
+    pub fsync: Option<bool>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -63,6 +70,8 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout: Option<u64>,
+    pub queue_memory_limit: Option<usize>,
+    pub fsync: Option<bool>,
 }
 
 pub struct Settings {
@@ -70,10 +79,14 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub log: String,
     pub server: ServerConfig,
+    pub queue_memory_limit: usize,
+    pub fsync: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5672";
 pub const DEFAULT_DATA_DIR: &str = "warren-data";
+/// Per-queue bytes of ready messages held in memory before paging to disk.
+pub const DEFAULT_QUEUE_MEMORY_LIMIT: usize = 16 * 1024 * 1024;
 /// RabbitMQ caps max_message_size at 512 MiB; so do we.
 const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 
@@ -90,6 +103,8 @@ impl Settings {
             heartbeat: cli.heartbeat,
             max_message_size: cli.max_message_size,
             handshake_timeout: cli.handshake_timeout,
+            queue_memory_limit: cli.queue_memory_limit,
+            fsync: cli.fsync,
         };
         let file = match &cli.config {
             Some(path) => {
@@ -155,6 +170,11 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             log: cli.log.or(file.log).unwrap_or_else(|| "info".to_string()),
             server,
+            queue_memory_limit: cli
+                .queue_memory_limit
+                .or(file.queue_memory_limit)
+                .unwrap_or(DEFAULT_QUEUE_MEMORY_LIMIT),
+            fsync: cli.fsync.or(file.fsync).unwrap_or(true),
         })
     }
 }
