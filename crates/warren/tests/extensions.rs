@@ -2179,10 +2179,13 @@ async fn consistent_hash_on_a_header() {
     for q in &queues {
         while get_auto(&ch, q).await.is_some() {}
     }
-    // Without the header the message is not routed at all.
-    publish(&ch, &x, "rk", b"no-header").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(counts(&ch, &queues).await, [0, 0, 0]);
+    // Without the header the message is still routed: every such message (whatever its
+    // routing key) hashes to the same one queue.
+    for i in 0..10 {
+        publish(&ch, &x, &format!("rk-{i}"), b"no-header").await;
+    }
+    let c = wait_total(&ch, &queues, 10).await;
+    assert_eq!(c.iter().filter(|&&n| n > 0).count(), 1, "{c:?}");
 }
 
 #[tokio::test]
@@ -2333,4 +2336,298 @@ async fn direct_reply_to_rpc_round_trip() {
     );
     assert_eq!(reply.exchange.as_str(), "");
     assert_eq!(reply.routing_key.as_str(), reply_to);
+}
+
+// ----------------------------------------------------------------------------- policies
+
+/// Policy tests run against RabbitMQ, and against Warren once `warren ctl set_policy` exists.
+fn skip_policies(broker: &Broker) -> bool {
+    if policies_supported(broker) {
+        return false;
+    }
+    eprintln!(
+        "skipped: expected to fail on Warren until `warren ctl set_policy` exists \
+         (set WARREN_CTL_READY=1 to run)"
+    );
+    true
+}
+
+/// `^name$` as a policy pattern (queue names from `unique` have no regex metacharacters).
+fn exactly(name: &str) -> String {
+    format!("^{name}$")
+}
+
+#[tokio::test]
+async fn policy_message_ttl() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let q = unique("pol-ttl");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        r#"{"message-ttl":150}"#,
+        "queues",
+        0,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_with_name(&ch, &q, &[]).await;
+    publish(&ch, "", &q, b"m").await;
+    wait_count(&ch, &q, 1, Duration::from_millis(100)).await;
+    wait_count(&ch, &q, 0, Duration::from_secs(2)).await;
+}
+
+async fn declare_with_name(ch: &lapin::Channel, q: &str, args: &[(&str, AMQPValue)]) {
+    try_declare(ch, q, QueueDeclareOptions::default(), table(args))
+        .await
+        .unwrap_or_else(|e| panic!("declare {q}: {e:?}"));
+}
+
+#[tokio::test]
+async fn policy_max_length() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let q = unique("pol-maxlen");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        r#"{"max-length":2}"#,
+        "queues",
+        0,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_with_name(&ch, &q, &[]).await;
+    publish_numbered(&ch, &q, 4).await;
+    wait_count(&ch, &q, 2, Duration::from_secs(1)).await;
+    assert_eq!(get_all(&ch, &q).await, ["m2", "m3"]);
+}
+
+#[tokio::test]
+async fn policy_applies_to_an_existing_queue_and_clearing_it_lifts_the_limit() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "pol-dyn", &[]).await;
+    publish_numbered(&ch, &q, 5).await;
+    wait_count(&ch, &q, 5, Duration::from_secs(1)).await;
+    let p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        r#"{"max-length":2}"#,
+        "queues",
+        0,
+    );
+    // The queue is cut down to the new limit right away (oldest dropped).
+    wait_count(&ch, &q, 2, Duration::from_secs(2)).await;
+    clear_policy(&broker, p);
+    publish_numbered(&ch, &q, 3).await;
+    wait_count(&ch, &q, 5, Duration::from_secs(2)).await;
+    assert_eq!(get_all(&ch, &q).await, ["m3", "m4", "m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn policy_applying_to_exchanges_does_not_touch_queues() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let q = unique("pol-ex-only");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        r#"{"max-length":1}"#,
+        "exchanges",
+        0,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_with_name(&ch, &q, &[]).await;
+    publish_numbered(&ch, &q, 3).await;
+    wait_count(&ch, &q, 3, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn policy_dead_letter_exchange() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let (_c, ch) = connect_channel(&broker).await;
+    let (dlx, dlq) = dlx_pair(&ch, "pol-dlx").await;
+    let q = unique("pol-dlx-src");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        &format!(r#"{{"dead-letter-exchange":"{dlx}"}}"#),
+        "queues",
+        0,
+    );
+    declare_with_name(&ch, &q, &[]).await;
+    let mut consumer = consume(&ch, &q).await;
+    publish(&ch, "", &q, b"m").await;
+    reject_next(&mut consumer).await;
+    let d = wait_get(&ch, &dlq).await;
+    check_death(&x_death(&d)[0], 1, "rejected", &q, "", &[&q], None);
+}
+
+#[tokio::test]
+async fn highest_priority_policy_wins_and_definitions_are_not_merged() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let q = unique("pol-prio");
+    let q2 = unique("pol-prio-merge");
+    // Two policies for q: the higher priority's max-length applies.
+    let _low = set_policy(
+        &broker,
+        &format!("{q}-low"),
+        &exactly(&q),
+        r#"{"max-length":1}"#,
+        "queues",
+        1,
+    );
+    let _high = set_policy(
+        &broker,
+        &format!("{q}-high"),
+        &exactly(&q),
+        r#"{"max-length":3}"#,
+        "queues",
+        5,
+    );
+    // Two policies for q2 with different keys: only the higher one applies, so the lower
+    // one's max-length is ignored entirely.
+    let _low2 = set_policy(
+        &broker,
+        &format!("{q2}-low"),
+        &exactly(&q2),
+        r#"{"max-length":1}"#,
+        "queues",
+        1,
+    );
+    let _high2 = set_policy(
+        &broker,
+        &format!("{q2}-high"),
+        &exactly(&q2),
+        r#"{"message-ttl":60000}"#,
+        "queues",
+        5,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_with_name(&ch, &q, &[]).await;
+    declare_with_name(&ch, &q2, &[]).await;
+    publish_numbered(&ch, &q, 5).await;
+    publish_numbered(&ch, &q2, 3).await;
+    wait_count(&ch, &q, 3, Duration::from_secs(1)).await;
+    wait_count(&ch, &q2, 3, Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get_all(&ch, &q).await, ["m2", "m3", "m4"]);
+    assert_eq!(ready_count(&ch, &q2).await, 3);
+}
+
+#[tokio::test]
+async fn queue_argument_beats_policy_for_dead_letter_exchange() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let (_c, ch) = connect_channel(&broker).await;
+    let (by_arg, by_arg_q) = dlx_pair(&ch, "pol-vs-arg-a").await;
+    let (by_policy, by_policy_q) = dlx_pair(&ch, "pol-vs-arg-p").await;
+    let q = unique("pol-vs-arg");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        &format!(r#"{{"dead-letter-exchange":"{by_policy}"}}"#),
+        "queues",
+        0,
+    );
+    declare_with_name(&ch, &q, &[("x-dead-letter-exchange", text(&by_arg))]).await;
+    let mut consumer = consume(&ch, &q).await;
+    publish(&ch, "", &q, b"m").await;
+    reject_next(&mut consumer).await;
+    wait_get(&ch, &by_arg_q).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ready_count(&ch, &by_policy_q).await, 0);
+}
+
+#[tokio::test]
+async fn queue_argument_beats_policy_for_overflow() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let q = unique("pol-overflow");
+    let _p = set_policy(
+        &broker,
+        &q,
+        &exactly(&q),
+        r#"{"max-length":1,"overflow":"reject-publish"}"#,
+        "queues",
+        0,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_with_name(&ch, &q, &[("x-overflow", text("drop-head"))]).await;
+    publish_numbered(&ch, &q, 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get_all(&ch, &q).await, ["m2"], "drop-head kept the newest");
+}
+
+#[tokio::test]
+async fn lower_of_policy_and_argument_wins_for_max_length_and_ttl() {
+    let broker = Broker::start();
+    if skip_policies(&broker) {
+        return;
+    }
+    let prefix = unique("pol-min");
+    let _p = set_policy(
+        &broker,
+        &prefix,
+        &format!("^{prefix}-ml-"),
+        r#"{"max-length":2}"#,
+        "queues",
+        0,
+    );
+    let _t = set_policy(
+        &broker,
+        &format!("{prefix}-ttl"),
+        &format!("^{prefix}-ttl-"),
+        r#"{"message-ttl":150}"#,
+        "queues",
+        0,
+    );
+    let (_c, ch) = connect_channel(&broker).await;
+    // max-length: policy 2, argument 4 -> 2; policy 2, argument 1 -> 1.
+    for (arg, kept) in [(4, 2u32), (1, 1)] {
+        let q = format!("{prefix}-ml-{arg}");
+        declare_with_name(&ch, &q, &[("x-max-length", int(arg))]).await;
+        publish_numbered(&ch, &q, 6).await;
+        wait_count(&ch, &q, kept, Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(ready_count(&ch, &q).await, kept, "argument {arg}");
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    // message-ttl: policy 150 ms against an argument of 60 s -> 150 ms; and a policy of
+    // 150 ms against an argument of 100 ms -> 100 ms (both expire quickly).
+    for arg in [60_000, 100] {
+        let q = format!("{prefix}-ttl-{arg}");
+        declare_with_name(&ch, &q, &[("x-message-ttl", int(arg))]).await;
+        publish(&ch, "", &q, b"m").await;
+        wait_count(&ch, &q, 0, Duration::from_secs(2)).await;
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
 }

@@ -371,3 +371,96 @@ pub async fn connection_closed_code(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Policies: `rabbitmqctl set_policy` against an external RabbitMQ, `warren ctl set_policy`
+// against the Warren started by the test (same argument order as rabbitmqctl).
+// ---------------------------------------------------------------------------------------------
+
+/// True when policy tests can run: always against RabbitMQ; against Warren only once its
+/// `warren ctl` command exists (signalled with `WARREN_CTL_READY=1`).
+pub fn policies_supported(broker: &Broker) -> bool {
+    broker.is_external() || std::env::var("WARREN_CTL_READY").as_deref() == Ok("1")
+}
+
+fn policy_command(broker: &Broker) -> Command {
+    if broker.is_external() {
+        let mut cmd = Command::new("rabbitmqctl");
+        cmd.arg("-n").arg(
+            std::env::var("WARREN_TEST_RABBIT_NODE").unwrap_or_else(|_| "rabbit@localhost".into()),
+        );
+        cmd
+    } else {
+        let mut cmd = Command::new(warren_binary());
+        cmd.arg("ctl").arg("--data-dir").arg(
+            broker
+                .data_dir
+                .as_ref()
+                .expect("a Warren started by the test has a data dir"),
+        );
+        cmd
+    }
+}
+
+fn run_policy_command(mut cmd: Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes the policy when dropped (so a failing test does not leave it behind on a shared
+/// RabbitMQ).
+pub struct PolicyGuard {
+    name: String,
+    cmd: Option<Command>,
+}
+
+impl Drop for PolicyGuard {
+    fn drop(&mut self) {
+        if let Some(mut cmd) = self.cmd.take() {
+            cmd.arg("clear_policy").arg(&self.name);
+            let _ = cmd.stdin(Stdio::null()).output();
+        }
+    }
+}
+
+/// `set_policy --priority P --apply-to A NAME PATTERN DEFINITION` on the default vhost.
+pub fn set_policy(
+    broker: &Broker,
+    name: &str,
+    pattern: &str,
+    definition_json: &str,
+    apply_to: &str,
+    priority: i32,
+) -> PolicyGuard {
+    let mut cmd = policy_command(broker);
+    cmd.arg("set_policy")
+        .arg("--priority")
+        .arg(priority.to_string())
+        .arg("--apply-to")
+        .arg(apply_to)
+        .arg(name)
+        .arg(pattern)
+        .arg(definition_json);
+    run_policy_command(cmd);
+    PolicyGuard {
+        name: name.to_string(),
+        cmd: Some(policy_command(broker)),
+    }
+}
+
+/// `clear_policy NAME` on the default vhost (disarms the guard).
+pub fn clear_policy(broker: &Broker, mut guard: PolicyGuard) {
+    guard.cmd = None;
+    let mut cmd = policy_command(broker);
+    cmd.arg("clear_policy").arg(&guard.name);
+    run_policy_command(cmd);
+}
