@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::alarms::{resident_bytes, total_memory_bytes, Alarms};
 use crate::persist::{Persistence, SavedVHost};
 use crate::queue::Queue;
 use crate::timers::Timers;
@@ -35,6 +36,7 @@ pub struct Broker {
     reply_targets: RwLock<HashMap<String, Arc<Queue>>>,
     timers: Arc<Timers>,
     persistence: Option<Arc<Persistence>>,
+    alarms: Alarms,
 }
 
 impl Default for Broker {
@@ -58,6 +60,11 @@ impl Broker {
             reply_targets: RwLock::new(HashMap::new()),
             timers: Timers::new(),
             persistence,
+            // RabbitMQ's defaults: 40% of RAM, 50 MB of free disk.
+            alarms: Alarms::new(
+                total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
+                50_000_000,
+            ),
         };
         broker.add_vhost("/");
         broker.add_user(User {
@@ -167,22 +174,40 @@ impl Broker {
         }
     }
 
-    /// Starts the housekeeping thread that runs queue timers. It ends by itself once the
-    /// broker is dropped.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
+    }
+
+    /// Measures memory and disk and updates the resource alarms.
+    pub fn check_resources(&self) {
+        let (disk_free, failed) = match &self.persistence {
+            Some(p) => (p.store.disk_free_bytes(), p.store.is_failed()),
+            None => (None, false),
+        };
+        self.alarms.update(resident_bytes(), disk_free, failed);
+    }
+
+    /// Starts the housekeeping thread that runs queue timers and checks the resource alarms
+    /// (every 250 ms). It ends by itself once the broker is dropped.
     pub fn start_housekeeping(self: &Arc<Self>) -> std::io::Result<()> {
         let broker = Arc::downgrade(self);
         let timers = Arc::clone(&self.timers);
+        let check_every = std::time::Duration::from_millis(250);
         std::thread::Builder::new()
             .name("warren-timers".into())
-            .spawn(move || loop {
-                timers.wait(
-                    crate::clock::now_ms(),
-                    std::time::Duration::from_millis(500),
-                );
-                let Some(broker) = broker.upgrade() else {
-                    return;
-                };
-                broker.run_due_timers();
+            .spawn(move || {
+                let mut last_check: Option<std::time::Instant> = None;
+                loop {
+                    timers.wait(crate::clock::now_ms(), check_every);
+                    let Some(broker) = broker.upgrade() else {
+                        return;
+                    };
+                    broker.run_due_timers();
+                    if last_check.is_none_or(|t| t.elapsed() >= check_every) {
+                        broker.check_resources();
+                        last_check = Some(std::time::Instant::now());
+                    }
+                }
             })?;
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! (`warren-server`) drives it with plain method calls, which keeps it testable without I/O and
 //! reusable by other protocols later (MQTT, STOMP).
 
+pub mod alarms;
 pub mod broker;
 pub mod clock;
 pub mod credit;

@@ -33,6 +33,8 @@ pub(crate) struct ConnCtx {
     pub out: BytesMut,
     pub sink: Arc<dyn DeliverySink>,
     pub consumer_cancel_notify: bool,
+    /// The connection has published: resource alarms block it.
+    pub is_publisher: bool,
     pub config: Arc<ServerConfig>,
     /// Reused between publishes so routing does not allocate.
     pub route_buf: Vec<Arc<Queue>>,
@@ -416,6 +418,7 @@ impl Channel {
                 }
             }
             Method::BasicPublish(m) => {
+                ctx.is_publisher = true;
                 self.content = Content::AwaitHeader(m);
             }
             Method::BasicGet(m) => self.basic_get(ctx, m)?,

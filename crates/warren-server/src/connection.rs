@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use warren_amqp::constants::*;
 use warren_amqp::*;
+use warren_core::alarms::AlarmState;
 use warren_core::{Broker, Delivery, DeliverySink};
 
 use crate::channel::{Channel, ChannelState, ConnCtx};
@@ -103,6 +104,7 @@ struct Negotiated {
     channel_max: u16,
     heartbeat: u16,
     consumer_cancel_notify: bool,
+    connection_blocked: bool,
 }
 
 /// Resolves when the store's durable generation moves (never, without a store).
@@ -167,6 +169,7 @@ pub(crate) async fn serve_connection(
         out: BytesMut::with_capacity(READ_CHUNK),
         sink: Arc::new(ConnSink { tx }),
         consumer_cancel_notify: negotiated.consumer_cancel_notify,
+        is_publisher: false,
         config,
         route_buf: Vec::new(),
     };
@@ -179,6 +182,9 @@ pub(crate) async fn serve_connection(
         confirm_dirty: Vec::new(),
         durable_waiters: Vec::new(),
         synced: broker.persistence().map(|p| p.store.synced()),
+        alarms: broker.alarms().subscribe(),
+        client_knows_blocked: negotiated.connection_blocked,
+        blocked: false,
         rx,
     };
     let end = conn
@@ -309,6 +315,7 @@ async fn handshake(
     let cap = |name: &str| caps.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
     let auth_failure_close = cap("authentication_failure_close");
     let consumer_cancel_notify = cap("consumer_cancel_notify");
+    let connection_blocked = cap("connection.blocked");
 
     let credentials = match start_ok.mechanism.as_str() {
         "PLAIN" => parse_plain(&start_ok.response),
@@ -421,6 +428,7 @@ async fn handshake(
         channel_max,
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify,
+        connection_blocked,
     })
 }
 
@@ -510,6 +518,12 @@ struct Connection {
     durable_waiters: Vec<u16>,
     /// The store's durable generation (None without a store: everything counts as synced).
     synced: Option<watch::Receiver<u64>>,
+    /// The broker's resource alarms.
+    alarms: watch::Receiver<AlarmState>,
+    /// The client announced the `connection.blocked` capability.
+    client_knows_blocked: bool,
+    /// We stopped reading this publisher's socket because of an alarm.
+    blocked: bool,
     rx: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
@@ -552,7 +566,8 @@ impl Connection {
                     inbuf.reserve(READ_CHUNK);
                 }
                 tokio::select! {
-                    read = reader.read_buf(&mut inbuf) => match read {
+                    _ = self.alarms.changed() => {}
+                    read = reader.read_buf(&mut inbuf), if !self.blocked => match read {
                         Ok(0) => stop = Some(End::Eof),
                         Ok(_) => {
                             last_read = Instant::now();
@@ -579,6 +594,10 @@ impl Connection {
                     }
                     _ = ticker.tick() => {
                         if self.heartbeat > 0 {
+                            // While blocked we do not read, so we cannot see heartbeats.
+                            if self.blocked {
+                                last_read = Instant::now();
+                            }
                             if last_read.elapsed() > hb * 2 {
                                 warn!(connection = self.ctx.id, heartbeat = self.heartbeat, "missed heartbeats from client; closing");
                                 stop = Some(End::MissedHeartbeats);
@@ -609,6 +628,7 @@ impl Connection {
                 }
             }
             self.flush_confirms();
+            self.update_blocked();
             if !self.ctx.out.is_empty() {
                 if let Err(e) = writer.write_all(&self.ctx.out).await {
                     return End::Io(e);
@@ -623,6 +643,35 @@ impl Connection {
                 return end;
             }
         }
+    }
+
+    /// Blocks a publishing connection while a resource alarm is on (RabbitMQ's rule: only
+    /// connections that publish are blocked; consumers keep draining), and unblocks it when
+    /// the alarm clears, telling clients that asked for `connection.blocked`.
+    fn update_blocked(&mut self) {
+        let state = *self.alarms.borrow_and_update();
+        let block = state.blocked() && self.ctx.is_publisher && self.closing_since.is_none();
+        if block == self.blocked {
+            return;
+        }
+        self.blocked = block;
+        info!(
+            connection = self.ctx.id,
+            blocked = block,
+            reason = state.reason(),
+            "publisher flow control"
+        );
+        if !self.client_knows_blocked {
+            return;
+        }
+        let method = if block {
+            Method::ConnectionBlocked(ConnectionBlocked {
+                reason: state.reason().to_string(),
+            })
+        } else {
+            Method::ConnectionUnblocked(ConnectionUnblocked {})
+        };
+        encode_method_frame(&mut self.ctx.out, 0, &method);
     }
 
     fn synced_generation(&self) -> u64 {

@@ -71,6 +71,23 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
             .unwrap_or_default()
             .to_string()
     };
+    match text("cmd").as_str() {
+        "set_memory_high_watermark" | "set_disk_free_limit" => {
+            let bytes = request
+                .get("bytes")
+                .and_then(Value::as_u64)
+                .ok_or("bytes missing")?;
+            if text("cmd") == "set_disk_free_limit" {
+                broker.alarms().set_disk_free_limit(bytes);
+            } else {
+                broker.alarms().set_memory_high_watermark(bytes);
+            }
+            broker.check_resources();
+            info!(command = %text("cmd"), bytes, "alarm threshold changed");
+            return Ok(json!({}));
+        }
+        _ => {}
+    }
     let vhost_name = request.get("vhost").and_then(Value::as_str).unwrap_or("/");
     let vhost = broker
         .vhost(vhost_name)

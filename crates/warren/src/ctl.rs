@@ -40,6 +40,16 @@ pub enum CtlCommand {
         vhost: String,
         name: String,
     },
+    /// Sets the memory alarm threshold: `set_vm_memory_high_watermark 0.4` (fraction of
+    /// RAM) or `set_vm_memory_high_watermark absolute BYTES`.
+    #[command(name = "set_vm_memory_high_watermark")]
+    SetVmMemoryHighWatermark {
+        /// A fraction, or the word `absolute` followed by bytes.
+        values: Vec<String>,
+    },
+    /// Sets the disk alarm threshold in bytes of free space.
+    #[command(name = "set_disk_free_limit")]
+    SetDiskFreeLimit { bytes: u64 },
     /// Lists the policies of a vhost.
     #[command(name = "list_policies")]
     ListPolicies {
@@ -70,6 +80,21 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
             json!({ "cmd": "clear_policy", "vhost": vhost, "name": name })
         }
         CtlCommand::ListPolicies { vhost } => json!({ "cmd": "list_policies", "vhost": vhost }),
+        CtlCommand::SetVmMemoryHighWatermark { values } => {
+            let bytes = match values.as_slice() {
+                [fraction] => crate::settings::parse_watermark(fraction)?,
+                [word, bytes] if word == "absolute" => crate::settings::parse_watermark(bytes)?,
+                _ => {
+                    return Err(
+                        "usage: set_vm_memory_high_watermark FRACTION | absolute BYTES".into(),
+                    )
+                }
+            };
+            json!({ "cmd": "set_memory_high_watermark", "bytes": bytes })
+        }
+        CtlCommand::SetDiskFreeLimit { bytes } => {
+            json!({ "cmd": "set_disk_free_limit", "bytes": bytes })
+        }
     };
     let reply = call(data_dir, &request)?;
     if reply.get("ok").and_then(Value::as_bool) != Some(true) {

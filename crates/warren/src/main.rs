@@ -110,6 +110,17 @@ async fn run(settings: Settings) -> Result<(), String> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovery done"
     );
+    if let Some(bytes) = settings.memory_high_watermark {
+        broker.alarms().set_memory_high_watermark(bytes);
+    }
+    if let Some(bytes) = settings.disk_free_limit {
+        broker.alarms().set_disk_free_limit(bytes);
+    }
+    info!(
+        memory_high_watermark = broker.alarms().memory_high_watermark(),
+        disk_free_limit = broker.alarms().disk_free_limit(),
+        "resource alarm thresholds"
+    );
     broker
         .start_housekeeping()
         .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;

@@ -49,6 +49,12 @@ pub struct Cli {
     /// then lose confirmed messages.
     #[arg(long, env = "WARREN_FSYNC")]
     pub fsync: Option<bool>,
+    /// Memory alarm threshold: a fraction of RAM (`0.4`, the default) or bytes (`1073741824`).
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<String>,
+    /// Disk alarm threshold: free bytes under the data directory (default 50000000).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<u64>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -72,6 +78,8 @@ pub struct FileConfig {
     pub handshake_timeout: Option<u64>,
     pub queue_memory_limit: Option<usize>,
     pub fsync: Option<bool>,
+    pub memory_high_watermark: Option<String>,
+    pub disk_free_limit: Option<u64>,
 }
 
 pub struct Settings {
@@ -81,6 +89,9 @@ pub struct Settings {
     pub server: ServerConfig,
     pub queue_memory_limit: usize,
     pub fsync: bool,
+    /// Bytes; `None` keeps the broker's default (40% of RAM).
+    pub memory_high_watermark: Option<u64>,
+    pub disk_free_limit: Option<u64>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5672";
@@ -105,6 +116,8 @@ impl Settings {
             handshake_timeout: cli.handshake_timeout,
             queue_memory_limit: cli.queue_memory_limit,
             fsync: cli.fsync,
+            memory_high_watermark: cli.memory_high_watermark.clone(),
+            disk_free_limit: cli.disk_free_limit,
         };
         let file = match &cli.config {
             Some(path) => {
@@ -175,6 +188,32 @@ impl Settings {
                 .or(file.queue_memory_limit)
                 .unwrap_or(DEFAULT_QUEUE_MEMORY_LIMIT),
             fsync: cli.fsync.or(file.fsync).unwrap_or(true),
+            memory_high_watermark: match cli.memory_high_watermark.or(file.memory_high_watermark) {
+                Some(v) => Some(parse_watermark(&v)?),
+                None => None,
+            },
+            disk_free_limit: cli.disk_free_limit.or(file.disk_free_limit),
         })
     }
+}
+
+/// A memory watermark: a fraction of physical RAM (`0.4`) or a number of bytes.
+pub fn parse_watermark(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    if value.contains('.') {
+        let fraction: f64 = value
+            .parse()
+            .map_err(|_| format!("invalid memory watermark '{value}'"))?;
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(format!(
+                "memory watermark fraction {fraction} is not between 0 and 1"
+            ));
+        }
+        let total = warren_core::alarms::total_memory_bytes()
+            .ok_or("cannot read the machine's memory size for a relative watermark")?;
+        return Ok((total as f64 * fraction) as u64);
+    }
+    value.parse().map_err(|_| {
+        format!("invalid memory watermark '{value}': give a fraction like 0.4 or bytes")
+    })
 }
