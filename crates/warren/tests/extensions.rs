@@ -468,6 +468,47 @@ async fn per_message_expiration_expires_without_consumer() {
 }
 
 #[tokio::test]
+async fn per_message_expiration_behind_a_live_message_waits_for_the_head() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "exp-behind", &[]).await;
+    publish_with(&ch, "", &q, b"long", expiring("60000")).await;
+    publish_with(&ch, "", &q, b"short", expiring("100")).await;
+    wait_count(&ch, &q, 2, Duration::from_millis(100)).await;
+    // RabbitMQ only expires messages at the head of the queue: the expired "short" still
+    // counts as ready while "long" is in front of it...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready_count(&ch, &q).await, 2);
+    // ...but it is never delivered.
+    assert_eq!(get_all(&ch, &q).await, ["long"]);
+    assert_eq!(ready_count(&ch, &q).await, 0);
+}
+
+#[tokio::test]
+async fn invalid_per_message_expiration_closes_the_channel() {
+    let broker = Broker::start();
+    let conn = connect(&broker).await;
+    for (value, why) in [
+        ("abc", "no_integer"),
+        ("-1", "{value_negative,-1}"),
+        ("1.5", "{leftover_string,\".5\"}"),
+    ] {
+        let ch = within("channel", conn.create_channel()).await.unwrap();
+        let q = declare_with(&ch, "exp-bad", &[]).await;
+        let mut watch = watch_channel(&ch).await;
+        publish_with(&ch, "", &q, b"m", expiring(value)).await;
+        assert_eq!(
+            channel_close_reason(&mut watch).await,
+            (
+                406,
+                format!("PRECONDITION_FAILED - invalid expiration '{value}': {why}")
+            ),
+            "expiration {value:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn per_message_expiration_keeps_its_property_on_delivery() {
     let broker = Broker::start();
     let (_c, ch) = connect_channel(&broker).await;
@@ -1056,6 +1097,154 @@ async fn dead_lettering_keeps_the_original_key_and_cc_when_no_dl_routing_key() {
             None,
         );
     }
+}
+
+/// Sets up `src` (direct) -> queue (TTL 50 ms, DLX `dlx` direct, optional DL routing key) and
+/// three queues bound to `dlx` with key-a, key-b, key-c; returns (src, queue, [a, b, c]).
+async fn cc_dead_letter_setup(
+    ch: &lapin::Channel,
+    prefix: &str,
+    dl_routing_key: Option<&str>,
+) -> (String, String, Vec<String>) {
+    let dlx = new_exchange(ch, &format!("{prefix}-x"), ExchangeKind::Direct).await;
+    let mut targets = Vec::new();
+    for key in ["key-a", "key-b", "key-c"] {
+        let t = declare_with(ch, &format!("{prefix}-{key}"), &[]).await;
+        bind(ch, &t, &dlx, key).await;
+        targets.push(t);
+    }
+    let src = new_exchange(ch, &format!("{prefix}-src"), ExchangeKind::Direct).await;
+    let mut args = vec![
+        ("x-dead-letter-exchange", text(&dlx)),
+        ("x-message-ttl", int(50)),
+    ];
+    if let Some(k) = dl_routing_key {
+        args.push(("x-dead-letter-routing-key", text(k)));
+    }
+    let q = declare_with(ch, prefix, &args).await;
+    bind(ch, &q, &src, "key-a").await;
+    (src, q, targets)
+}
+
+fn string_array(keys: &[&str]) -> AMQPValue {
+    AMQPValue::FieldArray(FieldArray::from(
+        keys.iter().map(|k| text(k)).collect::<Vec<_>>(),
+    ))
+}
+
+#[tokio::test]
+async fn dead_lettering_reroutes_by_bcc_keys_without_listing_them() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let (src, q, targets) = cc_dead_letter_setup(&ch, "dl-bcc", None).await;
+    publish_with(
+        &ch,
+        &src,
+        "key-a",
+        b"m",
+        BasicProperties::default().with_headers(table(&[("BCC", string_array(&["key-c"]))])),
+    )
+    .await;
+    // The BCC header is never delivered and its keys are not listed in x-death, yet they are
+    // still routing keys of the message: dead-lettering routes by them too.
+    let da = wait_get(&ch, &targets[0]).await;
+    let dc = wait_get(&ch, &targets[2]).await;
+    for d in [&da, &dc] {
+        assert_eq!(d.routing_key.as_str(), "key-a");
+        assert!(header(&headers(d), "BCC").is_none());
+        check_death(&x_death(d)[0], 1, "expired", &q, &src, &["key-a"], None);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ready_count(&ch, &targets[1]).await, 0);
+}
+
+#[tokio::test]
+async fn dead_letter_routing_key_drops_the_cc_header() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let (src, q, targets) = cc_dead_letter_setup(&ch, "dl-cc-rk", Some("key-c")).await;
+    publish_with(
+        &ch,
+        &src,
+        "key-a",
+        b"m",
+        BasicProperties::default().with_headers(table(&[("CC", string_array(&["key-b"]))])),
+    )
+    .await;
+    let d = wait_get(&ch, &targets[2]).await;
+    assert_eq!(d.routing_key.as_str(), "key-c");
+    assert!(
+        header(&headers(&d), "CC").is_none(),
+        "CC removed when a dead-letter routing key is used: {:?}",
+        headers(&d)
+    );
+    check_death(
+        &x_death(&d)[0],
+        1,
+        "expired",
+        &q,
+        &src,
+        &["key-a", "key-b"],
+        None,
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ready_count(&ch, &targets[0]).await, 0);
+    assert_eq!(ready_count(&ch, &targets[1]).await, 0);
+}
+
+#[tokio::test]
+async fn repeated_death_keeps_the_first_time_exchange_and_keys() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    // Self-loop by rejection; the message first arrives through `src` with key "first", then
+    // comes back through the default exchange under the queue's name.
+    let q = unique("dl-keep-first");
+    try_declare(
+        &ch,
+        &q,
+        QueueDeclareOptions::default(),
+        table(&[
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(&q)),
+        ]),
+    )
+    .await
+    .unwrap();
+    let src = new_exchange(&ch, "dl-keep-first-src", ExchangeKind::Direct).await;
+    bind(&ch, &q, &src, "first").await;
+    let mut consumer = consume(&ch, &q).await;
+    publish(&ch, &src, "first", b"m").await;
+    reject_next(&mut consumer).await;
+    let second = next_delivery(&mut consumer).await;
+    let first_time = header(&x_death(&second)[0], "time").cloned();
+    let Some(AMQPValue::Timestamp(t1)) = first_time else {
+        panic!("no time: {first_time:?}")
+    };
+    check_death(
+        &x_death(&second)[0],
+        1,
+        "rejected",
+        &q,
+        &src,
+        &["first"],
+        None,
+    );
+    // Let the wall clock move to a later second before the second death.
+    while now_secs() <= t1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let third = next_delivery(&mut consumer).await;
+    assert_eq!(third.exchange.as_str(), "");
+    assert_eq!(third.routing_key.as_str(), q);
+    let deaths = x_death(&third);
+    assert_eq!(deaths.len(), 1);
+    // Only the count changes: time, exchange and routing-keys are those of the first death.
+    check_death(&deaths[0], 2, "rejected", &q, &src, &["first"], None);
+    assert_eq!(header(&deaths[0], "time"), Some(&AMQPValue::Timestamp(t1)));
 }
 
 #[tokio::test]
