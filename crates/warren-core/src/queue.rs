@@ -999,7 +999,9 @@ mod tests {
     }
     impl DeliverySink for Collect {
         fn deliver(&self, d: Delivery) {
-            self.got.lock().push((d.consumer_tag, d.entry));
+            let mut entry = d.entry;
+            entry.msg = Some(d.msg);
+            self.got.lock().push((d.consumer_tag, entry));
         }
         fn cancelled(&self, _channel: u16, tag: &Arc<str>) {
             self.cancelled.lock().push(Arc::clone(tag));
@@ -1013,6 +1015,10 @@ mod tests {
             props.to_bytes(),
             Bytes::from_static(body.as_bytes()),
         ))
+    }
+
+    fn body_of(e: &Entry) -> Bytes {
+        e.msg.as_ref().map(|m| m.body.clone()).unwrap_or_default()
     }
 
     fn msg(body: &'static str) -> Arc<Message> {
@@ -1068,11 +1074,7 @@ mod tests {
     }
 
     fn bodies(sink: &Collect) -> Vec<Bytes> {
-        sink.got
-            .lock()
-            .iter()
-            .map(|(_, e)| e.msg.body.clone())
-            .collect()
+        sink.got.lock().iter().map(|(_, e)| body_of(e)).collect()
     }
 
     #[test]
@@ -1093,7 +1095,7 @@ mod tests {
         let got = sink.got.lock();
         let seen: Vec<_> = got
             .iter()
-            .map(|(_, e)| (e.msg.body.clone(), e.redelivered))
+            .map(|(_, e)| (body_of(e), e.redelivered))
             .collect();
         assert_eq!(
             seen,
@@ -1231,6 +1233,89 @@ mod tests {
     }
 
     #[test]
+    fn paging_and_recovery_keep_order_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), warren_store::StoreOptions::default()).unwrap();
+        let log = store.queue_log(7).unwrap();
+        let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
+        let spec = QueueSpec {
+            name: "dq".into(),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        };
+        let storage = QueueStorage {
+            store: store.clone(),
+            log: Some(log),
+            page_threshold: 64,
+        };
+        let q = Queue::new(
+            "/",
+            spec.clone(),
+            QueueConfig::default(),
+            Timers::new(),
+            Arc::downgrade(&router),
+            Some(storage),
+        );
+        let persistent = BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
+        let bodies: Vec<String> = (0..50).map(|i| format!("message-{i:03}")).collect();
+        for b in &bodies {
+            let m = Message::new(
+                String::new(),
+                "dq".into(),
+                persistent.to_bytes(),
+                Bytes::from(b.clone()),
+            );
+            q.publish(Arc::new(m));
+        }
+        // A transient message in a durable queue is paged but not logged.
+        q.publish(msg("transient"));
+        assert!(q.ready_bytes() > 64, "everything is counted");
+        assert!(
+            q.state.lock().ready.mem_bytes <= 64,
+            "beyond the threshold bodies are on disk only"
+        );
+        let (first, first_msg, _) = q.get(false).unwrap();
+        assert_eq!(first_msg.body, Bytes::from("message-000"));
+        store.sync_now().unwrap();
+
+        // "Restart": a new queue over the same log sees the 50 persistent messages, the
+        // delivered one marked redelivered, and not the transient one.
+        let log = store.queue_log(7).unwrap();
+        let recovered = log.recover().unwrap();
+        assert_eq!(recovered.len(), 50);
+        let storage = QueueStorage {
+            store: store.clone(),
+            log: Some(log),
+            page_threshold: 64,
+        };
+        let r = Queue::new(
+            "/",
+            spec,
+            QueueConfig::default(),
+            Timers::new(),
+            Arc::downgrade(&router),
+            Some(storage),
+        );
+        r.restore(recovered);
+        let mut seen = Vec::new();
+        while let Some((e, m, _)) = r.get(true) {
+            if seen.is_empty() {
+                assert!(e.redelivered, "it was delivered before the restart");
+            } else {
+                assert!(!e.redelivered);
+            }
+            seen.push(String::from_utf8(m.body.to_vec()).unwrap());
+        }
+        assert_eq!(seen, bodies);
+        drop(first);
+    }
+
+    #[test]
     fn exclusive_consumer_blocks_others() {
         let q = queue(false);
         let sink = Arc::new(Collect::default());
@@ -1256,13 +1341,13 @@ mod tests {
         let q = queue(false);
         q.publish(msg("a"));
         q.publish(msg("b"));
-        let Some((e, left)) = q.get(false) else {
+        let Some((e, msg, left)) = q.get(false) else {
             panic!("empty")
         };
-        assert_eq!(e.msg.body, Bytes::from("a"));
+        assert_eq!(msg.body, Bytes::from("a"));
         assert_eq!(left, 1);
         assert_eq!(q.unacked_count(), 1);
-        q.settle(1);
+        q.settle(vec![e]);
         assert_eq!(q.unacked_count(), 0);
         assert_eq!(q.purge(), 1);
         assert!(q.get(true).is_none());
