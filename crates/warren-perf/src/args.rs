@@ -152,7 +152,8 @@ pub struct PerfArgs {
     /// Only publish (no consumers): builds a backlog.
     #[arg(long, conflicts_with = "consume_only")]
     pub publish_only: bool,
-    /// Only consume: drain the queues until empty (idle 2 s), --count or --duration.
+    /// Only consume: drain the queues until empty (idle 2 s), --count or
+    /// --duration. No latency: the timestamps come from another process.
     #[arg(long)]
     pub consume_only: bool,
     /// Only open N connections with one channel each, hold them --duration seconds, report open times.

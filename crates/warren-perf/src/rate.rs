@@ -19,11 +19,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A bucket for `rate` tokens per second (must be > 0) that starts empty
-    /// at `now`. The burst is 10 ms worth of tokens (at least 1), enough to
-    /// absorb the timer's ~1 ms granularity at any rate without letting a
-    /// stall turn into a large burst.
+    /// at `now`. The burst is 50 ms worth of tokens (at least 1): enough to
+    /// absorb the timer's ~1 ms granularity and the scheduling stalls of a
+    /// busy machine without losing rate, small enough that a stall does not
+    /// turn into a large burst.
     pub fn new(rate: f64, now: Instant) -> TokenBucket {
-        let burst = (rate * 0.010).max(1.0);
+        let burst = (rate * 0.050).max(1.0);
         TokenBucket {
             rate,
             burst,
@@ -122,10 +123,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(1_000.0, t0);
         assert!(b.take(10, t0).is_err());
-        // after a long stall, at most the burst (10 ms worth = 10 tokens)
+        // after a long stall, at most the burst (50 ms worth = 50 tokens)
         let n = b.take(u64::MAX, t0 + Duration::from_secs(5)).unwrap();
-        assert_eq!(n, 10);
-        assert_eq!(b.burst(), 10.0);
+        assert_eq!(n, 50);
+        assert_eq!(b.burst(), 50.0);
         // the wait reported is the time to the next token
         let w = b.take(1, t0 + Duration::from_secs(5)).unwrap_err();
         assert!(

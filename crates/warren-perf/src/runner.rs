@@ -255,14 +255,30 @@ struct ProducerSlot {
 
 /// Open the connections and channels. Returns the live connections, the
 /// producers to start and the `basic.consume` frames to send per connection.
-async fn open_all(
+type Opened = (Vec<Live>, Vec<ProducerSlot>, Vec<(usize, Vec<Bytes>)>);
+
+async fn open_all(args: &PerfArgs, plan: &Plan, run: &Arc<Run>) -> Result<Opened, PerfError> {
+    let mut lives = Vec::new();
+    match open_into(args, plan, run, &mut lives).await {
+        Ok((producers, consumes)) => Ok((lives, producers, consumes)),
+        Err(e) => {
+            // close what was opened before the failure
+            run.stopping.store(true, Relaxed);
+            close_all(lives).await;
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::type_complexity)]
+async fn open_into(
     args: &PerfArgs,
     plan: &Plan,
     run: &Arc<Run>,
-) -> Result<(Vec<Live>, Vec<ProducerSlot>, Vec<(usize, Vec<Bytes>)>), PerfError> {
+    lives: &mut Vec<Live>,
+) -> Result<(Vec<ProducerSlot>, Vec<(usize, Vec<Bytes>)>), PerfError> {
     let np = plan.producer_keys.len();
     let nc = plan.consumer_queues.len();
-    let mut lives = Vec::new();
     let mut producers = Vec::new();
     let mut consumes = Vec::new();
     if args.shared_connection {
@@ -311,7 +327,7 @@ async fn open_all(
             lives.push(Live::start(conn, vec![(1, role)], run.clone()));
         }
     }
-    Ok((lives, producers, consumes))
+    Ok((producers, consumes))
 }
 
 async fn close_all(lives: Vec<Live>) {
@@ -386,10 +402,7 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     let backlog = declare(&mut setup, &args, &plan).await?;
     debug!(backlog, "topology ready");
 
-    let (lives, slots, consumes) = match open_all(&args, &plan, &run).await {
-        Ok(x) => x,
-        Err(e) => return Err(e),
-    };
+    let (lives, slots, consumes) = open_all(&args, &plan, &run).await?;
     let result = drive(&args, &plan, &run, &lives, slots, consumes, backlog, np, nc).await;
     run.stopping.store(true, Relaxed);
     close_all(lives).await;
