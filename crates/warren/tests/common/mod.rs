@@ -402,18 +402,30 @@ fn policy_command(broker: &Broker) -> Command {
     }
 }
 
-fn run_policy_command(mut cmd: Command) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Runs a policy command. Warren opens its control socket just after it reports its AMQP
+/// port, so a command that cannot reach the broker yet is retried (bounded).
+fn run_policy_command(broker: &Broker, make: impl Fn() -> Command) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut cmd = make();
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        if out.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !broker.is_external() && stderr.contains("cannot reach") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        panic!(
+            "{cmd:?} failed ({}):\n{}\n{stderr}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+        );
+    }
 }
 
 /// Removes the policy when dropped (so a failing test does not leave it behind on a shared
@@ -441,16 +453,18 @@ pub fn set_policy(
     apply_to: &str,
     priority: i32,
 ) -> PolicyGuard {
-    let mut cmd = policy_command(broker);
-    cmd.arg("set_policy")
-        .arg("--priority")
-        .arg(priority.to_string())
-        .arg("--apply-to")
-        .arg(apply_to)
-        .arg(name)
-        .arg(pattern)
-        .arg(definition_json);
-    run_policy_command(cmd);
+    run_policy_command(broker, || {
+        let mut cmd = policy_command(broker);
+        cmd.arg("set_policy")
+            .arg("--priority")
+            .arg(priority.to_string())
+            .arg("--apply-to")
+            .arg(apply_to)
+            .arg(name)
+            .arg(pattern)
+            .arg(definition_json);
+        cmd
+    });
     PolicyGuard {
         name: name.to_string(),
         cmd: Some(policy_command(broker)),
@@ -460,7 +474,314 @@ pub fn set_policy(
 /// `clear_policy NAME` on the default vhost (disarms the guard).
 pub fn clear_policy(broker: &Broker, mut guard: PolicyGuard) {
     guard.cmd = None;
-    let mut cmd = policy_command(broker);
-    cmd.arg("clear_policy").arg(&guard.name);
-    run_policy_command(cmd);
+    run_policy_command(broker, || {
+        let mut cmd = policy_command(broker);
+        cmd.arg("clear_policy").arg(&guard.name);
+        cmd
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restartable brokers on a fixed data directory (durability tests). These only make sense
+// against the Warren binary, never against an external broker.
+// ---------------------------------------------------------------------------------------------
+
+/// True when the tests run against an external broker (`WARREN_TEST_URL`): crash and restart
+/// tests then skip themselves.
+pub fn external_broker() -> bool {
+    std::env::var("WARREN_TEST_URL").is_ok()
+}
+
+/// Spawns `warren --listen 127.0.0.1:0 --data-dir DIR EXTRA...` and waits (bounded) for it to
+/// report its listening address. Errors if it exits or stays silent.
+fn spawn_warren_in(
+    data_dir: &std::path::Path,
+    extra: &[String],
+    stderr_log: Option<&std::path::Path>,
+) -> Result<(Child, String), String> {
+    let stderr = match stderr_log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("open {}: {e}", path.display()))?,
+        ),
+        None => Stdio::inherit(),
+    };
+    let mut child = Command::new(warren_binary())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env(
+            "WARREN_LOG",
+            std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("spawn warren: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // Reads the listening line, then keeps draining stdout so the broker never blocks.
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let mut sent = false;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if !sent {
+                if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQP on ") {
+                    let _ = tx.send(rest.to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => Ok((child, addr)),
+        Err(_) => {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "warren did not report its listening address (exit status: {status:?})"
+            ))
+        }
+    }
+}
+
+impl Broker {
+    /// Starts a Warren on `data_dir`, which it does NOT delete when dropped (the caller owns
+    /// it: see [`DataDir`]). Panics if it does not come up.
+    pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Broker {
+        Self::try_start_in(data_dir, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Broker::start_in`], but returns an error if the broker does not come up.
+    pub fn try_start_in(data_dir: &std::path::Path, extra: &[&str]) -> Result<Broker, String> {
+        Self::try_start_logged(data_dir, extra, None)
+    }
+
+    /// As [`Broker::try_start_in`], appending the broker's stderr to `stderr_log` if given.
+    pub fn try_start_logged(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        stderr_log: Option<&std::path::Path>,
+    ) -> Result<Broker, String> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn_warren_in(data_dir, &extra, stderr_log)?;
+        Ok(Broker {
+            child: Some(child),
+            addr,
+            data_dir: None,
+        })
+    }
+
+    /// PID of the broker process we started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL (by the PID we started; `Child::kill` is SIGKILL on Unix) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded, 20 s) for a clean exit; returns the exit status. Panics (after
+    /// a SIGKILL) if the broker does not stop in time.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a broker started by the test");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("warren did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True while the process we started is running.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Resident set size of the broker process (VmRSS from /proc), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib_of(self.pid()?)
+    }
+}
+
+/// VmRSS of a process from `/proc/<pid>/status`, in KiB.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A data directory that outlives broker restarts; removed on drop unless `keep()` was called
+/// (or the `WARREN_KEEP_DATA` environment variable is set, for post-mortems).
+pub struct DataDir {
+    pub path: std::path::PathBuf,
+    owned: bool,
+}
+
+impl DataDir {
+    /// A fresh directory under the system temp dir.
+    pub fn temp(prefix: &str) -> DataDir {
+        let path = std::env::temp_dir().join(format!(
+            "warren-{prefix}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&path).expect("create data dir");
+        DataDir {
+            path,
+            owned: std::env::var("WARREN_KEEP_DATA").is_err(),
+        }
+    }
+
+    /// Keeps the directory when dropped.
+    pub fn keep(&mut self) {
+        self.owned = false;
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A Warren that can be killed and restarted on the same data directory (a new port each
+/// time): `--data-dir` is `<dir>/data`, and stderr of every run is appended to
+/// `<dir>/stderr.log`. The broker is killed before the directory is removed.
+pub struct Node {
+    pub broker: Option<Broker>,
+    pub args: Vec<String>,
+    pub dir: DataDir,
+}
+
+impl Node {
+    /// Starts a Warren on a fresh temp data dir.
+    pub fn start(prefix: &str, extra: &[&str]) -> Node {
+        let mut node = Node {
+            broker: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            dir: DataDir::temp(prefix),
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts (again) on the same directory; the previous process must be stopped.
+    pub fn restart(&mut self) {
+        self.try_restart().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn try_restart(&mut self) -> Result<(), String> {
+        assert!(
+            self.broker.as_mut().is_none_or(|b| !b.is_alive()),
+            "restart of a running broker"
+        );
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let log = self.stderr_path();
+        self.broker = Some(Broker::try_start_logged(
+            &self.data_dir(),
+            &args,
+            Some(&log),
+        )?);
+        Ok(())
+    }
+
+    /// The broker's `--data-dir` (`<dir>/data`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path.join("data")
+    }
+
+    /// Where the stderr of every run of this node is appended.
+    pub fn stderr_path(&self) -> std::path::PathBuf {
+        self.dir.path.join("stderr.log")
+    }
+
+    /// Everything the node's runs wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    pub fn broker(&self) -> &Broker {
+        self.broker.as_ref().expect("broker running")
+    }
+
+    pub fn broker_mut(&mut self) -> &mut Broker {
+        self.broker.as_mut().expect("broker running")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(b) = self.broker.as_mut() {
+            b.kill9();
+        }
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.broker_mut().terminate()
+    }
+
+    /// `<data-dir>/store`.
+    pub fn store(&self) -> std::path::PathBuf {
+        self.data_dir().join("store")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Kill before the DataDir field is dropped (fields drop after this body).
+        self.kill9();
+    }
+}
+
+/// Runs `warren ctl --data-dir DIR ARGS...`; Ok(stdout) on success, Err(stderr) otherwise.
+pub fn warren_ctl(data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(warren_binary())
+        .arg("ctl")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run warren ctl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "warren ctl {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
