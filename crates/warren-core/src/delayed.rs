@@ -1,6 +1,8 @@
 //! Messages held by an `x-delayed-message` exchange until their `x-delay` has passed, then
 //! routed the way the exchange's `x-delayed-type` routes. Kept in memory, ordered by due
-//! time; the broker's timers wake the exchange when the earliest message is due.
+//! time; the broker's timers wake the exchange when the earliest message is due. A durable
+//! exchange also writes its persistent held messages to the store (a record holding the due
+//! time and the message, indexed by a log of its own), so their delays survive a restart.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -9,8 +11,11 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use bytes::{BufMut, Bytes, BytesMut};
+use warren_store::{Location, QueueLog, RecoveredEntry, Store};
+
 use crate::broker::Broker;
-use crate::clock::now_ms;
+use crate::clock::{now_ms, unix_millis};
 use crate::message::Message;
 use crate::timers::{TimerTarget, Timers};
 
@@ -18,7 +23,18 @@ struct Held {
     due: u64,
     order: u64,
     msg: Arc<Message>,
+    /// (log sequence number, record) when the message is in the store.
+    stored: Option<(u64, Location)>,
 }
+
+/// The store of a durable delayed-message exchange.
+pub struct DelayedStorage {
+    pub store: Store,
+    pub log: QueueLog,
+}
+
+/// First byte of a held-message record: `[D][due: unix ms u64][message record]`.
+const HELD_RECORD: u8 = b'D';
 
 impl PartialEq for Held {
     fn eq(&self, other: &Self) -> bool {
@@ -44,6 +60,7 @@ pub struct DelayedMessages {
     exchange: String,
     held: Mutex<BinaryHeap<Held>>,
     next_order: AtomicU64,
+    storage: std::sync::OnceLock<DelayedStorage>,
     me: Weak<DelayedMessages>,
 }
 
@@ -54,17 +71,84 @@ impl DelayedMessages {
             exchange: exchange.to_string(),
             held: Mutex::new(BinaryHeap::new()),
             next_order: AtomicU64::new(0),
+            storage: std::sync::OnceLock::new(),
             me: me.clone(),
         })
+    }
+
+    /// Gives a durable exchange its store.
+    pub fn attach_storage(&self, storage: DelayedStorage) {
+        let _ = self.storage.set(storage);
+    }
+
+    /// The id of the exchange's log in the store, if it has one.
+    pub fn log_id(&self) -> Option<u64> {
+        self.storage.get().map(|s| s.log.queue_id())
     }
 
     /// Holds `msg` for `delay_ms`.
     pub fn hold(&self, msg: Arc<Message>, delay_ms: u64, timers: &Timers) {
         let due = now_ms().saturating_add(delay_ms);
         let order = self.next_order.fetch_add(1, Ordering::Relaxed);
-        self.held.lock().push(Held { due, order, msg });
+        let stored = match self.storage.get() {
+            Some(s) if msg.persistent => {
+                let due_unix = unix_millis().saturating_add(delay_ms);
+                let mut record = BytesMut::new();
+                record.put_u8(HELD_RECORD);
+                record.put_u64(due_unix);
+                record.extend_from_slice(&msg.encode_record());
+                let loc = s.store.append(&record);
+                s.store.retain(loc);
+                s.log.enqueue(order, loc);
+                Some((order, loc))
+            }
+            _ => None,
+        };
+        self.held.lock().push(Held {
+            due,
+            order,
+            msg,
+            stored,
+        });
         let me: Weak<dyn TimerTarget> = self.me.clone();
         timers.schedule(due, me);
+    }
+
+    /// Puts held messages back after a restart, with what is left of their delays.
+    pub fn restore(&self, recovered: Vec<RecoveredEntry>, timers: &Timers) {
+        let Some(s) = self.storage.get() else { return };
+        let now = now_ms();
+        let now_unix = unix_millis();
+        let mut earliest = None::<u64>;
+        let mut held = self.held.lock();
+        for r in recovered {
+            let record = match s.store.read(r.loc) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(exchange = %self.exchange, error = %e, "unreadable delayed message skipped");
+                    continue;
+                }
+            };
+            let Some((due_unix, msg)) = decode_held(record, r.loc) else {
+                tracing::warn!(exchange = %self.exchange, "undecodable delayed message skipped");
+                continue;
+            };
+            s.store.retain(r.loc);
+            let due = now.saturating_add(due_unix.saturating_sub(now_unix));
+            self.next_order.fetch_max(r.seq + 1, Ordering::Relaxed);
+            held.push(Held {
+                due,
+                order: r.seq,
+                msg: Arc::new(msg),
+                stored: Some((r.seq, r.loc)),
+            });
+            earliest = Some(earliest.map_or(due, |e| e.min(due)));
+        }
+        drop(held);
+        if let Some(at) = earliest {
+            let me: Weak<dyn TimerTarget> = self.me.clone();
+            timers.schedule(at, me);
+        }
     }
 
     /// Messages whose delay has passed, in due order.
@@ -73,6 +157,11 @@ impl DelayedMessages {
         let mut due = Vec::new();
         while held.peek().is_some_and(|h| h.due <= now) {
             if let Some(h) = held.pop() {
+                if let (Some((seq, loc)), Some(s)) = (h.stored, self.storage.get()) {
+                    // Routed from here on: the queues it lands in hold it now.
+                    s.log.ack(seq);
+                    s.store.release(loc);
+                }
                 due.push(h.msg);
             }
         }
@@ -86,6 +175,15 @@ impl DelayedMessages {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn decode_held(record: Bytes, loc: Location) -> Option<(u64, Message)> {
+    if record.len() < 9 || record[0] != HELD_RECORD {
+        return None;
+    }
+    let due = u64::from_be_bytes(record[1..9].try_into().ok()?);
+    let msg = Message::decode_record(record.slice(9..), loc)?;
+    Some((due, msg))
 }
 
 impl TimerTarget for DelayedMessages {

@@ -47,11 +47,18 @@ pub struct SavedBinding {
     pub arguments: FieldTable,
 }
 
+/// A durable exchange as the snapshot records it.
+pub struct SavedExchange {
+    pub spec: ExchangeSpec,
+    /// The log of held messages (durable delayed-message exchanges).
+    pub delayed_log: Option<u64>,
+}
+
 /// Everything durable in one vhost.
 #[derive(Default)]
 pub struct SavedVHost {
     pub name: String,
-    pub exchanges: Vec<ExchangeSpec>,
+    pub exchanges: Vec<SavedExchange>,
     pub queues: Vec<SavedQueue>,
     pub bindings: Vec<SavedBinding>,
     pub policies: Vec<Policy>,
@@ -129,14 +136,19 @@ fn encode_snapshot(vhosts: &[SavedVHost], next_queue_id: u64) -> Vec<u8> {
             let exchanges = v
                 .exchanges
                 .iter()
-                .map(|x| {
-                    table(vec![
+                .map(|sx| {
+                    let x = &sx.spec;
+                    let mut fields = vec![
                         ("name", s(&x.name)),
                         ("type", s(x.kind.as_str())),
                         ("auto_delete", FieldValue::Bool(x.auto_delete)),
                         ("internal", FieldValue::Bool(x.internal)),
                         ("arguments", FieldValue::Table(x.arguments.clone())),
-                    ])
+                    ];
+                    if let Some(id) = sx.delayed_log {
+                        fields.push(("delayed_log", FieldValue::I64(id as i64)));
+                    }
+                    table(fields)
                 })
                 .collect();
             let queues = v
@@ -236,13 +248,19 @@ fn decode_snapshot(root: &FieldTable) -> Result<Vec<SavedVHost>, String> {
             let Some(kind) = ExchangeKind::parse(&text(&x, "type")) else {
                 continue;
             };
-            saved.exchanges.push(ExchangeSpec {
-                name: text(&x, "name"),
-                kind,
-                durable: true,
-                auto_delete: flag(&x, "auto_delete"),
-                internal: flag(&x, "internal"),
-                arguments: args(&x),
+            saved.exchanges.push(SavedExchange {
+                spec: ExchangeSpec {
+                    name: text(&x, "name"),
+                    kind,
+                    durable: true,
+                    auto_delete: flag(&x, "auto_delete"),
+                    internal: flag(&x, "internal"),
+                    arguments: args(&x),
+                },
+                delayed_log: x
+                    .get("delayed_log")
+                    .and_then(FieldValue::as_i64)
+                    .and_then(|i| u64::try_from(i).ok()),
             });
         }
         for q in list(&v, "queues") {

@@ -13,10 +13,11 @@ use warren_amqp::{FieldTable, FieldValue};
 
 use crate::clock::unix_secs;
 use crate::dead_letter::{is_cycle, DeadLetter};
+use crate::delayed::DelayedStorage;
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
 use crate::message::Message;
-use crate::persist::{Persistence, SavedBinding, SavedQueue, SavedVHost};
+use crate::persist::{Persistence, SavedBinding, SavedExchange, SavedQueue, SavedVHost};
 use crate::policy::{self, Policy};
 use crate::queue::QueueStorage;
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
@@ -144,6 +145,20 @@ impl VHost {
             policy::effective(&self.policies.read(), exchange.name(), false)
                 .and_then(Policy::alternate_exchange);
         let durable = exchange.spec.durable;
+        if durable {
+            if let (Some(delayed), Some(p)) = (&exchange.delayed, &self.persistence) {
+                let log = p.new_queue_log().map_err(|e| {
+                    CoreError::new(
+                        crate::error::ErrorKind::InternalError,
+                        format!("cannot create the exchange's log: {e}"),
+                    )
+                })?;
+                delayed.attach_storage(DelayedStorage {
+                    store: p.store.clone(),
+                    log,
+                });
+            }
+        }
         topo.exchanges.insert(exchange.spec.name.clone(), exchange);
         drop(topo);
         if durable {
@@ -548,7 +563,10 @@ impl VHost {
         for x in topo.exchanges.values() {
             let predeclared = x.name().is_empty() || x.name().starts_with("amq.");
             if x.spec.durable && !predeclared {
-                saved.exchanges.push(x.spec.clone());
+                saved.exchanges.push(SavedExchange {
+                    spec: x.spec.clone(),
+                    delayed_log: x.delayed.as_ref().and_then(|d| d.log_id()),
+                });
             }
             if !x.spec.durable {
                 continue;
@@ -588,9 +606,28 @@ impl VHost {
         *self.policies.write() = saved.policies;
         {
             let mut topo = self.topology.write();
-            for spec in saved.exchanges {
-                match Exchange::new(spec, &self.name) {
+            for sx in saved.exchanges {
+                match Exchange::new(sx.spec, &self.name) {
                     Ok(x) => {
+                        if let (Some(delayed), Some(id)) = (&x.delayed, sx.delayed_log) {
+                            p.note_queue_id(id);
+                            match p
+                                .store
+                                .queue_log(id)
+                                .and_then(|log| Ok((log.recover()?, log)))
+                            {
+                                Ok((recovered, log)) => {
+                                    delayed.attach_storage(DelayedStorage {
+                                        store: p.store.clone(),
+                                        log,
+                                    });
+                                    delayed.restore(recovered, &self.timers);
+                                }
+                                Err(e) => {
+                                    tracing::error!(vhost = %self.name, exchange = %x.name(), error = %e, "cannot recover delayed messages")
+                                }
+                            }
+                        }
                         topo.exchanges.insert(x.spec.name.clone(), x);
                     }
                     Err(e) => {
@@ -666,14 +703,15 @@ impl VHost {
         }
     }
 
-    /// Ids of the queue logs this vhost uses.
+    /// Ids of the logs this vhost uses (durable queues and delayed-message exchanges).
     pub fn queue_log_ids(&self) -> Vec<u64> {
-        self.topology
-            .read()
-            .queues
+        let topo = self.topology.read();
+        let queues = topo.queues.values().filter_map(|q| q.log_id());
+        let exchanges = topo
+            .exchanges
             .values()
-            .filter_map(|q| q.log_id())
-            .collect()
+            .filter_map(|x| x.delayed.as_ref().and_then(|d| d.log_id()));
+        queues.chain(exchanges).collect()
     }
 
     // ----- policies -----
