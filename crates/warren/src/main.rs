@@ -15,7 +15,12 @@ use warren_core::Broker;
 use settings::{Cli, Command, Settings};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Perf(_)) = &cli.command {
+        if let Some(Command::Perf(args)) = cli.command.take() {
+            return warren_perf::main(args);
+        }
+    }
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => {

@@ -62,6 +62,8 @@ pub enum Command {
     /// Administer a running broker (like rabbitmqctl), through its control socket in the data
     /// directory.
     Ctl(crate::ctl::CtlArgs),
+    /// Load generator for any AMQP 0-9-1 broker (RabbitMQ's PerfTest in spirit).
+    Perf(warren_perf::PerfArgs),
 }
 
 /// The config file's shape: every key optional, names as the long flags with `_`.
