@@ -58,10 +58,11 @@ impl DeadLetter {
                 && t.get("reason").and_then(|v| v.as_str()) == Some(reason))
         });
         let entry = match same.map(|i| deaths.remove(i)) {
+            // RabbitMQ 3.10 only counts a repeated death: time, exchange and routing keys
+            // stay those of the first.
             Some(FieldValue::Table(mut t)) => {
                 let count = t.get("count").and_then(|v| v.as_i64()).unwrap_or(0);
                 t.insert("count", FieldValue::I64(count + 1));
-                t.insert("time", FieldValue::Timestamp(now_unix_secs));
                 t
             }
             _ => {
@@ -71,9 +72,13 @@ impl DeadLetter {
                 t.insert("queue", longstr(&self.queue));
                 t.insert("time", FieldValue::Timestamp(now_unix_secs));
                 t.insert("exchange", longstr(&self.msg.exchange));
+                // The routing keys the message died with: its key and its CC keys (BCC keys
+                // are never listed).
+                let listed = std::iter::once(&self.msg.routing_key)
+                    .chain(self.msg.cc.iter().take(self.msg.cc_listed));
                 t.insert(
                     "routing-keys",
-                    FieldValue::Array(vec![longstr(&self.msg.routing_key)]),
+                    FieldValue::Array(listed.map(|k| longstr(k)).collect()),
                 );
                 if let Some(exp) = &original_expiration {
                     t.insert("original-expiration", longstr(exp));
@@ -92,15 +97,29 @@ impl DeadLetter {
             }
         }
         headers.insert("x-death", FieldValue::Array(deaths));
+        // With a dead-letter routing key the message goes by that key alone, and RabbitMQ
+        // drops its CC header; without one it keeps all its keys (CC and BCC).
+        let (routing_key, cc, cc_listed) = match &self.routing_key {
+            Some(key) => {
+                headers.remove("CC");
+                (key.clone(), Vec::new(), 0)
+            }
+            None => (
+                self.msg.routing_key.clone(),
+                self.msg.cc.clone(),
+                self.msg.cc_listed,
+            ),
+        };
         props.headers = Some(headers);
-        Message::new(
+        let mut msg = Message::new(
             self.exchange.clone(),
-            self.routing_key
-                .clone()
-                .unwrap_or_else(|| self.msg.routing_key.clone()),
+            routing_key,
             props.to_bytes(),
             self.msg.body.clone(),
-        )
+        );
+        msg.cc = cc;
+        msg.cc_listed = cc_listed;
+        msg
     }
 }
 

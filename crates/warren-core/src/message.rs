@@ -20,6 +20,11 @@ pub struct Message {
     pub persistent: bool,
     /// Where the store holds this message's record, once written.
     pub stored: OnceLock<Location>,
+    /// Extra routing keys from RabbitMQ's sender-selected distribution: the `CC` header's
+    /// keys, then the `BCC` header's (that header is removed before delivery).
+    pub cc: Vec<String>,
+    /// How many of `cc` came from `CC` (and are listed in `x-death`).
+    pub cc_listed: usize,
 }
 
 /// Record format version (first byte of every stored message).
@@ -42,7 +47,44 @@ impl Message {
             body,
             persistent,
             stored: OnceLock::new(),
+            cc: Vec::new(),
+            cc_listed: 0,
         }
+    }
+
+    /// Applies sender-selected distribution: `CC` and `BCC` headers (arrays of strings) add
+    /// routing keys; `BCC` is removed from the message so no consumer sees it.
+    pub fn with_sender_selected(mut self) -> Message {
+        // The headers flag is bit 13: 0x20 of the first flag byte.
+        if self.properties_raw.first().is_none_or(|b| b & 0x20 == 0) {
+            return self;
+        }
+        let Some(headers) = warren_amqp::peek_headers(&self.properties_raw) else {
+            return self;
+        };
+        let keys = |name: &str| -> Vec<String> {
+            match headers.get(name) {
+                Some(warren_amqp::FieldValue::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let cc = keys("CC");
+        let bcc = keys("BCC");
+        if headers.get("BCC").is_some() {
+            if let Ok(mut props) = warren_amqp::BasicProperties::decode(&self.properties_raw) {
+                if let Some(h) = props.headers.as_mut() {
+                    h.remove("BCC");
+                }
+                self.properties_raw = props.to_bytes();
+            }
+        }
+        self.cc_listed = cc.len();
+        self.cc = cc;
+        self.cc.extend(bcc);
+        self
     }
 
     /// Bytes this message accounts for in a queue (body plus raw properties).

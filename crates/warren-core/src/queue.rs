@@ -48,7 +48,7 @@ pub struct Entry {
     pub msg: Option<Arc<Message>>,
     /// The message's record in the store, if it has one; the entry holds one reference.
     pub loc: Option<Location>,
-    /// Bytes the message counts for (body and properties).
+    /// Body bytes (what `x-max-length-bytes` counts, and what paging measures).
     pub size: u32,
     /// Written to the queue's log (a persistent message in a durable queue).
     pub logged: bool,
@@ -408,7 +408,8 @@ impl Queue {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
-        let size = msg.size();
+        // RabbitMQ's length limit in bytes counts message bodies only.
+        let size = msg.body.len();
         let over = |st: &QueueState, extra_len: usize, extra_bytes: usize| {
             st.config
                 .max_length
@@ -802,7 +803,7 @@ impl Queue {
         expires_at: u64,
         level: u8,
     ) -> Entry {
-        let size = u32::try_from(msg.size()).unwrap_or(u32::MAX);
+        let size = u32::try_from(msg.body.len()).unwrap_or(u32::MAX);
         let mut entry = Entry {
             seq,
             msg: None,

@@ -111,17 +111,26 @@ impl ArgError<'_> {
     }
 
     fn string<'v>(&self, key: &str, v: &'v FieldValue) -> CoreResult<&'v str> {
+        v.as_str()
+            .ok_or_else(|| self.invalid(key, format!("{{unacceptable_type,{}}}", v.type_name())))
+    }
+
+    /// The dead-letter arguments have their own sentence in RabbitMQ.
+    fn dlx_string<'v>(&self, key: &str, v: &'v FieldValue) -> CoreResult<&'v str> {
         v.as_str().ok_or_else(|| {
-            self.invalid(key, format!("\"expected longstr, got {}\"", v.type_name()))
+            CoreError::precondition(format!(
+                "invalid type '{}' for arg '{key}' in queue '{}' in vhost '{}'",
+                v.type_name(),
+                self.queue,
+                self.vhost
+            ))
         })
     }
 
     fn boolean(&self, key: &str, v: &FieldValue) -> CoreResult<bool> {
         match v {
             FieldValue::Bool(b) => Ok(*b),
-            other => {
-                Err(self.invalid(key, format!("\"expected bool, got {}\"", other.type_name())))
-            }
+            other => Err(self.invalid(key, format!("{{unacceptable_type,{}}}", other.type_name()))),
         }
     }
 }
@@ -143,10 +152,10 @@ impl QueueConfig {
                         Overflow::parse(s).ok_or_else(|| e.invalid(key, "invalid_overflow"))?;
                 }
                 "x-dead-letter-exchange" => {
-                    c.dead_letter_exchange = Some(e.string(key, value)?.to_string())
+                    c.dead_letter_exchange = Some(e.dlx_string(key, value)?.to_string())
                 }
                 "x-dead-letter-routing-key" => {
-                    c.dead_letter_routing_key = Some(e.string(key, value)?.to_string())
+                    c.dead_letter_routing_key = Some(e.dlx_string(key, value)?.to_string())
                 }
                 "x-max-priority" => {
                     let n = e.non_negative(key, value)?;
@@ -159,17 +168,20 @@ impl QueueConfig {
                 "x-single-active-consumer" => c.single_active_consumer = e.boolean(key, value)?,
                 "x-queue-type" => match e.string(key, value)? {
                     "classic" => {}
-                    other => {
+                    known @ ("quorum" | "stream") => {
                         return Err(e.invalid(
                             key,
-                            format!("queue type '{other}' is not supported by Warren yet"),
+                            format!("\"queue type '{known}' is not supported by Warren yet\""),
                         ))
+                    }
+                    other => {
+                        return Err(e.invalid(key, format!("\"unsupported queue type '{other}'\"")))
                     }
                 },
                 "x-queue-mode" => match e.string(key, value)? {
                     "default" | "lazy" => {}
                     other => {
-                        return Err(e.invalid(key, format!("unsupported queue mode '{other}'")))
+                        return Err(e.invalid(key, format!("\"unsupported queue mode '{other}'\"")))
                     }
                 },
                 "x-queue-master-locator" => {

@@ -809,11 +809,17 @@ impl VHost {
         delay_done_at: Option<&str>,
         out: &mut Vec<Arc<Queue>>,
     ) -> CoreResult<bool> {
-        let (exchange, routing_key) = (msg.exchange.as_str(), msg.routing_key.as_str());
+        let exchange = msg.exchange.as_str();
+        // The routing key, then the keys of CC/BCC (sender-selected distribution).
+        let keys = std::iter::once(&msg.routing_key).chain(msg.cc.iter());
         let topo = self.topology.read();
         if exchange.is_empty() {
-            if let Some(q) = topo.queues.get(routing_key) {
-                out.push(Arc::clone(q));
+            for key in keys {
+                if let Some(q) = topo.queues.get(key) {
+                    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                        out.push(Arc::clone(q));
+                    }
+                }
             }
             return Ok(false);
         }
@@ -828,57 +834,61 @@ impl VHost {
                 .get_or_insert_with(|| warren_amqp::peek_headers(&msg.properties_raw))
                 .clone()
         };
-        let mut held = false;
-        let mut pending: Vec<&Exchange> = vec![first];
-        let mut seen: Vec<&str> = vec![first.name()];
+        if let Some(delayed) = &first.delayed {
+            if delay_done_at != Some(first.name()) {
+                if let Some(ms) = delay_of(lazy_headers().as_ref()) {
+                    delayed.hold(Arc::clone(msg), ms, &self.timers);
+                    return Ok(true);
+                }
+            }
+        }
+        let mut pending: Vec<&Exchange> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         let mut dests = Vec::new();
-        while let Some(x) = pending.pop() {
-            if let Some(delayed) = &x.delayed {
-                if delay_done_at != Some(x.name()) {
-                    if let Some(ms) = delay_of(lazy_headers().as_ref()) {
-                        delayed.hold(Arc::clone(msg), ms, &self.timers);
-                        held = true;
-                        continue;
-                    }
-                }
-            }
-            dests.clear();
-            x.route(
-                routing_key,
-                &msg.properties_raw,
-                &mut lazy_headers,
-                &mut dests,
-            );
-            if dests.is_empty() {
-                if let Some(ae) = x.effective_alternate().and_then(|n| topo.exchanges.get(n)) {
-                    if !seen.contains(&ae.name()) {
-                        seen.push(ae.name());
-                        pending.push(ae);
-                    }
-                }
-                continue;
-            }
-            for d in &dests {
-                match d {
-                    Destination::Queue(name) => {
-                        if let Some(q) = topo.queues.get(name) {
-                            if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
-                                out.push(Arc::clone(q));
-                            }
+        for routing_key in keys {
+            pending.clear();
+            seen.clear();
+            pending.push(first);
+            seen.push(first.name());
+            while let Some(x) = pending.pop() {
+                dests.clear();
+                x.route(
+                    routing_key,
+                    &msg.properties_raw,
+                    &mut lazy_headers,
+                    &mut dests,
+                );
+                if dests.is_empty() {
+                    if let Some(ae) = x.effective_alternate().and_then(|n| topo.exchanges.get(n)) {
+                        if !seen.contains(&ae.name()) {
+                            seen.push(ae.name());
+                            pending.push(ae);
                         }
                     }
-                    Destination::Exchange(name) => {
-                        if let Some(next) = topo.exchanges.get(name) {
-                            if !seen.contains(&next.name()) {
-                                seen.push(next.name());
-                                pending.push(next);
+                    continue;
+                }
+                for d in &dests {
+                    match d {
+                        Destination::Queue(name) => {
+                            if let Some(q) = topo.queues.get(name) {
+                                if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                                    out.push(Arc::clone(q));
+                                }
+                            }
+                        }
+                        Destination::Exchange(name) => {
+                            if let Some(next) = topo.exchanges.get(name) {
+                                if !seen.contains(&next.name()) {
+                                    seen.push(next.name());
+                                    pending.push(next);
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        Ok(held)
+        Ok(false)
     }
 }
 

@@ -652,8 +652,9 @@ impl Channel {
                     AmqpError::channel(
                         PRECONDITION_FAILED,
                         format!(
-                            "invalid arg 'x-priority' for consumer of queue '{}': expected an integer, got {}",
+                            "invalid arg 'x-priority' for queue '{}' in vhost '{}': \"expected integer, got {}\"",
                             queue.name(),
+                            ctx.vhost.name,
                             v.type_name()
                         ),
                     )
@@ -978,12 +979,10 @@ impl Channel {
             validate_expiration(&expiration).map_err(fail)?;
         }
         let properties = self.rewrite_reply_to(properties).map_err(fail)?;
-        let msg = Arc::new(Message::new(
-            publish.exchange,
-            publish.routing_key,
-            properties,
-            body,
-        ));
+        let msg = Arc::new(
+            Message::new(publish.exchange, publish.routing_key, properties, body)
+                .with_sender_selected(),
+        );
         if let Some(ops) = self.tx.as_mut() {
             ops.push(TxOp::Publish {
                 msg,
@@ -1157,10 +1156,23 @@ impl Channel {
 /// The `expiration` property must be a non-negative integer of milliseconds; RabbitMQ
 /// refuses anything else with these texts.
 fn validate_expiration(expiration: &str) -> AmqpResult<()> {
-    let detail = match expiration.parse::<i64>() {
-        Ok(v) if v < 0 => format!("{{value_negative,{v}}}"),
-        Ok(_) => return Ok(()),
-        Err(_) => "no_integer".to_string(),
+    // Erlang's string:to_integer: a leading integer, then whatever is left over.
+    let digits_from = usize::from(expiration.starts_with(['-', '+']));
+    let digits = expiration[digits_from..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let end = digits_from + digits;
+    let detail = if digits == 0 {
+        "no_integer".to_string()
+    } else if end < expiration.len() {
+        format!("{{leftover_string,\"{}\"}}", &expiration[end..])
+    } else {
+        match expiration.parse::<i64>() {
+            Ok(v) if v < 0 => format!("{{value_negative,{v}}}"),
+            Ok(_) => return Ok(()),
+            Err(_) => "no_integer".to_string(),
+        }
     };
     Err(AmqpError::channel(
         PRECONDITION_FAILED,

@@ -20,10 +20,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
 }
 
-/// Listens on the control socket until the task is dropped.
-pub async fn serve(broker: Arc<Broker>, data_dir: &Path) -> std::io::Result<()> {
+/// Creates the control socket (replacing one a crashed run left behind).
+pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     let path = socket_path(data_dir);
-    // A socket left by a previous run (crash) would make bind fail.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     #[cfg(unix)]
@@ -32,6 +31,11 @@ pub async fn serve(broker: Arc<Broker>, data_dir: &Path) -> std::io::Result<()> 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     info!(path = %path.display(), "control socket ready");
+    Ok(listener)
+}
+
+/// Serves the control socket until the task is dropped.
+pub async fn serve(broker: Arc<Broker>, listener: UnixListener) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let broker = Arc::clone(&broker);

@@ -75,29 +75,6 @@ async fn run(settings: Settings) -> Result<(), String> {
         .data_dir
         .canonicalize()
         .unwrap_or(settings.data_dir.clone());
-    let mut listeners = Vec::new();
-    for addr in &settings.listen {
-        let listener = TcpListener::bind(addr.as_str())
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        listeners.push(listener);
-    }
-    // The listening lines go to stdout so scripts and tests can find the port (with :0).
-    for listener in &listeners {
-        if let Ok(local) = listener.local_addr() {
-            println!("warren: listening for AMQP on {local}");
-            info!(%local, "listening for AMQP");
-        }
-    }
-    println!("warren: data directory {}", data_dir.display());
-    info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "warren started");
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutdown requested");
-        let _ = shutdown_tx.send(true);
-    });
     let started = std::time::Instant::now();
     let store_options = warren_store::StoreOptions {
         fsync: settings.fsync,
@@ -129,15 +106,41 @@ async fn run(settings: Settings) -> Result<(), String> {
     broker
         .start_housekeeping()
         .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
+    let control_socket =
+        control::bind(&data_dir).map_err(|e| format!("cannot create the control socket: {e}"))?;
     let control = {
         let broker = Arc::clone(&broker);
-        let dir = data_dir.clone();
         tokio::spawn(async move {
-            if let Err(e) = control::serve(broker, &dir).await {
+            if let Err(e) = control::serve(broker, control_socket).await {
                 error!(error = %e, "control socket failed; warren ctl will not work");
             }
         })
     };
+    let mut listeners = Vec::new();
+    for addr in &settings.listen {
+        let listener = TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        listeners.push(listener);
+    }
+    // The listening lines go to stdout so scripts and tests can find the port (with :0).
+    // They come last: once printed, the broker is recovered and `warren ctl` works.
+    for listener in &listeners {
+        if let Ok(local) = listener.local_addr() {
+            println!("warren: listening for AMQP on {local}");
+            info!(%local, "listening for AMQP");
+        }
+    }
+    println!("warren: data directory {}", data_dir.display());
+    info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "warren started");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested");
+        let _ = shutdown_tx.send(true);
+    });
+
     warren_server::serve(broker, settings.server, listeners, shutdown_rx).await;
     control.abort();
     // Everything acknowledged or published so far reaches the disk before we exit.

@@ -377,10 +377,10 @@ pub async fn connection_closed_code(
 // against the Warren started by the test (same argument order as rabbitmqctl).
 // ---------------------------------------------------------------------------------------------
 
-/// True when policy tests can run: always against RabbitMQ; against Warren only once its
-/// `warren ctl` command exists (signalled with `WARREN_CTL_READY=1`).
-pub fn policies_supported(broker: &Broker) -> bool {
-    broker.is_external() || std::env::var("WARREN_CTL_READY").as_deref() == Ok("1")
+/// True when policy tests can run: against RabbitMQ through rabbitmqctl, against Warren
+/// through `warren ctl`.
+pub fn policies_supported(_broker: &Broker) -> bool {
+    true
 }
 
 fn policy_command(broker: &Broker) -> Command {
@@ -765,23 +765,31 @@ impl Drop for Node {
 }
 
 /// Runs `warren ctl --data-dir DIR ARGS...`; Ok(stdout) on success, Err(stderr) otherwise.
+/// Retried (bounded) while the broker's control socket is not up yet (it opens just after the
+/// AMQP port is reported).
 pub fn warren_ctl(data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(warren_binary())
-        .arg("ctl")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run warren ctl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "warren ctl {args:?} failed ({}): {}{}",
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = Command::new(warren_binary())
+            .arg("ctl")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run warren ctl: {e}"))?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("cannot reach") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        return Err(format!(
+            "warren ctl {args:?} failed ({}): {}{stderr}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        ));
     }
 }
