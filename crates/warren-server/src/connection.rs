@@ -27,6 +27,12 @@ use crate::error::{AmqpError, Scope};
 const READ_CHUNK: usize = 64 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
 const EVENT_BATCH: usize = 1024;
+/// Unwritten store bytes above which publishing connections pause.
+const STORE_BACKLOG_LIMIT: u64 = 64 * 1024 * 1024;
+/// How often a throttled publisher checks whether the store caught up.
+const THROTTLE_POLL: Duration = Duration::from_millis(2);
+/// Output bytes after which a batch of deliveries is written out.
+const OUT_BATCH_BYTES: usize = 256 * 1024;
 /// How long we wait for `connection.close-ok` after sending `connection.close`.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -185,6 +191,7 @@ pub(crate) async fn serve_connection(
         alarms: broker.alarms().subscribe(),
         client_knows_blocked: negotiated.connection_blocked,
         blocked: false,
+        throttled: false,
         rx,
     };
     let end = conn
@@ -524,6 +531,9 @@ struct Connection {
     client_knows_blocked: bool,
     /// We stopped reading this publisher's socket because of an alarm.
     blocked: bool,
+    /// We pause reading this publisher because the store has more unwritten data than it
+    /// should hold in memory (publishers outrunning the disk); no frame is sent for this.
+    throttled: bool,
     rx: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
@@ -567,7 +577,7 @@ impl Connection {
                 }
                 tokio::select! {
                     _ = self.alarms.changed() => {}
-                    read = reader.read_buf(&mut inbuf), if !self.blocked => match read {
+                    read = reader.read_buf(&mut inbuf), if !self.blocked && !self.throttled => match read {
                         Ok(0) => stop = Some(End::Eof),
                         Ok(_) => {
                             last_read = Instant::now();
@@ -581,6 +591,11 @@ impl Connection {
                         if let Some(event) = event {
                             self.handle_event(event);
                             for _ in 0..EVENT_BATCH {
+                                // Large bodies: write what we have rather than copying
+                                // megabytes into one buffer first.
+                                if self.ctx.out.len() >= OUT_BATCH_BYTES {
+                                    break;
+                                }
                                 match self.rx.try_recv() {
                                     Ok(event) => self.handle_event(event),
                                     Err(_) => break,
@@ -592,6 +607,7 @@ impl Connection {
                         let waiting = std::mem::take(&mut self.durable_waiters);
                         self.confirm_dirty.extend(waiting);
                     }
+                    _ = tokio::time::sleep(THROTTLE_POLL), if self.throttled => {}
                     _ = ticker.tick() => {
                         if self.heartbeat > 0 {
                             // While blocked we do not read, so we cannot see heartbeats.
@@ -629,6 +645,7 @@ impl Connection {
             }
             self.flush_confirms();
             self.update_blocked();
+            self.update_throttle();
             if !self.ctx.out.is_empty() {
                 if let Err(e) = writer.write_all(&self.ctx.out).await {
                     return End::Io(e);
@@ -672,6 +689,27 @@ impl Connection {
             Method::ConnectionUnblocked(ConnectionUnblocked {})
         };
         encode_method_frame(&mut self.ctx.out, 0, &method);
+    }
+
+    /// Back-pressure from the store: a publisher waits while the store holds more than
+    /// [`STORE_BACKLOG_LIMIT`] bytes not yet written, so memory stays bounded when publishers
+    /// outrun the disk (RabbitMQ's internal credit flow does the same, silently).
+    fn update_throttle(&mut self) {
+        let backlog = match self.ctx.broker.persistence() {
+            Some(p) if self.ctx.is_publisher => p.store.buffered_bytes(),
+            _ => 0,
+        };
+        let throttle = backlog > STORE_BACKLOG_LIMIT;
+        if throttle && !self.throttled {
+            debug!(
+                connection = self.ctx.id,
+                backlog, "publisher throttled by the store"
+            );
+            if let Some(p) = self.ctx.broker.persistence() {
+                p.store.request_sync();
+            }
+        }
+        self.throttled = throttle;
     }
 
     fn synced_generation(&self) -> u64 {
