@@ -528,7 +528,7 @@ async fn crash_consumer(
                 s.requeued_not_flagged.push((round, id));
             }
         }
-        if requeue_every > 0 && count % requeue_every == 0 && !requeued.contains(&id) {
+        if requeue_every > 0 && count.is_multiple_of(requeue_every) && !requeued.contains(&id) {
             let opts = BasicNackOptions {
                 multiple: false,
                 requeue: true,
@@ -696,7 +696,7 @@ async fn run_crash_rounds(cfg: CrashConfig) {
     drop(ch);
     drop(conn);
 
-    let s = st.lock().unwrap();
+    let s = std::mem::take(&mut *st.lock().unwrap());
     let mut counts: HashMap<u64, u32> = HashMap::new();
     for (id, _) in &drained {
         *counts.entry(*id).or_default() += 1;
@@ -800,7 +800,6 @@ async fn run_crash_rounds(cfg: CrashConfig) {
         max_age < ACK_DURABLE_AFTER,
         "an ack sent {max_age:?} before the kill was lost (bound {ACK_DURABLE_AFTER:?})"
     );
-    drop(s);
 
     // A graceful stop keeps the drain's acks: nothing comes back, and with nothing live the
     // restart deletes every segment (no leak across the crashes).
@@ -1449,7 +1448,7 @@ async fn pump(broker: &Broker, queue: &str, n: usize, size: usize, window: usize
             assert_eq!(i, next, "out of order");
             assert_eq!(d.data.len(), size);
             next += 1;
-            if next % 100 == 0 || next == n {
+            if next.is_multiple_of(100) || next == n {
                 d.acker
                     .ack(BasicAckOptions { multiple: true })
                     .await
@@ -1623,7 +1622,7 @@ async fn queue_larger_than_memory_limit() {
             "body of {j} damaged"
         );
         next += 1;
-        if next % 500 == 0 || next == n {
+        if next.is_multiple_of(500) || next == n {
             d.acker
                 .ack(BasicAckOptions { multiple: true })
                 .await
@@ -2355,7 +2354,7 @@ async fn shared_records_survive_acks_in_the_other_queue() {
         for i in 0..n {
             let d = next_delivery(&mut consumer).await;
             assert_eq!(crash_id(&d.data), Some(i as u64));
-            if (i + 1) % 100 == 0 || i + 1 == n {
+            if (i + 1).is_multiple_of(100) || i + 1 == n {
                 d.acker
                     .ack(BasicAckOptions { multiple: true })
                     .await
@@ -2393,7 +2392,7 @@ async fn shared_records_survive_acks_in_the_other_queue() {
     for i in 0..n {
         let d = next_delivery(&mut consumer).await;
         assert_eq!(crash_id(&d.data), Some(i as u64), "message {i} of share-b");
-        if (i + 1) % 100 == 0 || i + 1 == n {
+        if (i + 1).is_multiple_of(100) || i + 1 == n {
             d.acker
                 .ack(BasicAckOptions { multiple: true })
                 .await
