@@ -182,7 +182,10 @@ fn decode_held(record: Bytes, loc: Location) -> Option<(u64, Message)> {
         return None;
     }
     let due = u64::from_be_bytes(record[1..9].try_into().ok()?);
-    let msg = Message::decode_record(record.slice(9..), loc)?;
+    let mut msg = Message::decode_record(record.slice(9..), loc)?;
+    // `loc` is the held record (due time + message), not a plain message record: queues
+    // that receive the message must write their own.
+    msg.stored = std::sync::OnceLock::new();
     Some((due, msg))
 }
 

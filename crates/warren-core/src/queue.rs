@@ -81,6 +81,12 @@ pub struct Delivery {
 /// queue.
 pub trait DeliverySink: Send + Sync {
     fn deliver(&self, delivery: Delivery);
+    /// Whether the sink can take more no-ack deliveries now. No-ack consumers have no
+    /// prefetch credit, so this bounds what waits unwritten in a slow consumer's connection;
+    /// a sink that said no must make the queues dispatch again once it has room.
+    fn has_capacity(&self) -> bool {
+        true
+    }
     /// The queue went away (deleted): the consumer is cancelled by the server.
     fn cancelled(&self, channel: u16, consumer_tag: &Arc<str>);
 }
@@ -116,7 +122,7 @@ impl Consumer {
     fn has_credit(&self) -> bool {
         let s = &self.spec;
         if s.no_ack {
-            return !s.channel_credit.is_paused();
+            return !s.channel_credit.is_paused() && s.sink.has_capacity();
         }
         s.consumer_credit.has_room() && s.channel_credit.has_room()
     }
@@ -124,7 +130,7 @@ impl Consumer {
     fn try_take_credit(&self) -> bool {
         let s = &self.spec;
         if s.no_ack {
-            return !s.channel_credit.is_paused();
+            return !s.channel_credit.is_paused() && s.sink.has_capacity();
         }
         if !s.consumer_credit.try_acquire() {
             return false;

@@ -932,7 +932,7 @@ impl Channel {
     }
 
     /// Lets every queue this channel consumes from dispatch again (credit was freed).
-    fn dispatch_consumer_queues(&self) {
+    pub(crate) fn dispatch_consumer_queues(&self) {
         let mut done: Vec<&Arc<Queue>> = Vec::new();
         for c in self.consumers.values() {
             if !done.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {

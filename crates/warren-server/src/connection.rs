@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ use crate::error::{AmqpError, Scope};
 const READ_CHUNK: usize = 64 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
 const EVENT_BATCH: usize = 1024;
+/// Bytes of no-ack deliveries that may wait unwritten for one connection.
+const NO_ACK_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// What a delivery counts for beyond its body (frames, bookkeeping).
+const DELIVERY_OVERHEAD: usize = 128;
 /// Unwritten store bytes above which publishing connections pause.
 const STORE_BACKLOG_LIMIT: u64 = 64 * 1024 * 1024;
 /// How often a throttled publisher checks whether the store caught up.
@@ -45,13 +50,29 @@ pub(crate) enum ConnEvent {
 /// The connection's [`DeliverySink`]: sends events to the connection task.
 struct ConnSink {
     tx: mpsc::UnboundedSender<ConnEvent>,
+    /// Body bytes of deliveries queued for this connection and not yet written.
+    pending_bytes: AtomicUsize,
+    /// A queue found no room here: dispatch again once the backlog is written.
+    starved: AtomicBool,
 }
 
 impl DeliverySink for ConnSink {
     fn deliver(&self, delivery: Delivery) {
+        self.pending_bytes.fetch_add(
+            delivery.msg.body.len() + DELIVERY_OVERHEAD,
+            Ordering::Relaxed,
+        );
         // The receiver lives until every consumer of this connection is detached, so a
         // failed send cannot happen while a queue still dispatches to us.
         let _ = self.tx.send(ConnEvent::Deliver(delivery));
+    }
+
+    fn has_capacity(&self) -> bool {
+        let room = self.pending_bytes.load(Ordering::Relaxed) < NO_ACK_BACKLOG_BYTES;
+        if !room {
+            self.starved.store(true, Ordering::Relaxed);
+        }
+        room
     }
 
     fn cancelled(&self, channel: u16, consumer_tag: &Arc<str>) {
@@ -166,6 +187,11 @@ pub(crate) async fn serve_connection(
     info!(%peer, connection = id, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
 
     let (tx, rx) = mpsc::unbounded_channel();
+    let sink = Arc::new(ConnSink {
+        tx,
+        pending_bytes: AtomicUsize::new(0),
+        starved: AtomicBool::new(false),
+    });
     let ctx = ConnCtx {
         id,
         broker: Arc::clone(&broker),
@@ -173,7 +199,7 @@ pub(crate) async fn serve_connection(
         user: negotiated.user,
         frame_max: negotiated.frame_max,
         out: BytesMut::with_capacity(READ_CHUNK),
-        sink: Arc::new(ConnSink { tx }),
+        sink: Arc::clone(&sink) as Arc<dyn DeliverySink>,
         consumer_cancel_notify: negotiated.consumer_cancel_notify,
         is_publisher: false,
         config,
@@ -192,6 +218,7 @@ pub(crate) async fn serve_connection(
         client_knows_blocked: negotiated.connection_blocked,
         blocked: false,
         throttled: false,
+        sink,
         rx,
     };
     let end = conn
@@ -534,6 +561,8 @@ struct Connection {
     /// We pause reading this publisher because the store has more unwritten data than it
     /// should hold in memory (publishers outrunning the disk); no frame is sent for this.
     throttled: bool,
+    /// Our own delivery sink (also in `ctx.sink`), for its backlog counters.
+    sink: Arc<ConnSink>,
     rx: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
@@ -652,6 +681,12 @@ impl Connection {
                 }
                 last_write = Instant::now();
                 self.ctx.out.clear();
+                if self.sink.starved.swap(false, Ordering::Relaxed) {
+                    // A queue held back no-ack deliveries for us: there is room again.
+                    for channel in self.channels.values() {
+                        channel.dispatch_consumer_queues();
+                    }
+                }
                 if self.ctx.out.capacity() > 16 * READ_CHUNK {
                     self.ctx.out = BytesMut::with_capacity(READ_CHUNK);
                 }
@@ -1000,10 +1035,15 @@ impl Connection {
 
     fn handle_event(&mut self, event: ConnEvent) {
         match event {
-            ConnEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
-                Some(channel) => channel.deliver(&mut self.ctx, d),
-                None => d.queue.requeue([d.entry]),
-            },
+            ConnEvent::Deliver(d) => {
+                self.sink
+                    .pending_bytes
+                    .fetch_sub(d.msg.body.len() + DELIVERY_OVERHEAD, Ordering::Relaxed);
+                match self.channels.get_mut(&d.channel) {
+                    Some(channel) => channel.deliver(&mut self.ctx, d),
+                    None => d.queue.requeue([d.entry]),
+                }
+            }
             ConnEvent::Cancelled { channel, tag } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.consumer_cancelled(&mut self.ctx, &tag);

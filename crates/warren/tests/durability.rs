@@ -2121,14 +2121,6 @@ async fn queue_ttl_counts_from_publication_across_restart() {
 /// A persistent message held by a durable delayed-message exchange across a restart, and
 /// routed into a durable queue after it, must survive the next restart as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a delayed message recovered after a restart keeps `Message::stored` = the \
-            location of its HELD record (decode_held -> Message::decode_record(.., loc) in \
-            warren-core/src/delayed.rs), so when it is routed the durable queue logs that \
-            location instead of appending a plain message record: after the next restart the \
-            record starts with the held-record tag, fails Message::decode_record and the \
-            message is skipped as undecodable (lost). Also, take_due releases the held record \
-            before the queue retains the same location, so the segment can reach zero and be \
-            deleted under the queue (\"retain of a location in a deleted or unknown segment\")"]
 async fn delayed_message_recovered_then_routed_survives_next_restart() {
     needs_warren!();
     let mut node = Node::start("delayed", &[]);
