@@ -289,6 +289,9 @@ pub struct QueueCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
     Accepted,
+    /// Accepted, but the queue's consumers lag behind: the publisher should pause until
+    /// [`Queue::is_lagging`] turns false (flow control, instead of paging a live stream).
+    AcceptedLagging,
     /// The queue refused it (`x-overflow` = reject-publish*): the publisher gets a nack.
     Rejected,
 }
@@ -454,9 +457,32 @@ impl Queue {
         }
         self.expire_locked(&mut st, now, &mut dead);
         self.arm_timer(&mut st);
+        let lagging = self.lagging_locked(&st);
         drop(st);
         self.emit(dead);
-        Published::Accepted
+        if lagging {
+            Published::AcceptedLagging
+        } else {
+            Published::Accepted
+        }
+    }
+
+    /// No-ack consumers are attached but ready messages pile up in memory (past half the
+    /// paging threshold): their connections write slower than publishers publish, and the
+    /// publishers are slowed down rather than the live stream paged out. Consumers that ack
+    /// do not count: their credit comes back through acks, which a paused connection that
+    /// also consumes could not read.
+    fn lagging_locked(&self, st: &QueueState) -> bool {
+        let Some(storage) = &self.storage else {
+            return false;
+        };
+        st.ready.mem_bytes > storage.page_threshold / 2
+            && st.consumers.iter().any(|c| c.spec.no_ack)
+    }
+
+    /// See [`Published::AcceptedLagging`].
+    pub fn is_lagging(&self) -> bool {
+        !self.is_deleted() && self.lagging_locked(&self.state.lock())
     }
 
     /// Offers ready messages to consumers with credit (after an ack freed some, say).

@@ -38,6 +38,8 @@ pub(crate) struct ConnCtx {
     pub config: Arc<ServerConfig>,
     /// Reused between publishes so routing does not allocate.
     pub route_buf: Vec<Arc<Queue>>,
+    /// Queues this connection publishes to whose consumers lag: it pauses until they catch up.
+    pub lagging_queues: Vec<Arc<Queue>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1072,7 +1074,15 @@ impl Channel {
             }
         } else {
             for q in queues.drain(..) {
-                rejected |= q.publish(Arc::clone(msg)) == Published::Rejected;
+                match q.publish(Arc::clone(msg)) {
+                    Published::Rejected => rejected = true,
+                    Published::AcceptedLagging => {
+                        if !ctx.lagging_queues.iter().any(|l| Arc::ptr_eq(l, &q)) {
+                            ctx.lagging_queues.push(q);
+                        }
+                    }
+                    Published::Accepted => {}
+                }
             }
         }
         ctx.route_buf = queues;

@@ -29,7 +29,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
 const EVENT_BATCH: usize = 1024;
 /// Bytes of no-ack deliveries that may wait unwritten for one connection.
-const NO_ACK_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+const NO_ACK_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 /// What a delivery counts for beyond its body (frames, bookkeeping).
 const DELIVERY_OVERHEAD: usize = 128;
 /// Unwritten store bytes above which publishing connections pause.
@@ -204,6 +204,7 @@ pub(crate) async fn serve_connection(
         is_publisher: false,
         config,
         route_buf: Vec::new(),
+        lagging_queues: Vec::new(),
     };
     let mut conn = Connection {
         ctx,
@@ -734,7 +735,8 @@ impl Connection {
             Some(p) if self.ctx.is_publisher => p.store.buffered_bytes(),
             _ => 0,
         };
-        let throttle = backlog > STORE_BACKLOG_LIMIT;
+        self.ctx.lagging_queues.retain(|q| q.is_lagging());
+        let throttle = backlog > STORE_BACKLOG_LIMIT || !self.ctx.lagging_queues.is_empty();
         if throttle && !self.throttled {
             debug!(
                 connection = self.ctx.id,
