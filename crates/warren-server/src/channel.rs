@@ -20,7 +20,7 @@ use warren_core::{Message, Published, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_T
 
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, AmqpResult};
-use crate::frames::{write_content, write_delivery};
+use crate::frames::{write_content, write_delivery, Chunks};
 
 /// Everything a channel needs from its connection.
 pub(crate) struct ConnCtx {
@@ -31,6 +31,8 @@ pub(crate) struct ConnCtx {
     pub user: String,
     pub frame_max: u32,
     pub out: BytesMut,
+    /// Output queued before `out` (large bodies written without copying).
+    pub chunks: Chunks,
     pub sink: Arc<dyn DeliverySink>,
     pub consumer_cancel_notify: bool,
     /// The connection has published: resource alarms block it.
@@ -808,6 +810,7 @@ impl Channel {
         self.next_delivery_tag += 1;
         write_delivery(
             &mut ctx.out,
+            &mut ctx.chunks,
             self.id,
             ctx.frame_max,
             &d.consumer_tag,
@@ -848,7 +851,7 @@ impl Channel {
                 message_count,
             },
         );
-        write_content(&mut ctx.out, self.id, ctx.frame_max, &msg);
+        write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, &msg);
         if !m.no_ack {
             self.unacked.push_back(Unacked {
                 tag,
@@ -1070,7 +1073,7 @@ impl Channel {
                         routing_key: msg.routing_key.clone(),
                     },
                 );
-                write_content(&mut ctx.out, self.id, ctx.frame_max, msg);
+                write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, msg);
             }
         } else {
             for q in queues.drain(..) {

@@ -24,6 +24,7 @@ use warren_core::{Broker, Delivery, DeliverySink};
 use crate::channel::{Channel, ChannelState, ConnCtx};
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
+use crate::frames::Chunks;
 
 const READ_CHUNK: usize = 64 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
@@ -134,6 +135,45 @@ struct Negotiated {
     connection_blocked: bool,
 }
 
+/// Writes the queued chunks and then `out`, with vectored writes (no copy of large bodies).
+async fn write_all_vectored(
+    writer: &mut OwnedWriteHalf,
+    chunks: &mut Chunks,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    if !out.is_empty() {
+        chunks.list.push(out.split().freeze());
+    }
+    let mut pending: std::collections::VecDeque<Bytes> = std::mem::take(&mut chunks.list).into();
+    chunks.bytes = 0;
+    while !pending.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> = pending
+            .iter()
+            .take(64)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = writer.write_vectored(&slices).await?;
+        drop(slices);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(front) = pending.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                pending.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Resolves when the store's durable generation moves (never, without a store).
 async fn wait_synced(synced: &mut Option<watch::Receiver<u64>>) {
     match synced {
@@ -199,6 +239,7 @@ pub(crate) async fn serve_connection(
         user: negotiated.user,
         frame_max: negotiated.frame_max,
         out: BytesMut::with_capacity(READ_CHUNK),
+        chunks: Chunks::default(),
         sink: Arc::clone(&sink) as Arc<dyn DeliverySink>,
         consumer_cancel_notify: negotiated.consumer_cancel_notify,
         is_publisher: false,
@@ -623,7 +664,7 @@ impl Connection {
                             for _ in 0..EVENT_BATCH {
                                 // Large bodies: write what we have rather than copying
                                 // megabytes into one buffer first.
-                                if self.ctx.out.len() >= OUT_BATCH_BYTES {
+                                if self.ctx.out.len() + self.ctx.chunks.bytes >= OUT_BATCH_BYTES {
                                     break;
                                 }
                                 match self.rx.try_recv() {
@@ -676,8 +717,13 @@ impl Connection {
             self.flush_confirms();
             self.update_blocked();
             self.update_throttle();
-            if !self.ctx.out.is_empty() {
-                if let Err(e) = writer.write_all(&self.ctx.out).await {
+            if !self.ctx.out.is_empty() || !self.ctx.chunks.is_empty() {
+                let written = if self.ctx.chunks.is_empty() {
+                    writer.write_all(&self.ctx.out).await
+                } else {
+                    write_all_vectored(writer, &mut self.ctx.chunks, &mut self.ctx.out).await
+                };
+                if let Err(e) = written {
                     return End::Io(e);
                 }
                 last_write = Instant::now();
