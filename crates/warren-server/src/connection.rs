@@ -26,7 +26,7 @@ use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
 use crate::frames::Chunks;
 
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
 const EVENT_BATCH: usize = 1024;
 /// Bytes of no-ack deliveries that may wait unwritten for one connection.
