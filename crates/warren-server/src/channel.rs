@@ -474,11 +474,15 @@ impl Channel {
                             self.route(ctx, &msg, mandatory)?;
                             wrote_durable |= msg.persistent && msg.stored.get().is_some();
                         }
-                        TxOp::Settle { entries, how } => self.apply_settle(entries, how),
+                        TxOp::Settle { entries, how } => {
+                            wrote_durable |= entries.iter().any(|u| u.entry.logged);
+                            self.apply_settle(entries, how)
+                        }
                     }
                 }
                 if wrote_durable {
-                    // commit-ok promises the committed messages are safe: wait for the fsync.
+                    // commit-ok promises the committed work is safe (persistent publishes and
+                    // acks of persistent messages): wait for the fsync.
                     if let Some(p) = ctx.broker.persistence() {
                         let store = p.store.clone();
                         let synced = tokio::task::block_in_place(|| store.sync_now());
