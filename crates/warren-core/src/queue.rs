@@ -76,6 +76,30 @@ pub struct Delivery {
     pub entry: Entry,
 }
 
+impl Delivery {
+    /// Hands back a delivery that never reached its consumer (the consumer or its channel
+    /// went away while it was on its way). A no-ack delivery was settled when it left the
+    /// queue (its log entry acked, its store reference released), so it comes back as an
+    /// in-memory message; any other keeps its entry as it is.
+    pub fn give_back(self) {
+        let Delivery {
+            queue,
+            msg,
+            no_ack,
+            mut entry,
+            ..
+        } = self;
+        if no_ack {
+            entry.msg = Some(msg);
+            entry.loc = None;
+            entry.logged = false;
+            queue.put_back([entry], false);
+        } else {
+            queue.put_back([entry], true);
+        }
+    }
+}
+
 /// The consumer's side of dispatch: implemented by the front end (an AMQP channel, later an
 /// MQTT session). Called under the queue's lock, so it must not block or call back into the
 /// queue.
@@ -653,12 +677,19 @@ impl Queue {
 
     /// Puts delivered messages back at their original positions, marked redelivered.
     pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
+        self.put_back(entries, true);
+    }
+
+    /// Requeues; `unacked` says whether the entries counted as unacknowledged.
+    fn put_back(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>, unacked: bool) {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         let mut count = 0;
         for mut entry in entries {
-            count += 1;
+            if unacked {
+                count += 1;
+            }
             if self.is_deleted() {
                 self.leave(&entry);
                 continue;
@@ -1346,6 +1377,75 @@ mod tests {
         }
         assert_eq!(seen, bodies);
         drop(first);
+    }
+
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<Delivery>>);
+    impl DeliverySink for Keep {
+        fn deliver(&self, d: Delivery) {
+            self.0.lock().push(d);
+        }
+        fn cancelled(&self, _channel: u16, _tag: &Arc<str>) {}
+    }
+
+    #[test]
+    fn undelivered_no_ack_deliveries_come_back_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), warren_store::StoreOptions::default()).unwrap();
+        let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
+        let spec = QueueSpec {
+            name: "dq".into(),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        };
+        let storage = QueueStorage {
+            store: store.clone(),
+            log: Some(store.queue_log(1).unwrap()),
+            page_threshold: 16,
+        };
+        let q = Queue::new(
+            "/",
+            spec,
+            QueueConfig::default(),
+            Timers::new(),
+            Arc::downgrade(&router),
+            Some(storage),
+        );
+        let persistent = BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
+        for i in 0..5 {
+            let m = Message::new(
+                String::new(),
+                "dq".into(),
+                persistent.to_bytes(),
+                Bytes::from(format!("m{i}-with-a-long-enough-body")),
+            );
+            q.publish(Arc::new(m));
+        }
+        let keep = Arc::new(Keep::default());
+        let mut spec = consumer("c", &Arc::new(Collect::default()), 0, false);
+        spec.no_ack = true;
+        spec.sink = keep.clone();
+        q.add_consumer(spec).unwrap();
+        assert!(q.remove_consumer(1, 1, "c") == false);
+        // The connection never wrote them: they go back, settled records or not.
+        for d in keep.0.lock().drain(..) {
+            d.give_back();
+        }
+        store.sync_now().unwrap();
+        let mut seen = Vec::new();
+        while let Some((_, m, _)) = q.get(true) {
+            seen.push(String::from_utf8(m.body.to_vec()).unwrap());
+        }
+        let expected: Vec<String> = (0..5)
+            .map(|i| format!("m{i}-with-a-long-enough-body"))
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(q.unacked_count(), 0);
     }
 
     #[test]

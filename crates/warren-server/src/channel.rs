@@ -805,7 +805,7 @@ impl Channel {
                 if !d.no_ack {
                     self.channel_credit.release(1);
                 }
-                d.queue.requeue([d.entry]);
+                d.give_back();
                 return;
             }
         };

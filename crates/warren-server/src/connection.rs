@@ -1089,7 +1089,7 @@ impl Connection {
                     .fetch_sub(d.msg.body.len() + DELIVERY_OVERHEAD, Ordering::Relaxed);
                 match self.channels.get_mut(&d.channel) {
                     Some(channel) => channel.deliver(&mut self.ctx, d),
-                    None => d.queue.requeue([d.entry]),
+                    None => d.give_back(),
                 }
             }
             ConnEvent::Cancelled { channel, tag } => {
@@ -1116,7 +1116,7 @@ impl Connection {
         self.rx.close();
         while let Ok(event) = self.rx.try_recv() {
             if let ConnEvent::Deliver(d) = event {
-                d.queue.requeue([d.entry]);
+                d.give_back();
             }
         }
         self.ctx.vhost.delete_exclusive_queues(self.ctx.id);
