@@ -1431,7 +1431,7 @@ mod tests {
         spec.no_ack = true;
         spec.sink = keep.clone();
         q.add_consumer(spec).unwrap();
-        assert!(q.remove_consumer(1, 1, "c") == false);
+        assert!(!q.remove_consumer(1, 1, "c"));
         // The connection never wrote them: they go back, settled records or not.
         for d in keep.0.lock().drain(..) {
             d.give_back();
