@@ -59,6 +59,13 @@ impl Message {
         if self.properties_raw.first().is_none_or(|b| b & 0x20 == 0) {
             return self;
         }
+        // Most messages with headers have no CC/BCC: look for the encoded keys (a length
+        // byte then the name) before paying for a full decode of the table.
+        let raw = &self.properties_raw[..];
+        let mentions = |key: &[u8]| raw.windows(key.len()).any(|w| w == key);
+        if !mentions(b"\x02CC") && !mentions(b"\x03BCC") {
+            return self;
+        }
         let Some(headers) = warren_amqp::peek_headers(&self.properties_raw) else {
             return self;
         };
@@ -157,6 +164,42 @@ fn take_str(buf: &mut &[u8], n: usize) -> Option<String> {
 mod tests {
     use super::*;
     use warren_amqp::BasicProperties;
+
+    #[test]
+    fn sender_selected_distribution_reads_cc_and_strips_bcc() {
+        use warren_amqp::{FieldTable, FieldValue};
+        let keys = |ks: &[&str]| {
+            FieldValue::Array(
+                ks.iter()
+                    .map(|k| FieldValue::LongString(k.to_string().into()))
+                    .collect(),
+            )
+        };
+        let mut headers = FieldTable::default();
+        headers.insert("app", FieldValue::LongString("x".into()));
+        let plain = BasicProperties {
+            headers: Some(headers.clone()),
+            ..Default::default()
+        }
+        .to_bytes();
+        let m = Message::new(String::new(), "k".into(), plain.clone(), Bytes::new())
+            .with_sender_selected();
+        assert!(m.cc.is_empty());
+        assert_eq!(m.properties_raw, plain, "untouched without CC/BCC");
+
+        headers.insert("CC", keys(&["a", "b"]));
+        headers.insert("BCC", keys(&["c"]));
+        let props = BasicProperties {
+            headers: Some(headers),
+            ..Default::default()
+        }
+        .to_bytes();
+        let m = Message::new(String::new(), "k".into(), props, Bytes::new()).with_sender_selected();
+        assert_eq!(m.cc, vec!["a", "b", "c"]);
+        assert_eq!(m.cc_listed, 2);
+        let h = warren_amqp::peek_headers(&m.properties_raw).unwrap();
+        assert!(h.get("BCC").is_none() && h.get("CC").is_some());
+    }
 
     #[test]
     fn record_round_trip_and_persistence_flag() {

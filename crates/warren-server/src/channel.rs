@@ -485,7 +485,7 @@ impl Channel {
                     // acks of persistent messages): wait for the fsync.
                     if let Some(p) = ctx.broker.persistence() {
                         let store = p.store.clone();
-                        let synced = tokio::task::block_in_place(|| store.sync_now());
+                        let synced = blocking(|| store.sync_now());
                         if let Err(e) = synced {
                             return Err(AmqpError::connection(
                                 INTERNAL_ERROR,
@@ -1167,6 +1167,16 @@ impl Channel {
         self.apply_settle(all, Settle::Requeue);
         self.content = Content::Idle;
         debug!(channel = self.id, "channel resources released");
+    }
+}
+
+/// Runs blocking work from the connection task: through `block_in_place` on a
+/// multi-threaded runtime (other tasks move to other workers), directly on a current-thread
+/// runtime, where `block_in_place` would panic.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
