@@ -26,7 +26,13 @@ use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
 use crate::frames::Chunks;
 
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// Read size once a connection sends large frames: fewer reads and wake-ups per body. Not
+/// the default, because buffers this size come from `mmap` (page faults on every new one),
+/// and read buffers are renewed often: messages keep slices of the old ones.
+const LARGE_READ_CHUNK: usize = 256 * 1024;
+/// A frame at least this large switches a connection to [`LARGE_READ_CHUNK`].
+const LARGE_FRAME: usize = 16 * 1024;
 /// How many queued events (deliveries) are written per loop turn before the socket write.
 const EVENT_BATCH: usize = 1024;
 /// Bytes of no-ack deliveries that may wait unwritten for one connection.
@@ -261,6 +267,7 @@ pub(crate) async fn serve_connection(
         blocked: false,
         throttled: false,
         sink,
+        large_frames: false,
         rx,
     };
     let end = conn
@@ -605,6 +612,8 @@ struct Connection {
     throttled: bool,
     /// Our own delivery sink (also in `ctx.sink`), for its backlog counters.
     sink: Arc<ConnSink>,
+    /// The client sends large frames: read in larger chunks.
+    large_frames: bool,
     rx: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
@@ -643,8 +652,13 @@ impl Connection {
                     stop = Some(end);
                 }
             } else {
-                if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-                    inbuf.reserve(READ_CHUNK);
+                let chunk = if self.large_frames {
+                    LARGE_READ_CHUNK
+                } else {
+                    READ_CHUNK
+                };
+                if inbuf.capacity() - inbuf.len() < chunk / 4 {
+                    inbuf.reserve(chunk);
                 }
                 tokio::select! {
                     _ = self.alarms.changed() => {}
@@ -839,6 +853,9 @@ impl Connection {
                     return Next::Stop(End::Error(err));
                 }
             };
+            if frame.payload.len() >= LARGE_FRAME {
+                self.large_frames = true;
+            }
             match self.handle_frame(frame) {
                 Ok(Next::Continue) => {}
                 Ok(stop) => return stop,
