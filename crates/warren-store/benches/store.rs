@@ -41,7 +41,7 @@ fn bench_append(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_1KiB");
     g.throughput(Throughput::Elements(1));
     g.bench_function("fsync_off", |b| {
-        b.iter(|| store.append(black_box(&payload)))
+        b.iter(|| store.append(black_box(&payload)).location())
     });
     g.finish();
 }
@@ -52,7 +52,7 @@ fn bench_read(c: &mut Criterion) {
     let payload = vec![0xa5u8; RECORD];
     let locs: Vec<Location> = (0..READ_RECORDS)
         .map(|_| {
-            let loc = store.append(&payload);
+            let loc = store.append(&payload).location();
             store.retain(loc);
             loc
         })
@@ -75,13 +75,13 @@ fn bench_queue_log(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), no_fsync()).expect("open");
     let log = store.queue_log(1).expect("queue log");
-    let loc = store.append(&[0u8; RECORD]);
+    let loc = store.append(&[0u8; RECORD]).location();
     let mut seq = 0u64;
     let mut g = c.benchmark_group("queue_log");
     g.throughput(Throughput::Elements(1));
     g.bench_function("enqueue_ack_fsync_off", |b| {
         b.iter(|| {
-            log.enqueue(black_box(seq), loc);
+            log.enqueue(black_box(seq), loc, 0);
             log.ack(black_box(seq));
             seq += 1;
         })
@@ -100,7 +100,7 @@ fn bench_group_commit(c: &mut Criterion) {
     g.bench_function("append_1k_x_1KiB_then_fsync", |b| {
         b.iter(|| {
             for _ in 0..GROUP {
-                store.append(&payload);
+                store.append(&payload).location();
             }
             let generation = store.generation();
             store.request_sync();

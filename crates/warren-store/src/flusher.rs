@@ -27,12 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::queue_log::QueueLogInner;
-use crate::segment::{self, SEALED_ZERO_GRACE};
+use crate::segment;
 use crate::{sys, Shared};
 
-/// How long the idle flusher sleeps before looking at housekeeping (expired zero-ref
-/// segments) again; appends and sync requests wake it earlier.
-const IDLE_WAKE: Duration = SEALED_ZERO_GRACE;
+/// How long the idle flusher sleeps before looking for work again; appends and sync requests
+/// wake it earlier.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -153,15 +153,34 @@ impl Flusher {
         if sh.generation.load(Ordering::SeqCst) != self.flushed_gen
             || !self.pending.is_empty()
             || !self.doomed.is_empty()
+            || !sh.deferred_acks.lock().is_empty()
         {
             return true;
         }
-        let s = sh.segs.lock();
-        let now = Instant::now();
-        !s.doomed.is_empty()
-            || s.sealed_zero
-                .iter()
-                .any(|&(_, at)| now.duration_since(at) >= SEALED_ZERO_GRACE)
+        !sh.segs.lock().doomed.is_empty()
+    }
+
+    /// Writes the deferred acks whose condition holds: everything up to their generation was
+    /// made durable by an earlier round (see `QueueLog::ack_after`). Their records go into
+    /// this round; their segment references go now, so a segment they empty is deleted only
+    /// after this round has made the acks durable.
+    fn release_deferred_acks(&self) {
+        let sh = &*self.shared;
+        let ready: Vec<crate::queue_log::DeferredAck> = {
+            let mut d = sh.deferred_acks.lock();
+            if d.is_empty() {
+                return;
+            }
+            let synced = self.flushed_gen;
+            let (ready, waiting) = std::mem::take(&mut *d)
+                .into_iter()
+                .partition(|a| a.after <= synced);
+            *d = waiting;
+            ready
+        };
+        for a in ready {
+            a.apply();
+        }
     }
 
     /// Sleeps until a round is due. Returns true when the store is shutting down (one last
@@ -243,15 +262,12 @@ impl Flusher {
         let sh = self.shared.clone();
         sh.sync_requested.store(false, Ordering::SeqCst);
         self.dirty_since = None;
+        self.release_deferred_acks();
         let g = sh.generation.load(Ordering::SeqCst);
 
         // Deletions decided before this point are carried out after this round's queue logs
         // are durable (see the module doc).
-        {
-            let mut s = sh.segs.lock();
-            s.expire_sealed_zero(Instant::now());
-            self.doomed.append(&mut s.doomed);
-        }
+        self.doomed.append(&mut sh.segs.lock().doomed);
 
         // Queue-log buffers first, then the segment buffer (see the module doc).
         let dirty = std::mem::take(&mut *sh.dirty_logs.lock());

@@ -153,6 +153,8 @@ pub(crate) struct Shared {
     pub meta_lock: Mutex<()>,
     /// The last `Store` was dropped and the flusher is gone: queue-log writes are dropped.
     pub closed: AtomicBool,
+    /// Acks waiting for a generation to be durable (`QueueLog::ack_after`).
+    pub deferred_acks: Mutex<Vec<queue_log::DeferredAck>>,
 }
 
 impl Shared {
@@ -187,7 +189,68 @@ impl Drop for Handle {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.logs.lock().clear();
         self.shared.dirty_logs.lock().clear();
+        self.shared.deferred_acks.lock().clear();
     }
+}
+
+/// A counted reference to a message record, returned by [`Store::append`] and
+/// [`Store::reference`]: while it lives, the record's segment is not deleted. Cloning counts
+/// another reference; dropping releases one. A publisher holds it until routing has handed the
+/// record to every queue (each of which retains the location for itself), so a segment can
+/// never be deleted in the middle of one publish, whatever the queues do meanwhile.
+pub struct RecordRef {
+    loc: Location,
+    shared: Arc<Shared>,
+}
+
+impl RecordRef {
+    /// Where the record is.
+    pub fn location(&self) -> Location {
+        self.loc
+    }
+}
+
+impl Clone for RecordRef {
+    fn clone(&self) -> Self {
+        self.shared.segs.lock().retain(self.loc);
+        RecordRef {
+            loc: self.loc,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for RecordRef {
+    fn drop(&mut self) {
+        self.shared.segs.lock().release(self.loc);
+    }
+}
+
+impl std::fmt::Debug for RecordRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RecordRef").field(&self.loc).finish()
+    }
+}
+
+/// Creates `dir` (and missing parents) so that the new entries survive a power cut: each
+/// directory created is fsynced into its parent.
+fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sys::sync_dir(parent)
 }
 
 /// The message store. Cheap to clone; all clones share one flusher thread.
@@ -217,8 +280,11 @@ impl Store {
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let seg_dir = dir.join("segments");
         let queue_dir = dir.join("queues");
-        fs::create_dir_all(&seg_dir)?;
-        fs::create_dir_all(&queue_dir)?;
+        // Whatever `fsync` says: directories are created once, and a store whose directories
+        // vanish at a power cut would lose everything written into them.
+        create_dir_durable(&seg_dir)?;
+        create_dir_durable(&queue_dir)?;
+        let lock_created = !dir.join("LOCK").exists();
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -232,6 +298,9 @@ impl Store {
         }
         // Leftovers of a save or compaction interrupted by a crash: never the live copy.
         remove_if_exists(&dir.join(metadata::META_TMP_FILE))?;
+        if lock_created {
+            sys::sync_dir(dir)?;
+        }
         for entry in fs::read_dir(&queue_dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().ends_with(".tmp") {
@@ -291,6 +360,7 @@ impl Store {
             last_error: Mutex::new(None),
             meta_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
+            deferred_acks: Mutex::new(Vec::new()),
         });
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
@@ -316,12 +386,13 @@ impl Store {
 
     // ---- message records ----
 
-    /// Appends a record and returns its location at once; the bytes reach the file with the
-    /// next flush. On disk: `[len u32][crc32c u32 of payload][payload]`.
+    /// Appends a record and returns a reference to it at once; the bytes reach the file with
+    /// the next flush. On disk: `[len u32][crc32c u32 of payload][payload]`. The segment
+    /// stays until the returned reference, and every `retain` of its location, is released.
     ///
     /// # Panics
     /// If `payload` is longer than `u32::MAX - 8` bytes (the record length is a u32).
-    pub fn append(&self, payload: &[u8]) -> Location {
+    pub fn append(&self, payload: &[u8]) -> RecordRef {
         assert!(
             payload.len() as u64 <= u64::from(u32::MAX) - REC_HEADER_LEN,
             "record payload of {} bytes is too large",
@@ -337,7 +408,20 @@ impl Store {
             loc
         };
         sh.wake_if_idle();
-        loc
+        RecordRef {
+            loc,
+            shared: sh.clone(),
+        }
+    }
+
+    /// A counted reference to a record somebody else already holds (a queue entry read back
+    /// from the store, a recovered record).
+    pub fn reference(&self, loc: Location) -> RecordRef {
+        self.retain(loc);
+        RecordRef {
+            loc,
+            shared: self.shared().clone(),
+        }
     }
 
     /// Reads a record back and verifies its length and checksum. Works for records still in
@@ -370,9 +454,8 @@ impl Store {
         }
     }
 
-    /// Counts one more reference to the record's segment (once per queue holding it). Call
-    /// it right after `append` (a segment that fills up while its count is still zero is
-    /// deleted after a grace period of one second).
+    /// Counts one more reference to the record's segment (once per queue holding it), while
+    /// a [`RecordRef`] or another retain still holds it.
     pub fn retain(&self, loc: Location) {
         self.shared().segs.lock().retain(loc);
     }
@@ -492,13 +575,16 @@ impl Store {
     pub fn save_metadata(&self, bytes: &[u8]) -> Result<(), StoreError> {
         let sh = self.shared();
         let _serial = sh.meta_lock.lock();
-        let n = metadata::save(&sh.dir, bytes, sh.fsync)?;
+        // Always fsynced, whatever `fsync` says: metadata changes rarely, and without it a
+        // power cut can leave a renamed but empty file.
+        let n = metadata::save(&sh.dir, bytes)?;
         sh.fsyncs.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
-    /// The last saved metadata blob, or `None` if none was saved. `Corrupt` if it does not
-    /// pass its checksum.
+    /// The last saved metadata blob, or `None` if none was saved. A damaged `metadata.bin`
+    /// is set aside and the previous copy used instead (logged); `Corrupt` only when no good
+    /// copy is left.
     pub fn load_metadata(&self) -> Result<Option<Vec<u8>>, StoreError> {
         metadata::load(&self.shared().dir)
     }

@@ -5,8 +5,15 @@
 //! File `queues/<queue_id>.idx`:
 //! - header record: `b"WRNQLOG1"`, queue id (u64 LE), 12 zero bytes, CRC32C of bytes 0..28;
 //! - then records: `kind u8` (1 enqueue, 2 delivered, 3 ack), `flags u8` (bit 0: delivered,
-//!   set on enqueue records written by compaction), 2 zero bytes, `seq u64`, `segment u32`,
-//!   `offset u32`, `len u32`, 4 zero bytes, `crc32c u32` of bytes 0..28 (all little endian).
+//!   set on enqueue records written by compaction), `deadline high u16`, `seq u64`,
+//!   `segment u32`, `offset u32`, `len u32`, `deadline low u32`, `crc32c u32` of bytes 0..28
+//!   (all little endian). The deadline (enqueue records only) is the entry's expiry in Unix
+//!   milliseconds as 48 bits (0: none), so that a restart keeps the time a message was given.
+//!
+//! An ack can be deferred until a generation is durable ([`QueueLog::ack_after`]): a message
+//! moved to another queue (dead-lettered, or released by a delayed exchange) is acked in its
+//! source only once its copy in the target is on disk, so a crash in between leaves it in
+//! both (at least once) and never in neither.
 //!
 //! Writers (`enqueue`, `delivered`, `ack`) only copy 32 bytes into the log's buffer; the
 //! flusher moves the buffer into `LogIo::unsynced` (assigning file offsets), writes it and
@@ -51,7 +58,12 @@ pub struct RecoveredEntry {
     pub loc: Location,
     /// A `delivered` record was seen: the broker should set redelivered=true.
     pub delivered: bool,
+    /// The expiry given at enqueue, in Unix milliseconds (0: none).
+    pub deadline: u64,
 }
+
+/// Largest deadline a record can hold (48 bits of Unix milliseconds: year 10889).
+pub const MAX_DEADLINE: u64 = (1 << 48) - 1;
 
 pub(crate) fn log_file_name(queue_id: u64) -> String {
     format!("{queue_id}.idx")
@@ -78,16 +90,23 @@ fn seal(r: &mut [u8; QREC]) {
     r[28..32].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn record(kind: u8, flags: u8, seq: u64, loc: Location) -> [u8; QREC] {
+fn record(kind: u8, flags: u8, seq: u64, loc: Location, deadline: u64) -> [u8; QREC] {
     let mut r = [0u8; QREC];
     r[0] = kind;
     r[1] = flags;
+    let deadline = deadline.min(MAX_DEADLINE);
+    r[2..4].copy_from_slice(&((deadline >> 32) as u16).to_le_bytes());
     r[4..12].copy_from_slice(&seq.to_le_bytes());
     r[12..16].copy_from_slice(&loc.segment.to_le_bytes());
     r[16..20].copy_from_slice(&loc.offset.to_le_bytes());
     r[20..24].copy_from_slice(&loc.len.to_le_bytes());
+    r[24..28].copy_from_slice(&(deadline as u32).to_le_bytes());
     seal(&mut r);
     r
+}
+
+fn deadline_of(r: &[u8]) -> u64 {
+    (u64::from(u16::from_le_bytes([r[2], r[3]])) << 32) | u64::from(u32_at(r, 24))
 }
 
 fn u32_at(r: &[u8], at: usize) -> u32 {
@@ -111,7 +130,8 @@ pub(crate) struct Parsed {
 /// Replays the records of a log file (`data` starts with the header; a partial record at the
 /// end is ignored). Never fails: a bad record is skipped with a warning.
 pub(crate) fn parse(data: &[u8], queue_id: u64, path: &Path) -> Parsed {
-    let mut live: HashMap<u64, (Location, bool)> = HashMap::with_capacity(data.len() / QREC / 2);
+    let mut live: HashMap<u64, (Location, bool, u64)> =
+        HashMap::with_capacity(data.len() / QREC / 2);
     let mut records = 0u64;
     let mut corrupt = 0u64;
     let mut warned = 0usize;
@@ -147,12 +167,14 @@ pub(crate) fn parse(data: &[u8], queue_id: u64, path: &Path) -> Parsed {
                     len: u32_at(r, 20),
                 };
                 let delivered = r[1] & FLAG_DELIVERED != 0;
+                let deadline = deadline_of(r);
                 live.entry(seq)
                     .and_modify(|e| {
                         e.0 = loc;
                         e.1 |= delivered;
+                        e.2 = deadline;
                     })
-                    .or_insert((loc, delivered));
+                    .or_insert((loc, delivered, deadline));
             }
             KIND_DELIVERED => {
                 if let Some(e) = live.get_mut(&seq) {
@@ -169,10 +191,11 @@ pub(crate) fn parse(data: &[u8], queue_id: u64, path: &Path) -> Parsed {
     }
     let mut live: Vec<RecoveredEntry> = live
         .into_iter()
-        .map(|(seq, (loc, delivered))| RecoveredEntry {
+        .map(|(seq, (loc, delivered, deadline))| RecoveredEntry {
             seq,
             loc,
             delivered,
+            deadline,
         })
         .collect();
     live.sort_unstable_by_key(|e| e.seq);
@@ -233,7 +256,7 @@ fn write_replacement(
     data.extend_from_slice(&header(queue_id));
     for e in live {
         let flags = if e.delivered { FLAG_DELIVERED } else { 0 };
-        data.extend_from_slice(&record(KIND_ENQUEUE, flags, e.seq, e.loc));
+        data.extend_from_slice(&record(KIND_ENQUEUE, flags, e.seq, e.loc, e.deadline));
     }
     let tmp = path.with_extension("idx.tmp");
     let file = OpenOptions::new()
@@ -379,6 +402,25 @@ impl std::fmt::Debug for QueueLog {
     }
 }
 
+/// An ack waiting for a generation to be durable (see [`QueueLog::ack_after`]).
+pub(crate) struct DeferredAck {
+    pub log: QueueLog,
+    pub seq: u64,
+    pub loc: Option<Location>,
+    /// Generation that must be durable before the ack is written.
+    pub after: u64,
+}
+
+impl DeferredAck {
+    /// Buffers the ack and drops the segment reference.
+    pub(crate) fn apply(self) {
+        self.log.ack(self.seq);
+        if let Some(loc) = self.loc {
+            self.log.inner.shared.segs.lock().release(loc);
+        }
+    }
+}
+
 impl QueueLog {
     pub(crate) fn open(shared: Arc<Shared>, queue_id: u64) -> Result<QueueLog, StoreError> {
         let path = shared.queue_dir.join(log_file_name(queue_id));
@@ -433,21 +475,38 @@ impl QueueLog {
         shared.wake_if_idle();
     }
 
-    /// Records that message `seq` (stored at `loc`) is in the queue. Buffered; covered by the
-    /// next flush and by `Store::generation()` taken after this call.
-    pub fn enqueue(&self, seq: u64, loc: Location) {
-        self.push(record(KIND_ENQUEUE, 0, seq, loc), 1, 0);
+    /// Records that message `seq` (stored at `loc`) is in the queue, expiring at `deadline`
+    /// (Unix milliseconds, 0 for never). Buffered; covered by the next flush and by
+    /// `Store::generation()` taken after this call.
+    pub fn enqueue(&self, seq: u64, loc: Location, deadline: u64) {
+        self.push(record(KIND_ENQUEUE, 0, seq, loc, deadline), 1, 0);
     }
 
     /// Records that `seq` was handed to a consumer, so that recovery reports it as delivered
     /// (redelivered=true for the broker).
     pub fn delivered(&self, seq: u64) {
-        self.push(record(KIND_DELIVERED, 0, seq, Location::default()), 0, 0);
+        self.push(record(KIND_DELIVERED, 0, seq, Location::default(), 0), 0, 0);
     }
 
     /// Records that `seq` left the queue for good (acked, dropped, expired, dead-lettered).
     pub fn ack(&self, seq: u64) {
-        self.push(record(KIND_ACK, 0, seq, Location::default()), 0, 1);
+        self.push(record(KIND_ACK, 0, seq, Location::default(), 0), 0, 1);
+    }
+
+    /// Like [`QueueLog::ack`] followed by `Store::release(loc)`, but only once everything up
+    /// to store generation `after` is durable: the flusher writes the ack in a round after
+    /// the one that covered `after`. For a message moved elsewhere (its copy written before
+    /// `after` was taken), so that a crash can duplicate it but never lose it.
+    pub fn ack_after(&self, seq: u64, loc: Option<Location>, after: u64) {
+        let shared = &self.inner.shared;
+        shared.deferred_acks.lock().push(DeferredAck {
+            log: self.clone(),
+            seq,
+            loc,
+            after,
+        });
+        // The flusher must notice the deferred work even if nothing else is written.
+        shared.wake_if_idle();
     }
 
     /// Reads the log file: the live entries (enqueued, not acked) in seq order. A torn tail
@@ -563,12 +622,12 @@ mod tests {
     #[test]
     fn replay_applies_enqueue_delivered_ack() {
         let d = file(&[
-            record(KIND_ENQUEUE, 0, 1, loc(1)),
-            record(KIND_ENQUEUE, 0, 2, loc(2)),
-            record(KIND_ENQUEUE, 0, 3, loc(3)),
-            record(KIND_DELIVERED, 0, 2, Location::default()),
-            record(KIND_ACK, 0, 1, Location::default()),
-            record(KIND_ACK, 0, 77, Location::default()),
+            record(KIND_ENQUEUE, 0, 1, loc(1), 0),
+            record(KIND_ENQUEUE, 0, 2, loc(2), 0),
+            record(KIND_ENQUEUE, 0, 3, loc(3), MAX_DEADLINE - 5),
+            record(KIND_DELIVERED, 0, 2, Location::default(), 0),
+            record(KIND_ACK, 0, 1, Location::default(), 0),
+            record(KIND_ACK, 0, 77, Location::default(), 0),
         ]);
         let p = parse(&d, 9, Path::new("t"));
         assert_eq!(p.records, 6);
@@ -579,12 +638,14 @@ mod tests {
                 RecoveredEntry {
                     seq: 2,
                     loc: loc(2),
-                    delivered: true
+                    delivered: true,
+                    deadline: 0,
                 },
                 RecoveredEntry {
                     seq: 3,
                     loc: loc(3),
-                    delivered: false
+                    delivered: false,
+                    deadline: MAX_DEADLINE - 5,
                 },
             ]
         );
@@ -593,9 +654,9 @@ mod tests {
     #[test]
     fn zeroed_and_flipped_records_are_skipped() {
         let mut d = file(&[
-            record(KIND_ENQUEUE, 0, 1, loc(1)),
+            record(KIND_ENQUEUE, 0, 1, loc(1), 0),
             [0u8; QREC],
-            record(KIND_ENQUEUE, 0, 2, loc(2)),
+            record(KIND_ENQUEUE, 0, 2, loc(2), 0),
         ]);
         d[QREC + 5] ^= 0x40; // seq of record 1
         let p = parse(&d, 9, Path::new("t"));

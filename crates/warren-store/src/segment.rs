@@ -11,16 +11,17 @@
 //! that covers it succeeds, so that (a) `read` finds not-yet-durable data in memory and (b) a
 //! failed write or fsync can be retried by writing the same bytes at the same offsets again.
 //!
-//! Segments are reference counted by the caller (`retain`/`release`). A segment is deleted
-//! when its count drops to zero and it is not the segment being written; a segment that rolls
-//! over with a count already at zero is deleted after a grace period (see
-//! [`SEALED_ZERO_GRACE`]) because its appender may not have called `retain` yet.
+//! Segments are reference counted by ownership: `append` counts one reference for the
+//! [`crate::RecordRef`] it returns (held until routing has handed the record to every queue),
+//! and every queue entry holding the record counts one more (`retain`/`release`). A segment
+//! is deleted when its count drops to zero and it is not the segment being written; a segment
+//! that rolls over with a count already at zero is deleted at once. No timer is involved: a
+//! record that somebody can still name keeps its segment.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -32,11 +33,6 @@ pub(crate) const SEG_HEADER_LEN: u64 = 16;
 /// Bytes of a record header (`len` + `crc32c`).
 pub(crate) const REC_HEADER_LEN: u64 = 8;
 const SEG_MAGIC: &[u8; 8] = b"WRNSEG01";
-
-/// How long a segment that was sealed with zero references survives before it is deleted.
-/// `append` and the caller's first `retain` are two calls; this grace keeps the segment alive
-/// in between even if the segment rolls over meanwhile.
-pub(crate) const SEALED_ZERO_GRACE: Duration = Duration::from_secs(1);
 
 /// Largest segment size we accept: offsets are u32, and a record may start just below the
 /// limit, so keep the limit well under 4 GiB.
@@ -141,8 +137,6 @@ pub(crate) struct Segments {
     pub metas: HashMap<u32, SegMeta>,
     /// Segments whose files are to be unlinked (by the flusher, off the caller's thread).
     pub doomed: Vec<u32>,
-    /// Segments sealed with zero references, and when.
-    pub sealed_zero: Vec<(u32, Instant)>,
 }
 
 impl Segments {
@@ -159,12 +153,11 @@ impl Segments {
             buffered: 0,
             metas: existing,
             doomed: Vec::new(),
-            sealed_zero: Vec::new(),
         }
     }
 
-    /// Copies one record into the write buffer. `crc` was computed by the caller outside the
-    /// lock.
+    /// Copies one record into the write buffer and counts one reference to it (the caller's
+    /// handle). `crc` was computed by the caller outside the lock.
     pub(crate) fn append(&mut self, crc: u32, payload: &[u8]) -> Location {
         let rec_len = REC_HEADER_LEN + payload.len() as u64;
         if self.current_len > SEG_HEADER_LEN && self.current_len + rec_len > self.segment_size {
@@ -180,6 +173,9 @@ impl Segments {
         self.active.extend_from_slice(payload);
         self.current_len += rec_len;
         self.buffered += rec_len;
+        if let Some(m) = self.metas.get_mut(&self.current) {
+            m.refs += 1;
+        }
         Location {
             segment: self.current,
             // Fits: a record starts before `segment_size` <= MAX_SEGMENT_SIZE.
@@ -209,15 +205,20 @@ impl Segments {
     fn roll(&mut self) {
         self.cut_active();
         let old = self.current;
-        if let Some(m) = self.metas.get_mut(&old) {
-            m.size = self.current_len;
-            if m.refs == 0 {
-                self.sealed_zero.push((old, Instant::now()));
+        let unreferenced = match self.metas.get_mut(&old) {
+            Some(m) => {
+                m.size = self.current_len;
+                m.refs == 0
             }
-        }
+            None => false,
+        };
         self.current = self.current.wrapping_add(1);
         self.current_len = 0;
         self.active_base = 0;
+        if unreferenced {
+            // Every handle and entry that named a record in it is gone already.
+            self.doom(old);
+        }
     }
 
     /// Hands `active` over to the flusher as a chunk (keeps its capacity for the next round).
@@ -296,26 +297,6 @@ impl Segments {
         });
         self.buffered = self.buffered.saturating_sub(freed);
         self.doomed.push(seg);
-    }
-
-    /// Dooms the segments sealed with zero references more than the grace period ago and
-    /// still at zero. Returns whether any remain (so the flusher wakes up again for them).
-    pub(crate) fn expire_sealed_zero(&mut self, now: Instant) -> bool {
-        let mut expired = Vec::new();
-        self.sealed_zero.retain(|&(seg, at)| {
-            if now.duration_since(at) < SEALED_ZERO_GRACE {
-                return true;
-            }
-            expired.push(seg);
-            false
-        });
-        for seg in expired {
-            let zero = self.metas.get(&seg).is_some_and(|m| m.refs == 0);
-            if zero && seg != self.current {
-                self.doom(seg);
-            }
-        }
-        !self.sealed_zero.is_empty()
     }
 
     /// Finds a record: in a write buffer (copied out), or on disk.
@@ -420,13 +401,20 @@ mod tests {
                 _ => panic!("expected the record in memory"),
             }
         }
-        // Segment 1 rolled with zero refs: it waits out the grace period.
-        assert_eq!(s.sealed_zero.len(), 1);
-        assert!(s.expire_sealed_zero(Instant::now()));
+        // Segment 1 rolled while its two records were still referenced by their appenders:
+        // it stays until both references are gone, then goes at once.
+        assert_eq!(s.metas[&1].refs, 2);
+        s.release(a);
         assert!(s.metas.contains_key(&1));
-        assert!(!s.expire_sealed_zero(Instant::now() + SEALED_ZERO_GRACE));
+        s.release(b);
         assert!(!s.metas.contains_key(&1));
         assert_eq!(s.doomed, vec![1]);
+        // A segment rolled with nothing referring to it is doomed at the roll.
+        s.release(c);
+        let big = vec![1u8; 40];
+        let d = s.append(crc32c::crc32c(&big), &big);
+        assert_eq!(d.segment, 3);
+        assert_eq!(s.doomed, vec![1, 2]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn bench_append_1k_request_sync_every_100() {
     let mut n = 0u64;
     while start.elapsed() < RUN {
         for _ in 0..100 {
-            store.append(&payload);
+            store.append(&payload).location();
         }
         n += 100;
         store.request_sync();
@@ -56,8 +56,8 @@ fn bench_confirming_publishers() {
                         let mut seq = (t as u64) << 40;
                         while start.elapsed() < RUN {
                             for _ in 0..100 {
-                                let loc = store.append(&payload);
-                                log.enqueue(seq, loc);
+                                let loc = store.append(&payload).location();
+                                log.enqueue(seq, loc, 0);
                                 seq += 1;
                             }
                             n += 100;
@@ -100,6 +100,7 @@ fn bench_recover_one_million_entries() {
                     offset: 16 + i as u32,
                     len: 100,
                 },
+                 0,
             );
             if i % 2 == 1 {
                 log.delivered(i);

@@ -55,9 +55,9 @@ fn crash_child() {
     let mut i = 0u64;
     loop {
         for _ in 0..BATCH {
-            let loc = store.append(&payload(round, i));
+            let loc = store.append(&payload(round, i)).location();
             store.retain(loc);
-            log.enqueue(i, loc);
+            log.enqueue(i, loc, 0);
             if i.is_multiple_of(3) {
                 log.delivered(i);
             }
@@ -212,8 +212,8 @@ fn disk_full_child() {
     store.save_metadata(b"definitions v1").expect("metadata");
     let mut locs = Vec::new();
     for i in 0..10 {
-        let loc = store.append(&payload(0, i));
-        log.enqueue(i, loc);
+        let loc = store.append(&payload(0, i)).location();
+        log.enqueue(i, loc, 0);
         locs.push(loc);
     }
     store.sync_now().expect("sync before the disk fills");
@@ -222,8 +222,8 @@ fn disk_full_child() {
 
     set_limit(64 * 1024);
     for i in 10..200 {
-        let loc = store.append(&payload(0, i));
-        log.enqueue(i, loc);
+        let loc = store.append(&payload(0, i)).location();
+        log.enqueue(i, loc, 0);
         locs.push(loc);
     }
     let g = store.generation();

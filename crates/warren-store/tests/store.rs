@@ -51,7 +51,7 @@ fn round_trip_including_empty_and_large_records() {
             .enumerate()
             .map(|(i, &n)| {
                 let p = payload(i as u64, n);
-                (store.append(&p), p)
+                (store.append(&p).location(), p)
             })
             .collect();
         store.sync_now().expect("sync");
@@ -66,7 +66,7 @@ fn round_trip_including_empty_and_large_records() {
         assert_eq!(&store.read(*loc).expect("read after reopen")[..], &p[..]);
     }
     // A new run writes a new segment: the old one's tail is never appended to.
-    let loc = store.append(b"new run");
+    let loc = store.append(b"new run").location();
     assert!(loc.segment > locs[0].0.segment);
 }
 
@@ -81,7 +81,7 @@ fn unflushed_data_reads_back_from_memory() {
         },
     )
     .expect("open");
-    let locs: Vec<_> = (0..50).map(|i| store.append(&payload(i, 300))).collect();
+    let locs: Vec<_> = (0..50).map(|i| store.append(&payload(i, 300)).location()).collect();
     assert!(store.buffered_bytes() >= 50 * 308);
     assert_eq!(seg_files(dir.path()), 0, "nothing written before a flush");
     for (i, loc) in locs.iter().enumerate() {
@@ -114,7 +114,7 @@ fn generation_and_synced_semantics() {
     .expect("open");
     let rx = store.synced();
     let g0 = store.generation();
-    store.append(b"a");
+    store.append(b"a").location();
     let log = store.queue_log(1).expect("log");
     let g1 = store.generation();
     assert!(g1 > g0);
@@ -128,7 +128,7 @@ fn generation_and_synced_semantics() {
     store.request_sync();
     wait_synced(&store, g2);
     // ...and sync_now covers everything before the call.
-    store.append(b"b");
+    store.append(b"b").location();
     let g3 = store.generation();
     store.sync_now().expect("sync");
     assert!(*rx.borrow() >= g3);
@@ -147,7 +147,7 @@ fn unrequested_data_is_flushed_by_the_interval() {
         },
     )
     .expect("open");
-    store.append(b"x");
+    store.append(b"x").location();
     let g = store.generation();
     wait_synced(&store, g);
 }
@@ -159,8 +159,8 @@ fn group_commit_coalesces_fsyncs() {
     let log = store.queue_log(7).expect("log");
     let n = 20_000u64;
     for i in 0..n {
-        let loc = store.append(&payload(i, 64));
-        log.enqueue(i, loc);
+        let loc = store.append(&payload(i, 64)).location();
+        log.enqueue(i, loc, 0);
         store.request_sync();
     }
     store.sync_now().expect("sync");
@@ -184,7 +184,7 @@ fn waiting_publishers_share_fsyncs() {
             let store = store.clone();
             s.spawn(move || {
                 for i in 0..per_thread {
-                    store.append(&payload(t * 1000 + i, 128));
+                    store.append(&payload(t * 1000 + i, 128)).location();
                     let g = store.generation();
                     store.request_sync();
                     wait_synced(&store, g);
@@ -216,7 +216,7 @@ fn segments_are_deleted_when_unreferenced() {
     // Two queues hold every message.
     let locs: Vec<_> = (0..100)
         .map(|i| {
-            let loc = store.append(&payload(i, 200));
+            let loc = store.append(&payload(i, 200)).location();
             store.retain(loc);
             store.retain(loc);
             loc
@@ -262,7 +262,7 @@ fn segments_are_deleted_when_unreferenced() {
     let mut newest = *last;
     while newest.segment == last.segment {
         // Not retained: as if every queue had already consumed them.
-        newest = store.append(&payload(1, 200));
+        newest = store.append(&payload(1, 200)).location();
     }
     store.retain(newest);
     std::thread::sleep(Duration::from_millis(1100));
@@ -276,7 +276,7 @@ fn segment_ids_are_never_reused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = {
         let store = Store::open(dir.path(), opts()).expect("open");
-        let loc = store.append(b"gone soon");
+        let loc = store.append(b"gone soon").location();
         store.sync_now().expect("sync");
         loc
     };
@@ -286,7 +286,7 @@ fn segment_ids_are_never_reused() {
         assert_eq!(seg_files(dir.path()), 0);
     }
     let store = Store::open(dir.path(), opts()).expect("open");
-    let loc = store.append(b"new");
+    let loc = store.append(b"new").location();
     assert!(loc.segment > first.segment);
     // A stale reference to the deleted segment is an error, not someone else's data.
     assert!(matches!(store.read(first), Err(StoreError::Corrupt { .. })));
@@ -301,9 +301,11 @@ fn collect_garbage_keeps_retained_segments() {
     };
     let locs: Vec<_> = {
         let store = Store::open(dir.path(), small.clone()).expect("open");
-        let locs = (0..60).map(|i| store.append(&payload(i, 500))).collect();
+        // The references keep every segment alive until the store is closed.
+        let refs: Vec<_> = (0..60).map(|i| store.append(&payload(i, 500))).collect();
         store.sync_now().expect("sync");
-        locs
+        drop(store);
+        refs.iter().map(|r| r.location()).collect::<Vec<_>>()
     };
     let store = Store::open(dir.path(), small).expect("reopen");
     let before = seg_files(dir.path());
@@ -322,9 +324,9 @@ fn queue_log_enqueue_delivered_ack_recover() {
         let store = Store::open(dir.path(), opts()).expect("open");
         let log = store.queue_log(42).expect("log");
         assert_eq!(log.queue_id(), 42);
-        let locs: Vec<_> = (0..10).map(|i| store.append(&payload(i, 10))).collect();
+        let locs: Vec<_> = (0..10).map(|i| store.append(&payload(i, 10)).location()).collect();
         for (i, loc) in locs.iter().enumerate() {
-            log.enqueue(i as u64, *loc);
+            log.enqueue(i as u64, *loc, 0);
         }
         log.delivered(2);
         log.delivered(3);
@@ -344,6 +346,7 @@ fn queue_log_enqueue_delivered_ack_recover() {
             seq: s,
             loc: locs[s as usize],
             delivered: s == 2,
+            deadline: 0,
         })
         .collect();
     assert_eq!(got, want);
@@ -361,7 +364,7 @@ fn compaction_keeps_exactly_the_live_entries() {
     let store = Store::open(dir.path(), opts()).expect("open");
     let log = store.queue_log(5).expect("log");
     for i in 0..100u64 {
-        log.enqueue(i, store.append(&payload(i, 8)));
+        log.enqueue(i, store.append(&payload(i, 8)).location(), 0);
         if i.is_multiple_of(3) {
             log.delivered(i);
         }
@@ -373,7 +376,7 @@ fn compaction_keeps_exactly_the_live_entries() {
     let live = log.recover().expect("recover");
     assert_eq!(live.len(), 20);
     // Buffered, not yet flushed writes are superseded by `live`.
-    log.enqueue(1000, Location::default());
+    log.enqueue(1000, Location::default(), 0);
     log.compact(&live).expect("compact");
     let path = dir.path().join("queues/5.idx");
     assert_eq!(fs::metadata(&path).expect("meta").len(), 32 * 21);
@@ -381,7 +384,7 @@ fn compaction_keeps_exactly_the_live_entries() {
     assert!(live.iter().any(|e| e.delivered));
     // Appends after compaction land after the compacted records.
     log.ack(0);
-    log.enqueue(200, store.append(b"x"));
+    log.enqueue(200, store.append(b"x").location(), 0);
     store.sync_now().expect("sync");
     drop(log);
     drop(store);
@@ -398,7 +401,7 @@ fn steady_publish_ack_compacts_automatically() {
     let store = Store::open(dir.path(), opts()).expect("open");
     let log = store.queue_log(9).expect("log");
     for i in 0..20_000u64 {
-        log.enqueue(i, Location::default());
+        log.enqueue(i, Location::default(), 0);
         if i >= 3 {
             log.ack(i - 3);
         }
@@ -426,7 +429,7 @@ fn torn_queue_log_tail_recovers_the_prefix() {
         let store = Store::open(dir.path(), opts()).expect("open");
         let log = store.queue_log(3).expect("log");
         for i in 0..10 {
-            log.enqueue(i, store.append(&payload(i, 4)));
+            log.enqueue(i, store.append(&payload(i, 4)).location(), 0);
         }
         store.sync_now().expect("sync");
     }
@@ -446,7 +449,7 @@ fn torn_queue_log_tail_recovers_the_prefix() {
         .collect();
     assert_eq!(got, (0..9).collect::<Vec<_>>());
     // The torn bytes were cut, so new records are aligned and read back.
-    log.enqueue(50, store.append(b"after"));
+    log.enqueue(50, store.append(b"after").location(), 0);
     store.sync_now().expect("sync");
     let got: Vec<u64> = log
         .recover()
@@ -464,7 +467,7 @@ fn flipped_bytes_in_a_queue_log_record_skip_only_that_record() {
         let store = Store::open(dir.path(), opts()).expect("open");
         let log = store.queue_log(4).expect("log");
         for i in 0..10 {
-            log.enqueue(i, store.append(&payload(i, 4)));
+            log.enqueue(i, store.append(&payload(i, 4)).location(), 0);
         }
         store.sync_now().expect("sync");
     }
@@ -497,7 +500,7 @@ fn flipped_byte_in_a_segment_record_fails_only_that_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let locs: Vec<Location> = {
         let store = Store::open(dir.path(), opts()).expect("open");
-        let locs = (0..3).map(|i| store.append(&payload(i, 100))).collect();
+        let locs = (0..3).map(|i| store.append(&payload(i, 100)).location()).collect();
         store.sync_now().expect("sync");
         locs
     };
@@ -537,7 +540,7 @@ fn truncated_segment_reads_beyond_the_end_are_corrupt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let locs: Vec<Location> = {
         let store = Store::open(dir.path(), opts()).expect("open");
-        let locs = (0..3).map(|i| store.append(&payload(i, 100))).collect();
+        let locs = (0..3).map(|i| store.append(&payload(i, 100)).location()).collect();
         store.sync_now().expect("sync");
         locs
     };
@@ -594,7 +597,7 @@ fn missing_queue_log_is_created_empty_and_removal_deletes_it() {
     {
         let store = Store::open(dir.path(), opts()).expect("open");
         let log = store.queue_log(11).expect("log");
-        log.enqueue(1, store.append(b"m"));
+        log.enqueue(1, store.append(b"m").location(), 0);
         store.sync_now().expect("sync");
     }
     fs::remove_file(dir.path().join("queues/11.idx")).expect("rm");
@@ -609,7 +612,7 @@ fn missing_queue_log_is_created_empty_and_removal_deletes_it() {
     store.remove_queue_log(11).expect("remove");
     assert_eq!(store.queue_log_ids().expect("ids"), vec![12]);
     // The old handle is inert; writes to it go nowhere.
-    log.enqueue(2, Location::default());
+    log.enqueue(2, Location::default(), 0);
     store.sync_now().expect("sync");
     assert!(matches!(
         log.recover(),
@@ -652,13 +655,33 @@ fn metadata_is_replaced_atomically() {
         store.load_metadata().expect("load").as_deref(),
         Some(&b""[..])
     );
-    // Damage is reported, not returned as data.
+    // A damaged file is set aside and the previous copy used: the broker can start.
     let path = dir.path().join("metadata.bin");
     store.save_metadata(b"some definitions").expect("save");
-    let mut data = fs::read(&path).expect("read");
-    let last = data.len() - 1;
-    data[last] ^= 1;
-    fs::write(&path, data).expect("write");
+    let damage = |path: &std::path::Path| {
+        let mut data = fs::read(path).expect("read");
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        fs::write(path, data).expect("write");
+    };
+    damage(&path);
+    assert_eq!(
+        store.load_metadata().expect("previous copy").as_deref(),
+        Some(&b""[..])
+    );
+    assert!(dir.path().join("metadata.bin.damaged").exists());
+    // Missing (a save interrupted between its two renames): the previous copy too.
+    store.save_metadata(b"three").expect("save");
+    store.save_metadata(b"four").expect("save");
+    fs::remove_file(&path).expect("remove");
+    assert_eq!(
+        store.load_metadata().expect("previous copy").as_deref(),
+        Some(&b"three"[..])
+    );
+    // With no good copy left, damage is reported, not returned as data.
+    store.save_metadata(b"five").expect("save");
+    damage(&path);
+    damage(&dir.path().join("metadata.prev"));
     assert!(matches!(
         store.load_metadata(),
         Err(StoreError::Corrupt { .. })
@@ -694,8 +717,8 @@ fn dropping_the_store_flushes_buffered_data() {
         )
         .expect("open");
         let log = store.queue_log(1).expect("log");
-        let loc = store.append(b"flushed at drop");
-        log.enqueue(1, loc);
+        let loc = store.append(b"flushed at drop").location();
+        log.enqueue(1, loc, 0);
         (loc, 1)
     };
     let store = Store::open(dir.path(), opts()).expect("reopen");
@@ -752,8 +775,8 @@ mod model {
                 for op in ops {
                     match op {
                         Op::Enqueue => {
-                            let loc = store.append(&payload(next, 5));
-                            log.enqueue(next, loc);
+                            let loc = store.append(&payload(next, 5)).location();
+                            log.enqueue(next, loc, 0);
                             model.insert(next, (loc, false));
                             next += 1;
                         }
@@ -768,7 +791,7 @@ mod model {
                         Op::Sync => store.sync_now().expect("sync"),
                         Op::Compact => {
                             let live: Vec<RecoveredEntry> = model.iter()
-                                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered })
+                                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered, deadline: 0 })
                                 .collect();
                             log.compact(&live).expect("compact");
                         }
@@ -778,7 +801,7 @@ mod model {
             let store = Store::open(dir.path(), fast).expect("reopen");
             let got = store.queue_log(1).expect("log").recover().expect("recover");
             let want: Vec<RecoveredEntry> = model.iter()
-                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered })
+                .map(|(&seq, &(loc, delivered))| RecoveredEntry { seq, loc, delivered, deadline: 0 })
                 .collect();
             prop_assert_eq!(&got, &want);
             for e in &got {
@@ -799,10 +822,10 @@ fn many_queue_logs_in_one_round() {
             .collect();
         for i in 0..50u64 {
             // One message routed to every queue: written once, referenced from each log.
-            let loc = store.append(&payload(i, 64));
+            let loc = store.append(&payload(i, 64)).location();
             for log in &logs {
                 store.retain(loc);
-                log.enqueue(i, loc);
+                log.enqueue(i, loc, 0);
                 if i.is_multiple_of(2) {
                     log.ack(i);
                     store.release(loc);
@@ -822,5 +845,102 @@ fn many_queue_logs_in_one_round() {
                 &payload(e.seq, 64)[..]
             );
         }
+    }
+}
+
+/// One step of the reference-handle property test.
+#[derive(Debug, Clone)]
+enum RefOp {
+    /// Append a record of this many bytes and keep the handle.
+    Append(usize),
+    /// Clone the handle at this index (mod the number of handles).
+    CloneRef(usize),
+    /// Drop the handle at this index.
+    DropRef(usize),
+    /// A queue takes the record of handle `i` (retain of its location).
+    Retain(usize),
+    /// A queue lets go of its entry at this index (release).
+    Release(usize),
+    /// A flush round (which unlinks doomed segments).
+    Sync,
+}
+
+fn ref_op() -> impl proptest::strategy::Strategy<Value = RefOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (1usize..900).prop_map(RefOp::Append),
+        1 => any::<usize>().prop_map(RefOp::CloneRef),
+        3 => any::<usize>().prop_map(RefOp::DropRef),
+        2 => any::<usize>().prop_map(RefOp::Retain),
+        2 => any::<usize>().prop_map(RefOp::Release),
+        1 => Just(RefOp::Sync),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever the order of appends, handle clones and drops, retains, releases, segment
+    /// rolls (1 KiB segments) and flush rounds: every record that a live handle or a retained
+    /// entry names stays readable, and once nothing names anything, every segment but the
+    /// current one is deleted.
+    #[test]
+    fn a_segment_lives_while_a_handle_or_an_entry_refers_to_it(
+        ops in proptest::collection::vec(ref_op(), 1..160)
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(
+            dir.path(),
+            StoreOptions { segment_size: 1024, ..opts() },
+        ).expect("open");
+        let mut handles: Vec<(warren_store::RecordRef, u64, usize)> = Vec::new();
+        let mut entries: Vec<(Location, u64, usize)> = Vec::new();
+        let mut next = 0u64;
+        for op in ops {
+            match op {
+                RefOp::Append(len) => {
+                    let r = store.append(&payload(next, len));
+                    handles.push((r, next, len));
+                    next += 1;
+                }
+                RefOp::CloneRef(i) if !handles.is_empty() => {
+                    let (r, id, len) = &handles[i % handles.len()];
+                    let c = (r.clone(), *id, *len);
+                    handles.push(c);
+                }
+                RefOp::DropRef(i) if !handles.is_empty() => {
+                    let n = handles.len();
+                    handles.swap_remove(i % n);
+                }
+                RefOp::Retain(i) if !handles.is_empty() => {
+                    let (r, id, len) = &handles[i % handles.len()];
+                    store.retain(r.location());
+                    entries.push((r.location(), *id, *len));
+                }
+                RefOp::Release(i) if !entries.is_empty() => {
+                    let n = entries.len();
+                    let (loc, _, _) = entries.swap_remove(i % n);
+                    store.release(loc);
+                }
+                RefOp::Sync => store.sync_now().expect("sync"),
+                _ => {}
+            }
+            for (loc, id, len) in handles
+                .iter()
+                .map(|(r, id, len)| (r.location(), *id, *len))
+                .chain(entries.iter().copied())
+            {
+                let got = store.read(loc).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(format!("{loc:?}: {e}"))
+                })?;
+                proptest::prop_assert_eq!(&got[..], &payload(id, len)[..]);
+            }
+        }
+        for (loc, _, _) in entries.drain(..) {
+            store.release(loc);
+        }
+        handles.clear();
+        store.sync_now().expect("sync");
+        proptest::prop_assert!(seg_files(dir.path()) <= 1, "segments left: {}", seg_files(dir.path()));
     }
 }
