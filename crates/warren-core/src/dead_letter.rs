@@ -7,8 +7,33 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use warren_amqp::{BasicProperties, FieldTable, FieldValue};
+use warren_store::{Location, QueueLog};
 
 use crate::message::Message;
+
+/// The settlement of a dead-lettered message in the queue it died in: its log ack and its
+/// store reference. Carried by the letter and carried out when the letter is done with
+/// (dropped), after its copies were written to the target queues; the ack is then written
+/// only once those copies are durable ([`QueueLog::ack_after`]). A crash in between finds
+/// the message in both queues (at least once), never in neither.
+#[derive(Debug)]
+pub struct SourceSettle {
+    log: QueueLog,
+    seq: u64,
+    loc: Option<Location>,
+}
+
+impl SourceSettle {
+    pub fn new(log: QueueLog, seq: u64, loc: Option<Location>) -> SourceSettle {
+        SourceSettle { log, seq, loc }
+    }
+}
+
+impl Drop for SourceSettle {
+    fn drop(&mut self) {
+        self.log.ack_when_durable(self.seq, self.loc.take());
+    }
+}
 
 /// Why a message was dead-lettered (the `reason` in `x-death`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +63,8 @@ pub struct DeadLetter {
     pub exchange: String,
     /// `x-dead-letter-routing-key`, if set; else the message keeps its routing key.
     pub routing_key: Option<String>,
+    /// The source queue's settlement, done when the last clone of the letter is dropped.
+    pub settle: Option<Arc<SourceSettle>>,
 }
 
 impl DeadLetter {
@@ -158,6 +185,7 @@ mod tests {
             queue: "work".into(),
             exchange: "dlx".into(),
             routing_key: None,
+            settle: None,
         }
     }
 

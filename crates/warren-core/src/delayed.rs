@@ -3,6 +3,9 @@
 //! time; the broker's timers wake the exchange when the earliest message is due. A durable
 //! exchange also writes its persistent held messages to the store (a record holding the due
 //! time and the message, indexed by a log of its own), so their delays survive a restart.
+//! A publish held here is confirmed only after that record is durable, and a held message
+//! that comes due is acked in the exchange's log only once its copies in the target queues
+//! are durable: a crash at any moment leaves it held, delivered, or both, never lost.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -16,6 +19,7 @@ use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 
 use crate::broker::Broker;
 use crate::clock::{now_ms, unix_millis};
+use crate::dead_letter::SourceSettle;
 use crate::message::Message;
 use crate::timers::{TimerTarget, Timers};
 
@@ -97,9 +101,12 @@ impl DelayedMessages {
                 record.put_u8(HELD_RECORD);
                 record.put_u64(due_unix);
                 record.extend_from_slice(&msg.encode_record());
-                let loc = s.store.append(&record);
+                // The held entry counts its own reference, as a queue entry does.
+                let record = s.store.append(&record);
+                let loc = record.location();
                 s.store.retain(loc);
-                s.log.enqueue(order, loc);
+                s.log.enqueue(order, loc, 0);
+                msg.mark_logged();
                 Some((order, loc))
             }
             _ => None,
@@ -129,7 +136,7 @@ impl DelayedMessages {
                     continue;
                 }
             };
-            let Some((due_unix, msg)) = decode_held(record, r.loc) else {
+            let Some((due_unix, msg)) = decode_held(record) else {
                 tracing::warn!(exchange = %self.exchange, "undecodable delayed message skipped");
                 continue;
             };
@@ -151,21 +158,28 @@ impl DelayedMessages {
         }
     }
 
-    /// Messages whose delay has passed, in due order.
-    pub fn take_due(&self, now: u64) -> Vec<Arc<Message>> {
+    /// Messages whose delay has passed, in due order, each with its settlement in the
+    /// exchange's log (done when dropped, after the caller routed the message).
+    pub fn take_due(&self, now: u64) -> Vec<(Arc<Message>, Option<SourceSettle>)> {
         let mut held = self.held.lock();
         let mut due = Vec::new();
         while held.peek().is_some_and(|h| h.due <= now) {
             if let Some(h) = held.pop() {
-                if let (Some((seq, loc)), Some(s)) = (h.stored, self.storage.get()) {
-                    // Routed from here on: the queues it lands in hold it now.
-                    s.log.ack(seq);
-                    s.store.release(loc);
-                }
-                due.push(h.msg);
+                let settle = match (h.stored, self.storage.get()) {
+                    (Some((seq, loc)), Some(s)) => {
+                        Some(SourceSettle::new(s.log.clone(), seq, Some(loc)))
+                    }
+                    _ => None,
+                };
+                due.push((h.msg, settle));
             }
         }
         due
+    }
+
+    /// When the earliest held message is due, if any.
+    fn next_due(&self) -> Option<u64> {
+        self.held.lock().peek().map(|h| h.due)
     }
 
     pub fn len(&self) -> usize {
@@ -177,29 +191,33 @@ impl DelayedMessages {
     }
 }
 
-fn decode_held(record: Bytes, loc: Location) -> Option<(u64, Message)> {
+fn decode_held(record: Bytes) -> Option<(u64, Message)> {
     if record.len() < 9 || record[0] != HELD_RECORD {
         return None;
     }
     let due = u64::from_be_bytes(record[1..9].try_into().ok()?);
-    let mut msg = Message::decode_record(record.slice(9..), loc)?;
-    // `loc` is the held record (due time + message), not a plain message record: queues
-    // that receive the message must write their own.
-    msg.stored = std::sync::OnceLock::new();
+    // The held record (due time + message) is not a plain message record: queues that
+    // receive the message write their own.
+    let msg = Message::decode_record(record.slice(9..), None)?;
     Some((due, msg))
 }
 
 impl TimerTarget for DelayedMessages {
     fn fire(self: Arc<Self>, broker: &Broker) {
         let due = self.take_due(now_ms());
-        if due.is_empty() {
-            return;
+        if !due.is_empty() {
+            if let Some(vhost) = broker.vhost(&self.vhost) {
+                for (msg, settle) in due {
+                    vhost.route_delayed(&self.exchange, msg);
+                    // Acked in the exchange's log once the copies just written are durable.
+                    drop(settle);
+                }
+            }
         }
-        let Some(vhost) = broker.vhost(&self.vhost) else {
-            return;
-        };
-        for msg in due {
-            vhost.route_delayed(&self.exchange, msg);
+        // Messages restored after a restart share one timer: arm it for the next of them.
+        if let Some(at) = self.next_due() {
+            let me: Weak<dyn TimerTarget> = self.me.clone();
+            broker.timers().schedule(at, me);
         }
     }
 }

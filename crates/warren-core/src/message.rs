@@ -1,13 +1,16 @@
 //! A published message as the broker holds it: routing information, the content header's
 //! properties kept raw (parsed lazily, written back unchanged on delivery) and the body as a
 //! shared `Bytes`, so fan-out to many queues never copies the body. A persistent message is
-//! written to the store once, however many durable queues hold it (`stored`).
+//! written to the store once, however many durable queues hold it (`stored`), and the
+//! message's handle on that record keeps it alive until every queue has taken its own
+//! reference (ownership, not timing).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use warren_amqp::properties::peek_delivery_mode;
-use warren_store::Location;
+use warren_store::RecordRef;
 
 #[derive(Debug)]
 pub struct Message {
@@ -18,8 +21,11 @@ pub struct Message {
     pub body: Bytes,
     /// `delivery-mode` = 2.
     pub persistent: bool,
-    /// Where the store holds this message's record, once written.
-    pub stored: OnceLock<Location>,
+    /// The store's record of this message, once written (a counted reference).
+    pub stored: OnceLock<RecordRef>,
+    /// Some durable log (a queue's, a delayed exchange's) recorded this message: a publisher
+    /// confirm or `tx.commit-ok` must wait for the fsync that covers it.
+    logged: AtomicBool,
     /// Extra routing keys from RabbitMQ's sender-selected distribution: the `CC` header's
     /// keys, then the `BCC` header's (that header is removed before delivery).
     pub cc: Vec<String>,
@@ -47,6 +53,7 @@ impl Message {
             body,
             persistent,
             stored: OnceLock::new(),
+            logged: AtomicBool::new(false),
             cc: Vec::new(),
             cc_listed: 0,
         }
@@ -94,6 +101,18 @@ impl Message {
         self
     }
 
+    /// Notes that a durable log recorded this message (see [`Message::needs_sync`]).
+    pub fn mark_logged(&self) {
+        self.logged.store(true, Ordering::Release);
+    }
+
+    /// Whether the publish wrote this message to a durable log, so that its confirm must
+    /// wait for the store's fsync: true on every path that did (plain and fanned-out queues,
+    /// exchange-to-exchange, alternate exchanges, CC/BCC, delayed exchanges holding it).
+    pub fn needs_sync(&self) -> bool {
+        self.persistent && self.logged.load(Ordering::Acquire)
+    }
+
     /// Bytes this message accounts for in a queue (body plus raw properties).
     pub fn size(&self) -> usize {
         self.body.len() + self.properties_raw.len()
@@ -116,8 +135,9 @@ impl Message {
     }
 
     /// Reads a record back (the store has already checked its checksum). The body and
-    /// properties are slices of `record`, not copies.
-    pub fn decode_record(record: Bytes, loc: Location) -> Option<Message> {
+    /// properties are slices of `record`, not copies. `stored` is the record's reference when
+    /// `record` is a plain message record that queues may share.
+    pub fn decode_record(record: Bytes, stored: Option<RecordRef>) -> Option<Message> {
         let mut buf = &record[..];
         if buf.remaining() < 2 || buf.get_u8() != RECORD_V1 {
             return None;
@@ -140,7 +160,9 @@ impl Message {
         let properties_raw = record.slice(props_start..props_start + props_len);
         let body = record.slice(props_start + props_len..);
         let msg = Message::new(exchange, routing_key, properties_raw, body);
-        let _ = msg.stored.set(loc);
+        if let Some(r) = stored {
+            let _ = msg.stored.set(r);
+        }
         Some(msg)
     }
 }
@@ -211,7 +233,7 @@ mod tests {
         let m = Message::new("x".into(), "k".into(), props, Bytes::from_static(b"body"));
         assert!(m.persistent);
         let rec = m.encode_record().freeze();
-        let back = Message::decode_record(rec, Location::default()).unwrap();
+        let back = Message::decode_record(rec, None).unwrap();
         assert_eq!(back.exchange, "x");
         assert_eq!(back.routing_key, "k");
         assert_eq!(back.properties_raw, m.properties_raw);
@@ -219,8 +241,6 @@ mod tests {
         assert!(back.persistent);
         let transient = Message::new(String::new(), "q".into(), Bytes::new(), Bytes::new());
         assert!(!transient.persistent);
-        assert!(
-            Message::decode_record(Bytes::from_static(b"\x02junk"), Location::default()).is_none()
-        );
+        assert!(Message::decode_record(Bytes::from_static(b"\x02junk"), None).is_none());
     }
 }

@@ -20,9 +20,9 @@ use parking_lot::Mutex;
 use warren_amqp::properties::{peek_expiration, peek_priority};
 use warren_amqp::FieldTable;
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, unix_millis};
 use crate::credit::Credit;
-use crate::dead_letter::{DeadLetter, DeathReason};
+use crate::dead_letter::{DeadLetter, DeathReason, SourceSettle};
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
@@ -885,7 +885,8 @@ impl Queue {
             if let Some(log) = &storage.log {
                 let loc = stored_location(&storage.store, &msg);
                 storage.store.retain(loc);
-                log.enqueue(seq, loc);
+                log.enqueue(seq, loc, unix_deadline(expires_at));
+                msg.mark_logged();
                 entry.loc = Some(loc);
                 entry.logged = true;
             }
@@ -907,13 +908,15 @@ impl Queue {
         }
         let (storage, loc) = (self.storage.as_ref()?, e.loc?);
         match storage.store.read(loc) {
-            Ok(record) => match Message::decode_record(record, loc) {
-                Some(m) => Some(Arc::new(m)),
-                None => {
-                    tracing::warn!(queue = %self.spec.name, ?loc, "undecodable message record skipped");
-                    None
+            Ok(record) => {
+                match Message::decode_record(record, Some(storage.store.reference(loc))) {
+                    Some(m) => Some(Arc::new(m)),
+                    None => {
+                        tracing::warn!(queue = %self.spec.name, ?loc, "undecodable message record skipped");
+                        None
+                    }
                 }
-            },
+            }
             Err(err) => {
                 tracing::warn!(queue = %self.spec.name, ?loc, error = %err, "unreadable message record skipped");
                 None
@@ -944,7 +947,9 @@ impl Queue {
         }
     }
 
-    /// Removes an entry (expired, dropped, rejected), dead-lettering it if configured.
+    /// Removes an entry (expired, dropped, rejected), dead-lettering it if configured. A
+    /// logged entry that is dead-lettered is acked in this queue's log only once its copy in
+    /// the target is durable (the letter carries the settlement): at least once, never lost.
     fn drop_entry(
         &self,
         cfg: &QueueConfig,
@@ -954,20 +959,46 @@ impl Queue {
     ) {
         if cfg.dead_letter_exchange.is_some() {
             if let Some(msg) = self.message_of(&e) {
+                let settle = self.deferred_settlement(&e);
+                let settled_later = settle.is_some();
                 self.dead_letter_into(cfg, msg, reason, out);
+                if let (Some(letter), Some(settle)) = (out.last_mut(), settle) {
+                    letter.settle = Some(Arc::new(settle));
+                }
+                if settled_later {
+                    return;
+                }
             }
         }
         self.leave(&e);
+    }
+
+    /// The log ack and store release of a logged entry, to be done once a copy of it is
+    /// durable elsewhere.
+    fn deferred_settlement(&self, e: &Entry) -> Option<SourceSettle> {
+        if !e.logged || self.is_deleted() {
+            return None;
+        }
+        let log = self.storage.as_ref()?.log.clone()?;
+        Some(SourceSettle::new(log, e.seq, e.loc))
     }
 
     /// Puts messages recovered from the queue's log back (after a restart): they stay in the
     /// store until delivered; delivered-but-unacked ones come back redelivered.
     pub fn restore(self: &Arc<Self>, recovered: Vec<RecoveredEntry>) {
         let now = now_ms();
+        let now_unix = unix_millis();
         let mut st = self.state.lock();
         let ttl_deadline = st.config.message_ttl.map_or(0, |t| now.saturating_add(t));
         let levels = st.config.max_priority;
         for r in recovered {
+            // The deadline given at publish still holds (RabbitMQ keeps it too); entries
+            // logged without one get the queue's TTL from now.
+            let expires_at = if r.deadline != 0 {
+                now.saturating_add(r.deadline.saturating_sub(now_unix))
+            } else {
+                ttl_deadline
+            };
             let mut entry = Entry {
                 seq: r.seq,
                 msg: None,
@@ -975,17 +1006,19 @@ impl Queue {
                 size: r.loc.len,
                 logged: true,
                 redelivered: r.delivered,
-                expires_at: ttl_deadline,
+                expires_at,
                 level: 0,
             };
+            // The entry's reference first: reading the record below takes and drops a
+            // reference of its own, which must not be the segment's only one.
+            if let Some(storage) = &self.storage {
+                storage.store.retain(r.loc);
+            }
             if let Some(max) = levels {
                 // Priority queues need the priority: read it once from the record.
                 if let Some(m) = self.message_of(&entry) {
                     entry.level = peek_priority(&m.properties_raw).unwrap_or(0).min(max);
                 }
-            }
-            if let Some(storage) = &self.storage {
-                storage.store.retain(r.loc);
             }
             st.next_seq = st.next_seq.max(r.seq + 1);
             st.ready.insert_by_seq(entry);
@@ -1007,15 +1040,29 @@ impl Queue {
                 queue: self.spec.name.clone(),
                 exchange: exchange.clone(),
                 routing_key: cfg.dead_letter_routing_key.clone(),
+                settle: None,
             });
         }
     }
 }
 
-/// The message's record location, appending it to the store the first time it is needed.
+/// The message's record location, appending it to the store the first time it is needed
+/// (the message keeps the record's reference until it is dropped).
 fn stored_location(store: &Store, msg: &Message) -> Location {
-    *msg.stored
+    msg.stored
         .get_or_init(|| store.append(&msg.encode_record()))
+        .location()
+}
+
+/// An entry's deadline on the monotonic clock as Unix milliseconds, for the queue log.
+fn unix_deadline(expires_at: u64) -> u64 {
+    if expires_at == 0 {
+        return 0;
+    }
+    let now = now_ms();
+    unix_millis()
+        .saturating_add(expires_at.saturating_sub(now))
+        .max(1)
 }
 
 impl TimerTarget for Queue {

@@ -472,7 +472,7 @@ impl Channel {
                     match op {
                         TxOp::Publish { msg, mandatory } => {
                             self.route(ctx, &msg, mandatory)?;
-                            wrote_durable |= msg.persistent && msg.stored.get().is_some();
+                            wrote_durable |= msg.needs_sync();
                         }
                         TxOp::Settle { entries, how } => {
                             wrote_durable |= entries.iter().any(|u| u.entry.logged);
@@ -1007,7 +1007,7 @@ impl Channel {
             }
             // A persistent message written to the store is confirmed only once the fsync
             // that covers it is done (group commit).
-            if msg.persistent && msg.stored.get().is_some() {
+            if msg.needs_sync() {
                 if let Some(p) = ctx.broker.persistence() {
                     c.durable_waits
                         .push_back((c.last_seq, p.store.generation()));

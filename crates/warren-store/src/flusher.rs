@@ -88,8 +88,18 @@ pub(crate) fn run(shared: Arc<Shared>) {
     loop {
         let shutdown = f.wait();
         let result = f.round();
+        let ok = result.is_ok();
         f.finish(result);
         if shutdown {
+            // Acks deferred behind the last round's data become writable now: a clean stop
+            // leaves no moved message in two places.
+            for _ in 0..3 {
+                if !ok || f.shared.deferred_acks.lock().is_empty() {
+                    break;
+                }
+                let result = f.round();
+                f.finish(result);
+            }
             break;
         }
     }
@@ -160,6 +170,16 @@ impl Flusher {
         !sh.segs.lock().doomed.is_empty()
     }
 
+    /// Some deferred ack can be written now.
+    fn deferred_ready(&self) -> bool {
+        let synced = self.flushed_gen;
+        self.shared
+            .deferred_acks
+            .lock()
+            .iter()
+            .any(|a| a.after <= synced)
+    }
+
     /// Writes the deferred acks whose condition holds: everything up to their generation was
     /// made durable by an earlier round (see `QueueLog::ack_after`). Their records go into
     /// this round; their segment references go now, so a segment they empty is deleted only
@@ -202,7 +222,9 @@ impl Flusher {
                 }
                 break;
             }
-            if sh.sync_requested.load(Ordering::SeqCst) {
+            if sh.sync_requested.load(Ordering::SeqCst) || self.deferred_ready() {
+                // Deferred acks that just became writable go out at once: they are what
+                // stands between a moved message and its single copy.
                 break;
             }
             if self.has_work() {

@@ -493,6 +493,13 @@ impl QueueLog {
         self.push(record(KIND_ACK, 0, seq, Location::default(), 0), 0, 1);
     }
 
+    /// [`QueueLog::ack_after`] the store's current generation: acks once everything
+    /// written so far (by any caller) is durable.
+    pub fn ack_when_durable(&self, seq: u64, loc: Option<Location>) {
+        let after = self.inner.shared.generation.load(Ordering::SeqCst);
+        self.ack_after(seq, loc, after);
+    }
+
     /// Like [`QueueLog::ack`] followed by `Store::release(loc)`, but only once everything up
     /// to store generation `after` is durable: the flusher writes the ack in a round after
     /// the one that covered `after`. For a message moved elsewhere (its copy written before

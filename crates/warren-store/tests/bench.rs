@@ -100,7 +100,7 @@ fn bench_recover_one_million_entries() {
                     offset: 16 + i as u32,
                     len: 100,
                 },
-                 0,
+                0,
             );
             if i % 2 == 1 {
                 log.delivered(i);

@@ -81,7 +81,9 @@ fn unflushed_data_reads_back_from_memory() {
         },
     )
     .expect("open");
-    let locs: Vec<_> = (0..50).map(|i| store.append(&payload(i, 300)).location()).collect();
+    let locs: Vec<_> = (0..50)
+        .map(|i| store.append(&payload(i, 300)).location())
+        .collect();
     assert!(store.buffered_bytes() >= 50 * 308);
     assert_eq!(seg_files(dir.path()), 0, "nothing written before a flush");
     for (i, loc) in locs.iter().enumerate() {
@@ -324,7 +326,9 @@ fn queue_log_enqueue_delivered_ack_recover() {
         let store = Store::open(dir.path(), opts()).expect("open");
         let log = store.queue_log(42).expect("log");
         assert_eq!(log.queue_id(), 42);
-        let locs: Vec<_> = (0..10).map(|i| store.append(&payload(i, 10)).location()).collect();
+        let locs: Vec<_> = (0..10)
+            .map(|i| store.append(&payload(i, 10)).location())
+            .collect();
         for (i, loc) in locs.iter().enumerate() {
             log.enqueue(i as u64, *loc, 0);
         }
@@ -500,7 +504,9 @@ fn flipped_byte_in_a_segment_record_fails_only_that_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let locs: Vec<Location> = {
         let store = Store::open(dir.path(), opts()).expect("open");
-        let locs = (0..3).map(|i| store.append(&payload(i, 100)).location()).collect();
+        let locs = (0..3)
+            .map(|i| store.append(&payload(i, 100)).location())
+            .collect();
         store.sync_now().expect("sync");
         locs
     };
@@ -540,7 +546,9 @@ fn truncated_segment_reads_beyond_the_end_are_corrupt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let locs: Vec<Location> = {
         let store = Store::open(dir.path(), opts()).expect("open");
-        let locs = (0..3).map(|i| store.append(&payload(i, 100)).location()).collect();
+        let locs = (0..3)
+            .map(|i| store.append(&payload(i, 100)).location())
+            .collect();
         store.sync_now().expect("sync");
         locs
     };
