@@ -2041,12 +2041,9 @@ async fn priorities_and_properties_survive_kill9() {
 }
 
 /// A persistent message's own `expiration` still applies after a restart, counted from its
-/// publication (RabbitMQ stores the absolute expiry with the message). What RabbitMQ does;
-/// Warren documents that it does not (kept, ignored, for when it does).
+/// publication (RabbitMQ stores the absolute expiry with the message; Warren's queue log keeps
+/// each entry's deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "documented difference (docs/compatibility.md, Deliberate differences): a \
-            recovered message's own `expiration` is not re-applied after a restart (Queue::restore \
-            takes deadlines from x-message-ttl only), so it never expires; RabbitMQ keeps it"]
 async fn per_message_expiration_survives_restart() {
     needs_warren!();
     let mut node = Node::start("msgttl", &[]);
@@ -2081,9 +2078,6 @@ async fn per_message_expiration_survives_restart() {
 /// Queue TTL counts from publication, not from the restart: a message published 1.5 s
 /// before a restart into a queue with x-message-ttl 3000 is gone 3.5 s after publication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "documented difference (docs/compatibility.md, Deliberate differences): \
-            x-message-ttl counts again from the restart for recovered messages; RabbitMQ keeps \
-            the original deadline and drops what expired while the broker was down"]
 async fn queue_ttl_counts_from_publication_across_restart() {
     needs_warren!();
     let mut node = Node::start("qttl", &[]);
