@@ -92,7 +92,6 @@ impl Broker {
     pub fn with_persistence(persistence: Arc<Persistence>) -> Result<Arc<Broker>, String> {
         let saved = persistence.load()?;
         let broker = Arc::new(Self::build(Some(Arc::clone(&persistence))));
-        persistence.attach(Arc::downgrade(&broker));
         for v in saved {
             let vhost = broker.add_vhost(&v.name);
             vhost.restore(v);
@@ -116,8 +115,15 @@ impl Broker {
             Err(e) => tracing::warn!(error = %e, "cannot list queue logs"),
         }
         persistence.store.collect_garbage();
-        // Saved once more so that a first start writes the initial metadata.
-        persistence.save();
+        let vhosts: Vec<_> = broker
+            .vhosts
+            .read()
+            .keys()
+            .map(|v| crate::persist::put_vhost(v))
+            .collect();
+        persistence
+            .apply(vhosts)
+            .map_err(|e| format!("cannot write the definitions log: {}", e.text))?;
         Ok(broker)
     }
 

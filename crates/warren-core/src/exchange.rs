@@ -211,8 +211,9 @@ impl Exchange {
         !self.bindings.is_empty()
     }
 
-    /// Adds a binding; false when an identical one exists already (binding is idempotent).
-    pub fn bind(&mut self, binding: Binding) -> CoreResult<bool> {
+    /// Validates a binding for this exchange's type; false when an identical one exists
+    /// already. Changes nothing (`bind` does the same checks).
+    pub fn check_binding(&self, binding: &Binding) -> CoreResult<bool> {
         match self.routing_kind {
             ExchangeKind::Headers => {
                 parse_x_match(&binding.arguments).map_err(CoreError::precondition)?;
@@ -222,7 +223,12 @@ impl Exchange {
             }
             _ => {}
         }
-        if self.bindings.contains(&binding) {
+        Ok(!self.bindings.contains(binding))
+    }
+
+    /// Adds a binding; false when an identical one exists already (binding is idempotent).
+    pub fn bind(&mut self, binding: Binding) -> CoreResult<bool> {
+        if !self.check_binding(&binding)? {
             return Ok(false);
         }
         let first_for_key = !self

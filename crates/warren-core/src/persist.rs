@@ -1,22 +1,25 @@
-//! The broker's link to its store: durable metadata (vhosts, durable exchanges and queues,
-//! their bindings, policies) saved as one atomically replaced snapshot on every change, and
-//! recovery after a restart or crash (metadata first, then each durable queue's log).
+//! The broker's link to its store: durable definitions (vhosts, durable exchanges and queues,
+//! their bindings, policies) written ahead of every change as per-object records in the
+//! store's definitions log, and recovery after a restart or crash (definitions first, then
+//! each durable queue's log).
 //!
-//! The snapshot is encoded as an AMQP field table: the codec is already here, it is
-//! self-describing and versioned by a `version` key, and it never needs a schema migration
-//! tool to read. (The export format for operators, RabbitMQ's `definitions.json`, belongs to
-//! the management API.)
+//! One record per object, keyed by kind and name (length-prefixed parts, so any name is a
+//! key), valued by an AMQP field table: the codec is already here and it is self-describing.
+//! A change is one batch, appended and fdatasynced before the change is made in memory, so a
+//! change that cannot be made durable fails (541) and leaves the broker as it was; declaring
+//! one more queue among 10,000 writes one record. A data directory of the older layout (one
+//! `metadata.bin` snapshot) is read once and moved into the log. (The export format for
+//! operators, RabbitMQ's `definitions.json`, belongs to the management API.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use bytes::BytesMut;
-use parking_lot::Mutex;
 use warren_amqp::{FieldTable, FieldValue};
-use warren_store::{QueueLog, Store, StoreError};
+use warren_store::{MetaChange, QueueLog, Store, StoreError};
 
-use crate::broker::Broker;
-use crate::exchange::{Destination, ExchangeKind, ExchangeSpec};
+use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::exchange::{Binding, Destination, ExchangeKind, ExchangeSpec};
 use crate::policy::{ApplyTo, Policy};
 use crate::queue::QueueSpec;
 
@@ -28,9 +31,6 @@ pub struct Persistence {
     /// Ready bytes a queue keeps in memory before paging to the store.
     pub page_threshold: usize,
     next_queue_id: AtomicU64,
-    broker: OnceLock<Weak<Broker>>,
-    /// Serialises saves, so the last one written is the latest state.
-    save_lock: Mutex<()>,
 }
 
 /// A durable queue as the snapshot records it.
@@ -70,13 +70,7 @@ impl Persistence {
             store,
             page_threshold,
             next_queue_id: AtomicU64::new(1),
-            broker: OnceLock::new(),
-            save_lock: Mutex::new(()),
         })
-    }
-
-    pub(crate) fn attach(&self, broker: Weak<Broker>) {
-        let _ = self.broker.set(broker);
     }
 
     /// A fresh log for a new durable queue.
@@ -89,32 +83,238 @@ impl Persistence {
         self.next_queue_id.fetch_max(id + 1, Ordering::Relaxed);
     }
 
-    /// Saves the durable metadata of the whole broker now (synchronous, fsynced).
-    pub fn save(&self) {
-        let Some(broker) = self.broker.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        let _guard = self.save_lock.lock();
-        let snapshot = encode_snapshot(
-            &broker.durable_snapshot(),
-            self.next_queue_id.load(Ordering::Relaxed),
-        );
-        if let Err(e) = self.store.save_metadata(&snapshot) {
-            tracing::error!(error = %e, "cannot save durable metadata");
+    /// Makes a batch of definition changes durable, before the caller makes them in memory.
+    /// A failure is RabbitMQ's internal error (541), and nothing of the batch is applied.
+    pub fn apply(&self, changes: Vec<MetaChange>) -> CoreResult<()> {
+        if changes.is_empty() {
+            return Ok(());
         }
+        self.store.apply_metadata(changes).map_err(|e| {
+            tracing::error!(error = %e, "cannot make a definition change durable; the change is refused");
+            CoreError::new(
+                ErrorKind::InternalError,
+                format!("cannot make the change durable: {e}"),
+            )
+        })
     }
 
-    /// The saved metadata, if any.
+    /// The saved definitions. A directory of the older layout (`metadata.bin`) is moved
+    /// into the definitions log on the way.
     pub fn load(&self) -> Result<Vec<SavedVHost>, String> {
+        if self.store.metadata_log_existed() {
+            let vhosts = decode_entries(self.store.metadata_entries());
+            self.note_ids(&vhosts);
+            return Ok(vhosts);
+        }
         let Some(bytes) = self.store.load_metadata().map_err(|e| e.to_string())? else {
             return Ok(Vec::new());
         };
         let table = FieldTable::decode(&mut &bytes[..]).map_err(|e| e.to_string())?;
-        if let Some(next) = table.get("next_queue_id").and_then(FieldValue::as_i64) {
-            self.note_queue_id(u64::try_from(next).unwrap_or(1).saturating_sub(1));
-        }
-        decode_snapshot(&table)
+        let vhosts = decode_snapshot(&table)?;
+        self.note_ids(&vhosts);
+        let changes: Vec<MetaChange> = vhosts.iter().flat_map(full_state).collect();
+        self.store
+            .apply_metadata(changes)
+            .and_then(|()| self.store.remove_legacy_metadata())
+            .map_err(|e| format!("cannot move metadata.bin into the definitions log: {e}"))?;
+        tracing::info!("definitions moved from metadata.bin into metadata.log");
+        Ok(vhosts)
     }
+
+    fn note_ids(&self, vhosts: &[SavedVHost]) {
+        for v in vhosts {
+            for q in &v.queues {
+                self.note_queue_id(q.id);
+            }
+            for x in &v.exchanges {
+                if let Some(id) = x.delayed_log {
+                    self.note_queue_id(id);
+                }
+            }
+        }
+    }
+}
+
+// ----- keys and values of the definitions log -----
+
+const KEY_VHOST: u8 = b'v';
+const KEY_EXCHANGE: u8 = b'x';
+const KEY_QUEUE: u8 = b'q';
+const KEY_BINDING: u8 = b'b';
+const KEY_POLICY: u8 = b'p';
+
+fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![kind];
+    for p in parts {
+        k.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn key_parts(k: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
+    let (&kind, mut rest) = k.split_first()?;
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return None;
+        }
+        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let body = rest.get(4..4 + n)?;
+        parts.push(body);
+        rest = &rest[4 + n..];
+    }
+    Some((kind, parts))
+}
+
+fn encoded(t: FieldValue) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    if let FieldValue::Table(t) = t {
+        t.encode(&mut out);
+    }
+    out.to_vec()
+}
+
+/// The record of a vhost.
+pub fn put_vhost(vhost: &str) -> MetaChange {
+    (
+        key(KEY_VHOST, &[vhost.as_bytes()]),
+        Some(encoded(table(vec![]))),
+    )
+}
+
+/// The record of a durable exchange.
+pub fn put_exchange(vhost: &str, x: &SavedExchange) -> MetaChange {
+    let k = key(KEY_EXCHANGE, &[vhost.as_bytes(), x.spec.name.as_bytes()]);
+    (k, Some(encoded(exchange_value(x))))
+}
+
+pub fn delete_exchange(vhost: &str, name: &str) -> MetaChange {
+    (
+        key(KEY_EXCHANGE, &[vhost.as_bytes(), name.as_bytes()]),
+        None,
+    )
+}
+
+/// The record of a durable queue.
+pub fn put_queue(vhost: &str, q: &SavedQueue) -> MetaChange {
+    let k = key(KEY_QUEUE, &[vhost.as_bytes(), q.spec.name.as_bytes()]);
+    (k, Some(encoded(queue_value(q))))
+}
+
+pub fn delete_queue(vhost: &str, name: &str) -> MetaChange {
+    (key(KEY_QUEUE, &[vhost.as_bytes(), name.as_bytes()]), None)
+}
+
+fn binding_key(vhost: &str, source: &str, b: &Binding) -> Vec<u8> {
+    let (kind, name): (&[u8], &str) = match &b.destination {
+        Destination::Queue(n) => (b"q", n),
+        Destination::Exchange(n) => (b"x", n),
+    };
+    let mut args = BytesMut::new();
+    b.arguments.encode(&mut args);
+    key(
+        KEY_BINDING,
+        &[
+            vhost.as_bytes(),
+            source.as_bytes(),
+            kind,
+            name.as_bytes(),
+            b.routing_key.as_bytes(),
+            &args,
+        ],
+    )
+}
+
+/// The record of a binding between two durable ends.
+pub fn put_binding(vhost: &str, source: &str, b: &Binding) -> MetaChange {
+    let saved = SavedBinding {
+        source: source.to_string(),
+        destination: b.destination.clone(),
+        routing_key: b.routing_key.clone(),
+        arguments: b.arguments.clone(),
+    };
+    (
+        binding_key(vhost, source, b),
+        Some(encoded(binding_value(&saved))),
+    )
+}
+
+pub fn delete_binding(vhost: &str, source: &str, b: &Binding) -> MetaChange {
+    (binding_key(vhost, source, b), None)
+}
+
+pub fn put_policy(vhost: &str, p: &Policy) -> MetaChange {
+    let k = key(KEY_POLICY, &[vhost.as_bytes(), p.name.as_bytes()]);
+    (k, Some(encoded(policy_value(p))))
+}
+
+pub fn delete_policy(vhost: &str, name: &str) -> MetaChange {
+    (key(KEY_POLICY, &[vhost.as_bytes(), name.as_bytes()]), None)
+}
+
+/// Every record of one vhost's saved state.
+fn full_state(v: &SavedVHost) -> Vec<MetaChange> {
+    let mut out = vec![put_vhost(&v.name)];
+    out.extend(v.exchanges.iter().map(|x| put_exchange(&v.name, x)));
+    out.extend(v.queues.iter().map(|q| put_queue(&v.name, q)));
+    out.extend(v.bindings.iter().map(|b| {
+        let binding = Binding {
+            destination: b.destination.clone(),
+            routing_key: b.routing_key.clone(),
+            arguments: b.arguments.clone(),
+        };
+        put_binding(&v.name, &b.source, &binding)
+    }));
+    out.extend(v.policies.iter().map(|p| put_policy(&v.name, p)));
+    out
+}
+
+/// Groups the records of the definitions log back into vhosts (a record that does not
+/// decode is skipped with a warning).
+fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
+    let mut by_vhost: std::collections::BTreeMap<String, FieldTable> = Default::default();
+    let mut lists: std::collections::BTreeMap<String, [Vec<FieldValue>; 4]> = Default::default();
+    for (k, v) in entries {
+        let Some((kind, parts)) = key_parts(&k) else {
+            tracing::warn!("undecodable definitions key skipped");
+            continue;
+        };
+        let Some(vhost) = parts.first().and_then(|p| std::str::from_utf8(p).ok()) else {
+            continue;
+        };
+        let Ok(value) = FieldTable::decode(&mut &v[..]) else {
+            tracing::warn!(vhost, "undecodable definitions record skipped");
+            continue;
+        };
+        by_vhost.entry(vhost.to_string()).or_default();
+        let slot = match kind {
+            KEY_VHOST => continue,
+            KEY_EXCHANGE => 0,
+            KEY_QUEUE => 1,
+            KEY_BINDING => 2,
+            KEY_POLICY => 3,
+            _ => continue,
+        };
+        lists.entry(vhost.to_string()).or_default()[slot].push(FieldValue::Table(value));
+    }
+    let mut root = FieldTable::default();
+    root.insert("version", FieldValue::I64(SNAPSHOT_VERSION));
+    let vhosts: Vec<FieldValue> = by_vhost
+        .into_keys()
+        .map(|name| {
+            let [x, q, b, p] = lists.remove(&name).unwrap_or_default();
+            table(vec![
+                ("name", s(&name)),
+                ("exchanges", FieldValue::Array(x)),
+                ("queues", FieldValue::Array(q)),
+                ("bindings", FieldValue::Array(b)),
+                ("policies", FieldValue::Array(p)),
+            ])
+        })
+        .collect();
+    root.insert("vhosts", FieldValue::Array(vhosts));
+    decode_snapshot(&root).unwrap_or_default()
 }
 
 fn s(v: &str) -> FieldValue {
@@ -129,86 +329,52 @@ fn table(pairs: Vec<(&str, FieldValue)>) -> FieldValue {
     FieldValue::Table(t)
 }
 
-fn encode_snapshot(vhosts: &[SavedVHost], next_queue_id: u64) -> Vec<u8> {
-    let vhosts: Vec<FieldValue> = vhosts
-        .iter()
-        .map(|v| {
-            let exchanges = v
-                .exchanges
-                .iter()
-                .map(|sx| {
-                    let x = &sx.spec;
-                    let mut fields = vec![
-                        ("name", s(&x.name)),
-                        ("type", s(x.kind.as_str())),
-                        ("auto_delete", FieldValue::Bool(x.auto_delete)),
-                        ("internal", FieldValue::Bool(x.internal)),
-                        ("arguments", FieldValue::Table(x.arguments.clone())),
-                    ];
-                    if let Some(id) = sx.delayed_log {
-                        fields.push(("delayed_log", FieldValue::I64(id as i64)));
-                    }
-                    table(fields)
-                })
-                .collect();
-            let queues = v
-                .queues
-                .iter()
-                .map(|q| {
-                    table(vec![
-                        ("name", s(&q.spec.name)),
-                        ("id", FieldValue::I64(q.id as i64)),
-                        ("auto_delete", FieldValue::Bool(q.spec.auto_delete)),
-                        ("arguments", FieldValue::Table(q.spec.arguments.clone())),
-                    ])
-                })
-                .collect();
-            let bindings = v
-                .bindings
-                .iter()
-                .map(|b| {
-                    let (kind, name) = match &b.destination {
-                        Destination::Queue(n) => ("queue", n),
-                        Destination::Exchange(n) => ("exchange", n),
-                    };
-                    table(vec![
-                        ("source", s(&b.source)),
-                        ("destination", s(name)),
-                        ("destination_type", s(kind)),
-                        ("routing_key", s(&b.routing_key)),
-                        ("arguments", FieldValue::Table(b.arguments.clone())),
-                    ])
-                })
-                .collect();
-            let policies = v
-                .policies
-                .iter()
-                .map(|p| {
-                    table(vec![
-                        ("name", s(&p.name)),
-                        ("pattern", s(&p.pattern)),
-                        ("apply_to", s(p.apply_to.as_str())),
-                        ("priority", FieldValue::I64(i64::from(p.priority))),
-                        ("definition", FieldValue::Table(p.definition.clone())),
-                    ])
-                })
-                .collect();
-            table(vec![
-                ("name", s(&v.name)),
-                ("exchanges", FieldValue::Array(exchanges)),
-                ("queues", FieldValue::Array(queues)),
-                ("bindings", FieldValue::Array(bindings)),
-                ("policies", FieldValue::Array(policies)),
-            ])
-        })
-        .collect();
-    let mut root = FieldTable::default();
-    root.insert("version", FieldValue::I64(SNAPSHOT_VERSION));
-    root.insert("next_queue_id", FieldValue::I64(next_queue_id as i64));
-    root.insert("vhosts", FieldValue::Array(vhosts));
-    let mut out = BytesMut::new();
-    root.encode(&mut out);
-    out.to_vec()
+fn exchange_value(sx: &SavedExchange) -> FieldValue {
+    let x = &sx.spec;
+    let mut fields = vec![
+        ("name", s(&x.name)),
+        ("type", s(x.kind.as_str())),
+        ("auto_delete", FieldValue::Bool(x.auto_delete)),
+        ("internal", FieldValue::Bool(x.internal)),
+        ("arguments", FieldValue::Table(x.arguments.clone())),
+    ];
+    if let Some(id) = sx.delayed_log {
+        fields.push(("delayed_log", FieldValue::I64(id as i64)));
+    }
+    table(fields)
+}
+
+fn queue_value(q: &SavedQueue) -> FieldValue {
+    table(vec![
+        ("name", s(&q.spec.name)),
+        ("id", FieldValue::I64(q.id as i64)),
+        ("auto_delete", FieldValue::Bool(q.spec.auto_delete)),
+        ("arguments", FieldValue::Table(q.spec.arguments.clone())),
+    ])
+}
+
+fn binding_value(b: &SavedBinding) -> FieldValue {
+    let (kind, name) = match &b.destination {
+        Destination::Queue(n) => ("queue", n),
+        Destination::Exchange(n) => ("exchange", n),
+    };
+    table(vec![
+        ("source", s(&b.source)),
+        ("destination", s(name)),
+        ("destination_type", s(kind)),
+        ("routing_key", s(&b.routing_key)),
+        ("arguments", FieldValue::Table(b.arguments.clone())),
+    ])
+}
+
+fn policy_value(p: &Policy) -> FieldValue {
+    table(vec![
+        ("name", s(&p.name)),
+        ("pattern", s(&p.pattern)),
+        ("apply_to", s(p.apply_to.as_str())),
+        ("priority", FieldValue::I64(i64::from(p.priority))),
+        ("definition", FieldValue::Table(p.definition.clone())),
+    ])
 }
 
 fn decode_snapshot(root: &FieldTable) -> Result<Vec<SavedVHost>, String> {

@@ -4,11 +4,18 @@
 //!
 //! The topology sits behind one read-write lock: publishing only reads it, while declares,
 //! binds and deletes (rare) write it. That keeps every topology change atomic and simple.
+//!
+//! Changes to durable definitions are written ahead: under the vhost's `definitions` mutex
+//! (which every topology change holds, so what was checked stays true), a change is checked
+//! against the topology under the read lock, made durable in the store's definitions log
+//! (one record per object, one fdatasync) with no topology lock held, and only then applied
+//! under the write lock. A change that cannot be made durable fails with 541 and leaves the
+//! vhost as it was; publishers are never stalled behind a definitions fsync.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use warren_amqp::{FieldTable, FieldValue};
 
 use crate::clock::unix_secs;
@@ -17,12 +24,13 @@ use crate::delayed::DelayedStorage;
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
 use crate::message::Message;
-use crate::persist::{Persistence, SavedBinding, SavedExchange, SavedQueue, SavedVHost};
+use crate::persist::{self, Persistence, SavedBinding, SavedExchange, SavedQueue, SavedVHost};
 use crate::policy::{self, Policy};
 use crate::queue::QueueStorage;
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
+use warren_store::MetaChange;
 
 /// How many dead letters one routing pass may produce in a chain (a length-limited DLX target
 /// dropping into another...): a bound, not an expected size.
@@ -47,6 +55,8 @@ struct Topology {
 pub struct VHost {
     pub name: String,
     topology: RwLock<Topology>,
+    /// Held by every change of the topology or the policies (see the module doc).
+    definitions: Mutex<()>,
     policies: RwLock<Vec<Policy>>,
     timers: Arc<Timers>,
     persistence: Option<Arc<Persistence>>,
@@ -100,6 +110,7 @@ impl VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(topology),
+            definitions: Mutex::new(()),
             policies: RwLock::new(Vec::new()),
             timers,
             persistence,
@@ -124,8 +135,8 @@ impl VHost {
                 "operation not permitted on the default exchange",
             ));
         }
-        let mut topo = self.topology.write();
-        if let Some(existing) = topo.exchanges.get(&spec.name) {
+        let _defs = self.definitions.lock();
+        if let Some(existing) = self.topology.read().exchanges.get(&spec.name) {
             if passive {
                 return Ok(());
             }
@@ -159,11 +170,22 @@ impl VHost {
                 });
             }
         }
-        topo.exchanges.insert(exchange.spec.name.clone(), exchange);
-        drop(topo);
         if durable {
-            self.persist();
+            let saved = SavedExchange {
+                spec: exchange.spec.clone(),
+                delayed_log: exchange.delayed.as_ref().and_then(|d| d.log_id()),
+            };
+            if let Err(e) = self.write_ahead(vec![persist::put_exchange(&self.name, &saved)]) {
+                if let (Some(id), Some(p)) = (saved.delayed_log, &self.persistence) {
+                    let _ = p.store.remove_queue_log(id);
+                }
+                return Err(e);
+            }
         }
+        self.topology
+            .write()
+            .exchanges
+            .insert(exchange.spec.name.clone(), exchange);
         Ok(())
     }
 
@@ -223,22 +245,22 @@ impl VHost {
                 self.name
             )));
         }
-        let mut topo = self.topology.write();
-        let Some(x) = topo.exchanges.get(name) else {
-            return Ok(());
+        let _defs = self.definitions.lock();
+        let changes = {
+            let topo = self.topology.read();
+            let Some(x) = topo.exchanges.get(name) else {
+                return Ok(());
+            };
+            if if_unused && x.has_bindings() {
+                return Err(CoreError::precondition(format!(
+                    "exchange '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            self.removal_changes(&topo, Removed::Exchange(name))
         };
-        if if_unused && x.has_bindings() {
-            return Err(CoreError::precondition(format!(
-                "exchange '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        let durable = x.spec.durable;
-        remove_exchange(&mut topo, name);
-        drop(topo);
-        if durable {
-            self.persist();
-        }
+        self.write_ahead(changes)?;
+        remove_exchange(&mut self.topology.write(), name);
         Ok(())
     }
 
@@ -257,9 +279,9 @@ impl VHost {
         passive: bool,
         connection_id: u64,
     ) -> CoreResult<DeclaredQueue> {
-        let mut topo = self.topology.write();
-        if let Some(q) = topo.queues.get(&spec.name) {
-            let q = Arc::clone(q);
+        let _defs = self.definitions.lock();
+        let existing = self.topology.read().queues.get(&spec.name).cloned();
+        if let Some(q) = existing {
             self.check_exclusive(&q, connection_id)?;
             if !passive {
                 if spec.exclusive_owner.is_some() != q.spec.exclusive_owner.is_some() {
@@ -294,12 +316,22 @@ impl VHost {
             router,
             storage,
         );
-        topo.queues
-            .insert(queue.spec.name.clone(), Arc::clone(&queue));
-        drop(topo);
-        if logged {
-            self.persist();
+        if let Some(id) = queue.log_id() {
+            let saved = SavedQueue {
+                id,
+                spec: queue.spec.clone(),
+            };
+            if let Err(e) = self.write_ahead(vec![persist::put_queue(&self.name, &saved)]) {
+                if let Some(p) = &self.persistence {
+                    let _ = p.store.remove_queue_log(id);
+                }
+                return Err(e);
+            }
         }
+        self.topology
+            .write()
+            .queues
+            .insert(queue.spec.name.clone(), Arc::clone(&queue));
         Ok(DeclaredQueue {
             counts: queue.counts(),
             queue,
@@ -359,8 +391,8 @@ impl VHost {
         if_empty: bool,
         connection_id: u64,
     ) -> CoreResult<u32> {
-        let mut topo = self.topology.write();
-        let Some(q) = topo.queues.get(name).cloned() else {
+        let _defs = self.definitions.lock();
+        let Some(q) = self.topology.read().queues.get(name).cloned() else {
             return Ok(0);
         };
         self.check_exclusive(&q, connection_id)?;
@@ -376,42 +408,56 @@ impl VHost {
                 self.name
             )));
         }
-        let count = remove_queue(&mut topo, &q);
-        drop(topo);
-        if q.log_id().is_some() {
-            self.persist();
-        }
+        let changes = self.removal_changes(&self.topology.read(), Removed::Queue(&q));
+        self.write_ahead(changes)?;
+        let count = remove_queue(&mut self.topology.write(), &q);
         Ok(count)
     }
 
     /// Deletes `queue` if it is still the one registered under its name (auto-delete after
     /// the last consumer left).
+    /// If the deletion cannot be made durable, the queue stays (logged): memory and disk
+    /// agree, and the next trigger tries again.
     pub fn delete_queue_instance(&self, queue: &Arc<Queue>) {
-        let mut topo = self.topology.write();
-        if topo
-            .queues
-            .get(queue.name())
-            .is_some_and(|q| Arc::ptr_eq(q, queue))
-        {
-            remove_queue(&mut topo, queue);
-            drop(topo);
-            if queue.log_id().is_some() {
-                self.persist();
+        let _defs = self.definitions.lock();
+        let changes = {
+            let topo = self.topology.read();
+            let current = topo
+                .queues
+                .get(queue.name())
+                .is_some_and(|q| Arc::ptr_eq(q, queue));
+            if !current {
+                return;
             }
+            self.removal_changes(&topo, Removed::Queue(queue))
+        };
+        if self.write_ahead(changes).is_err() {
+            tracing::error!(vhost = %self.name, queue = %queue.name(), "queue not deleted: its deletion cannot be made durable");
+            return;
         }
+        remove_queue(&mut self.topology.write(), queue);
     }
 
     /// Removes every exclusive queue owned by a closing connection.
     pub fn delete_exclusive_queues(&self, connection_id: u64) {
-        let mut topo = self.topology.write();
-        let owned: Vec<Arc<Queue>> = topo
+        let _defs = self.definitions.lock();
+        let owned: Vec<Arc<Queue>> = self
+            .topology
+            .read()
             .queues
             .values()
             .filter(|q| q.spec.exclusive_owner == Some(connection_id))
             .cloned()
             .collect();
         for q in owned {
-            remove_queue(&mut topo, &q);
+            // Exclusive queues are never saved, but removing their bindings can auto-delete
+            // a durable exchange. Their owner is gone: they go even if that cannot be saved
+            // (the exchange then comes back after a restart, logged).
+            let changes = self.removal_changes(&self.topology.read(), Removed::Queue(&q));
+            if self.write_ahead(changes).is_err() {
+                tracing::error!(vhost = %self.name, queue = %q.name(), "an auto-deleted exchange will come back after a restart: its deletion cannot be made durable");
+            }
+            remove_queue(&mut self.topology.write(), &q);
         }
     }
 
@@ -430,21 +476,31 @@ impl VHost {
         arguments: FieldTable,
         connection_id: u64,
     ) -> CoreResult<()> {
-        let mut topo = self.topology.write();
-        self.check_binding_ends(&topo, source, &destination, connection_id)?;
+        let _defs = self.definitions.lock();
         let binding = Binding {
             destination,
             routing_key: routing_key.to_string(),
             arguments,
         };
-        let x = topo
-            .exchanges
-            .get_mut(source)
-            .ok_or_else(|| self.no_exchange(source))?;
-        let durable = x.spec.durable;
-        if x.bind(binding)? && durable {
-            drop(topo);
-            self.persist();
+        let changes = {
+            let topo = self.topology.read();
+            self.check_binding_ends(&topo, source, &binding.destination, connection_id)?;
+            let x = topo
+                .exchanges
+                .get(source)
+                .ok_or_else(|| self.no_exchange(source))?;
+            if !x.check_binding(&binding)? {
+                return Ok(());
+            }
+            if self.binding_is_saved(&topo, x, &binding) {
+                vec![persist::put_binding(&self.name, source, &binding)]
+            } else {
+                Vec::new()
+            }
+        };
+        self.write_ahead(changes)?;
+        if let Some(x) = self.topology.write().exchanges.get_mut(source) {
+            x.bind(binding)?;
         }
         Ok(())
     }
@@ -464,29 +520,41 @@ impl VHost {
                 "operation not permitted on the default exchange",
             ));
         }
-        let mut topo = self.topology.write();
-        if let Destination::Queue(q) = &destination {
-            if let Some(queue) = topo.queues.get(q) {
-                self.check_exclusive(queue, connection_id)?;
-            }
-        }
+        let _defs = self.definitions.lock();
         let binding = Binding {
             destination,
             routing_key: routing_key.to_string(),
             arguments,
         };
-        // Unbinding is idempotent in RabbitMQ: a missing queue, exchange or binding is fine.
-        let Some(x) = topo.exchanges.get_mut(source) else {
-            return Ok(());
+        let changes = {
+            let topo = self.topology.read();
+            if let Destination::Queue(q) = &binding.destination {
+                if let Some(queue) = topo.queues.get(q) {
+                    self.check_exclusive(queue, connection_id)?;
+                }
+            }
+            // Unbinding is idempotent in RabbitMQ: a missing queue, exchange or binding is fine.
+            let Some(x) = topo.exchanges.get(source) else {
+                return Ok(());
+            };
+            if !x.bindings().contains(&binding) {
+                return Ok(());
+            }
+            let mut changes = Vec::new();
+            if self.binding_is_saved(&topo, x, &binding) {
+                changes.push(persist::delete_binding(&self.name, source, &binding));
+            }
+            if x.spec.auto_delete && x.bindings().len() == 1 {
+                changes.extend(self.removal_changes(&topo, Removed::Exchange(source)));
+            }
+            changes
         };
-        let durable = x.spec.durable;
-        let removed = x.unbind(&binding);
-        if removed && x.spec.auto_delete && !x.has_bindings() {
-            remove_exchange(&mut topo, source);
-        }
-        drop(topo);
-        if removed && durable {
-            self.persist();
+        self.write_ahead(changes)?;
+        let mut topo = self.topology.write();
+        if let Some(x) = topo.exchanges.get_mut(source) {
+            if x.unbind(&binding) && x.spec.auto_delete && !x.has_bindings() {
+                remove_exchange(&mut topo, source);
+            }
         }
         Ok(())
     }
@@ -544,9 +612,91 @@ impl VHost {
         }))
     }
 
-    fn persist(&self) {
-        if let Some(p) = &self.persistence {
-            p.save();
+    /// Makes definition changes durable before they are applied (see the module doc).
+    fn write_ahead(&self, changes: Vec<MetaChange>) -> CoreResult<()> {
+        match &self.persistence {
+            Some(p) => p.apply(changes),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a binding is (to be) in the definitions log: both of its ends are durable.
+    fn binding_is_saved(&self, topo: &Topology, source: &Exchange, b: &Binding) -> bool {
+        self.persistence.is_some()
+            && source.spec.durable
+            && match &b.destination {
+                Destination::Queue(q) => topo.queues.get(q).is_some_and(|q| q.log_id().is_some()),
+                Destination::Exchange(e) => topo.exchanges.get(e).is_some_and(|x| x.spec.durable),
+            }
+    }
+
+    /// The definitions-log deletes that removing a queue or an exchange causes, worked out
+    /// without changing anything: the object, every saved binding to it (and, for an
+    /// exchange, from it), and the auto-delete exchanges this leaves without bindings, in
+    /// cascade, as `remove_bindings_to` will do it.
+    fn removal_changes(&self, topo: &Topology, removed: Removed<'_>) -> Vec<MetaChange> {
+        if self.persistence.is_none() {
+            return Vec::new();
+        }
+        let mut changes = Vec::new();
+        let mut gone: Vec<&str> = Vec::new();
+        let mut dests: Vec<Destination> = Vec::new();
+        match removed {
+            Removed::Queue(q) => {
+                if q.log_id().is_some() {
+                    changes.push(persist::delete_queue(&self.name, q.name()));
+                }
+                dests.push(Destination::Queue(q.name().to_string()));
+            }
+            Removed::Exchange(name) => {
+                let Some(x) = topo.exchanges.get(name) else {
+                    return changes;
+                };
+                self.exchange_gone(topo, x, &mut changes);
+                gone.push(x.name());
+                dests.push(Destination::Exchange(name.to_string()));
+            }
+        }
+        let mut removed_count: HashMap<&str, usize> = HashMap::new();
+        while let Some(d) = dests.pop() {
+            for x in topo.exchanges.values() {
+                if gone.contains(&x.name()) {
+                    continue;
+                }
+                let mut n = 0;
+                for b in x.bindings().iter().filter(|b| b.destination == d) {
+                    n += 1;
+                    if self.binding_is_saved(topo, x, b) {
+                        changes.push(persist::delete_binding(&self.name, x.name(), b));
+                    }
+                }
+                if n == 0 {
+                    continue;
+                }
+                let count = removed_count.entry(x.name()).or_default();
+                *count += n;
+                if x.spec.auto_delete && *count == x.bindings().len() {
+                    gone.push(x.name());
+                    if x.spec.durable {
+                        changes.push(persist::delete_exchange(&self.name, x.name()));
+                    }
+                    dests.push(Destination::Exchange(x.name().to_string()));
+                }
+            }
+        }
+        changes
+    }
+
+    /// The deletes for an exchange and its own saved bindings.
+    fn exchange_gone(&self, topo: &Topology, x: &Exchange, changes: &mut Vec<MetaChange>) {
+        if !x.spec.durable {
+            return;
+        }
+        changes.push(persist::delete_exchange(&self.name, x.name()));
+        for b in x.bindings() {
+            if self.binding_is_saved(topo, x, b) {
+                changes.push(persist::delete_binding(&self.name, x.name(), b));
+            }
         }
     }
 
@@ -717,29 +867,28 @@ impl VHost {
     // ----- policies -----
 
     /// Adds or replaces a policy and applies it to every matching queue and exchange.
-    pub fn set_policy(&self, policy: Policy) {
+    pub fn set_policy(&self, policy: Policy) -> CoreResult<()> {
+        let _defs = self.definitions.lock();
+        self.write_ahead(vec![persist::put_policy(&self.name, &policy)])?;
         {
             let mut policies = self.policies.write();
             policies.retain(|p| p.name != policy.name);
             policies.push(policy);
         }
         self.apply_policies();
-        self.persist();
+        Ok(())
     }
 
     /// Removes a policy; false if there was none of that name.
-    pub fn clear_policy(&self, name: &str) -> bool {
-        let removed = {
-            let mut policies = self.policies.write();
-            let before = policies.len();
-            policies.retain(|p| p.name != name);
-            before != policies.len()
-        };
-        if removed {
-            self.apply_policies();
-            self.persist();
+    pub fn clear_policy(&self, name: &str) -> CoreResult<bool> {
+        let _defs = self.definitions.lock();
+        if !self.policies.read().iter().any(|p| p.name == name) {
+            return Ok(false);
         }
-        removed
+        self.write_ahead(vec![persist::delete_policy(&self.name, name)])?;
+        self.policies.write().retain(|p| p.name != name);
+        self.apply_policies();
+        Ok(true)
     }
 
     pub fn policies(&self) -> Vec<Policy> {
@@ -932,6 +1081,12 @@ impl DeadLetterRouter for VHost {
             }
         }
     }
+}
+
+/// What a removal starts from (see `VHost::removal_changes`).
+enum Removed<'a> {
+    Queue(&'a Arc<Queue>),
+    Exchange(&'a str),
 }
 
 /// Refuses client-chosen queue names in the reserved `amq.` namespace (403).

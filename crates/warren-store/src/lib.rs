@@ -58,6 +58,7 @@
 mod error;
 mod flusher;
 mod metadata;
+mod metadata_log;
 mod queue_log;
 mod segment;
 mod sys;
@@ -75,6 +76,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 pub use error::StoreError;
+pub use metadata_log::MetaChange;
 pub use queue_log::{QueueLog, RecoveredEntry};
 
 use queue_log::QueueLogInner;
@@ -155,6 +157,8 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Acks waiting for a generation to be durable (`QueueLog::ack_after`).
     pub deferred_acks: Mutex<Vec<queue_log::DeferredAck>>,
+    /// The definitions log (its own lock: a declare never waits for the flusher).
+    pub meta_log: Mutex<metadata_log::MetaLog>,
 }
 
 impl Shared {
@@ -333,6 +337,7 @@ impl Store {
         if let Some(next) = flusher::read_next_id(&seg_dir) {
             segs.current = segs.current.max(next);
         }
+        let meta_log = metadata_log::MetaLog::open(dir)?;
         let (synced_tx, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -361,6 +366,7 @@ impl Store {
             meta_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
             deferred_acks: Mutex::new(Vec::new()),
+            meta_log: Mutex::new(meta_log),
         });
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
@@ -569,6 +575,39 @@ impl Store {
     }
 
     // ---- metadata ----
+
+    /// Applies one batch of definition changes durably (appended to `metadata.log` and
+    /// fdatasynced, whatever `fsync` says) before returning. All or nothing: on error none
+    /// of the batch is applied, and a restart does not see it. Synchronous I/O on the calling
+    /// thread; cost independent of how many definitions exist.
+    pub fn apply_metadata(&self, changes: Vec<MetaChange>) -> Result<(), StoreError> {
+        let sh = self.shared();
+        let n = sh.meta_log.lock().append(changes)?;
+        sh.fsyncs.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every live definition (key, value) in the definitions log.
+    pub fn metadata_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.shared().meta_log.lock().entries()
+    }
+
+    /// Whether `metadata.log` existed when the store was opened (false for a new directory,
+    /// or one written by a version that kept a whole-snapshot `metadata.bin`).
+    pub fn metadata_log_existed(&self) -> bool {
+        self.shared().meta_log.lock().existed
+    }
+
+    /// Removes the whole-snapshot metadata files of an older layout once their contents were
+    /// moved into the definitions log.
+    pub fn remove_legacy_metadata(&self) -> Result<(), StoreError> {
+        let dir = &self.shared().dir;
+        for name in [metadata::META_FILE, metadata::META_PREV_FILE] {
+            remove_if_exists(&dir.join(name))?;
+        }
+        sys::sync_dir(dir)?;
+        Ok(())
+    }
 
     /// Replaces the metadata blob atomically (temp file, fsync, rename, directory fsync).
     /// Synchronous: does I/O on the calling thread.

@@ -114,13 +114,13 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
             let name = text("name");
             let policy = Policy::new(&name, &text("pattern"), definition, apply_to, priority)
                 .map_err(|e| e.text)?;
-            vhost.set_policy(policy);
+            vhost.set_policy(policy).map_err(|e| e.text)?;
             info!(vhost = vhost_name, policy = %name, "policy set");
             Ok(json!({}))
         }
         "clear_policy" => {
             let name = text("name");
-            if vhost.clear_policy(&name) {
+            if vhost.clear_policy(&name).map_err(|e| e.text)? {
                 info!(vhost = vhost_name, policy = %name, "policy cleared");
                 Ok(json!({}))
             } else {
