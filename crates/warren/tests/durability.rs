@@ -2464,3 +2464,151 @@ async fn paged_transient_messages_do_not_survive_restart() {
 
 #[path = "durability/paths.rs"]
 mod paths;
+
+// ---------------------------------------------------------------------------------------------
+// Definition changes that cannot be made durable
+// ---------------------------------------------------------------------------------------------
+
+/// `chattr +i` (or `-i`) on a file: an immutable file refuses writes even through a
+/// descriptor opened before, which is how these tests make the definitions log fail.
+fn set_immutable(path: &Path, on: bool) {
+    let flag = if on { "+i" } else { "-i" };
+    let status = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .expect("run chattr (e2fsprogs)");
+    assert!(
+        status.success(),
+        "chattr {flag} {} failed: the data directory must be on ext4 or similar",
+        path.display()
+    );
+}
+
+/// A declare or bind whose definitions record cannot be written fails with 541
+/// INTERNAL_ERROR (RabbitMQ's answer to an internal failure) and changes nothing: the queue
+/// or binding does not exist afterwards, in this run or after a restart; once the disk
+/// works again, the same calls succeed and survive kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_change_that_cannot_be_saved_fails_with_541_and_changes_nothing() {
+    needs_warren!();
+    let mut node = Node::start("meta-fail", &[]);
+    let log = node.store().join("metadata.log");
+    {
+        let (_c, ch) = connect_channel(node.broker()).await;
+        ch.exchange_declare(
+            "mf-x".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.declare");
+        declare_durable(&ch, "mf-bound").await;
+    }
+    set_immutable(&log, true);
+    // queue.declare: refused, and the queue does not exist.
+    let (_c, ch) = connect_channel(node.broker()).await;
+    let res = ch
+        .queue_declare(
+            "mf-q".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    let text = expect_code(res, 541);
+    assert!(text.contains("cannot make the change durable"), "{text}");
+    // queue.bind: refused too.
+    let (_c, ch) = connect_channel(node.broker()).await;
+    let res = ch
+        .queue_bind(
+            "mf-bound".into(),
+            "mf-x".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    expect_code(res, 541);
+    set_immutable(&log, false);
+    let (_c, ch) = connect_channel(node.broker()).await;
+    assert!(!queue_exists(&_c, "mf-q").await, "a refused declare left a queue");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let pc = ch
+        .basic_publish(
+            "mf-x".into(),
+            "k".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            persistent(),
+        )
+        .await
+        .unwrap();
+    pc.await.unwrap();
+    assert_eq!(
+        ready_count(&ch, "mf-bound").await,
+        0,
+        "a refused bind left a binding"
+    );
+    // With the disk back, the same definitions work and are durable.
+    declare_durable(&ch, "mf-q").await;
+    ch.queue_bind(
+        "mf-bound".into(),
+        "mf-x".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    tokio::task::block_in_place(|| node.kill9());
+    node.restart();
+    let (c, ch) = connect_channel(node.broker()).await;
+    assert!(queue_exists(&c, "mf-q").await);
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "mf-x", "k", b"y", persistent()).await;
+    assert_eq!(ready_count(&ch, "mf-bound").await, 1);
+    assert_no_panic(&node);
+}
+
+/// Declaring one more durable queue among many writes one record: the definitions log
+/// grows by about the same few hundred bytes per queue, however many exist (no rewrite of
+/// the whole set), and everything comes back after kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declares_append_one_record_each_and_survive_kill9() {
+    needs_warren!();
+    let mut node = Node::start("meta-many", &[]);
+    let log = node.store().join("metadata.log");
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let (_c, ch) = connect_channel(node.broker()).await;
+    let mut growth = Vec::new();
+    for i in 0..600 {
+        let before = size();
+        declare_durable(&ch, &format!("mm-{i:04}")).await;
+        growth.push(size() - before);
+    }
+    let (first, last) = (growth[0], growth[599]);
+    assert!(
+        last <= first + 8 && last < 200,
+        "the 600th declare wrote {last} bytes, the first {first}"
+    );
+    drop(ch);
+    drop(_c);
+    tokio::task::block_in_place(|| node.kill9());
+    node.restart();
+    let (c, _ch) = connect_channel(node.broker()).await;
+    for i in [0, 299, 599] {
+        assert!(queue_exists(&c, &format!("mm-{i:04}")).await);
+    }
+    assert_no_panic(&node);
+}
