@@ -16,7 +16,9 @@
 # Raw JSON lines are kept in $OUT_DIR (default: a temp dir, path printed).
 #
 # Environment: RABBITMQ_URI, RABBITMQ_PID (if it cannot be found), WARREN_PORT
-# (5680), OUT_DIR, and DURATION / BACKLOG / IDLE_CONNECTIONS (see scenarios.sh).
+# (5680), WARREN_BIN (another build, e.g. the one before a change), SKIP_RABBITMQ=1 (Warren
+# only, for a before/after pair where RabbitMQ ran once), OUT_DIR, and DURATION / BACKLOG /
+# PERSISTENT_BACKLOG / IDLE_CONNECTIONS (see scenarios.sh).
 # Every loop is bounded; only processes this script started are stopped.
 set -euo pipefail
 
@@ -252,6 +254,14 @@ print_table() {
                     '(if .connections then (.broker_peak_rss_kib - .broker_rss_before_kib) / .connections.opened else null end)' lower 1
                 row "10 connections" "open ms per connection" s10-connections '.connections.open_mean_ms' lower 2
                 ;;
+            11)
+                row "11 persistent backlog publish" "msg/s" s11-persistent-publish .publish_rate higher 0
+                row "11 persistent backlog drain" "msg/s" s11-persistent-drain .consume_rate higher 0
+                local w11 r11
+                w11="$(peak_mib "$OUT_DIR/warren.jsonl" s11-persistent-publish s11-persistent-drain)"
+                r11="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" s11-persistent-publish s11-persistent-drain)"
+                echo "| 11 persistent backlog | peak RSS MiB | $(fmt "$w11" 0) | $(fmt "$r11" 0) | $(awk -v a="$w11" -v b="$r11" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }') | | |"
+                ;;
         esac
     done
     echo
@@ -262,16 +272,16 @@ print_table() {
 
 if [[ $# -gt 0 ]]; then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
 for s in "${SCENARIOS[@]}"; do
-    [[ "$s" =~ ^([1-9]|10)$ ]] || { log "unknown scenario $s (1..10)"; exit 2; }
+    [[ "$s" =~ ^([1-9]|10|11)$ ]] || { log "unknown scenario $s (1..11)"; exit 2; }
 done
 ulimit -n 65536 2>/dev/null || true
 if [[ ! -x "$PERF" ]]; then ensure_perf; fi
 start_warren
-ensure_rabbit
+if [[ -z "${SKIP_RABBITMQ:-}" ]]; then ensure_rabbit; fi
 : >"$OUT_DIR/warren.jsonl"
 : >"$OUT_DIR/rabbitmq.jsonl"
 for s in "${SCENARIOS[@]}"; do
-    if [[ "$s" == 9 || "$s" == 10 ]]; then
+    if [[ "$s" == 9 || "$s" == 10 || "$s" == 11 ]]; then
         # memory scenarios: a fresh Warren, so its RSS baseline and peak are
         # this scenario's own and not what earlier scenarios left allocated
         stop_warren
@@ -280,8 +290,10 @@ for s in "${SCENARIOS[@]}"; do
     log "scenario $s: warren"
     URI="$WARREN_URI" BROKER_PID="$WARREN_PID" BROKER_NAME=warren
     "scenario_$s" | tee -a "$OUT_DIR/warren.jsonl" >&2
-    log "scenario $s: rabbitmq"
-    URI="$RABBITMQ_URI" BROKER_PID="$RABBIT_PID" BROKER_NAME=rabbitmq
-    "scenario_$s" | tee -a "$OUT_DIR/rabbitmq.jsonl" >&2
+    if [[ -z "${SKIP_RABBITMQ:-}" ]]; then
+        log "scenario $s: rabbitmq"
+        URI="$RABBITMQ_URI" BROKER_PID="$RABBIT_PID" BROKER_NAME=rabbitmq
+        "scenario_$s" | tee -a "$OUT_DIR/rabbitmq.jsonl" >&2
+    fi
 done
 print_table

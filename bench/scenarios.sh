@@ -8,6 +8,7 @@
 #   PERF      the load generator (default: target/release/warren-perf, built if missing)
 #   DURATION  seconds per timed run (default 10)
 #   BACKLOG   messages for scenario 9 (default 1000000)
+#   PERSISTENT_BACKLOG  messages for scenario 11 (default 2097152: 2 GiB of 1 KiB bodies)
 #   IDLE_CONNECTIONS  connections for scenario 10 (default 1000)
 #
 # Sourced by bench/compare.sh, which replaces `run_perf` to sample the
@@ -20,8 +21,9 @@ ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 PERF="${PERF:-$ROOT/target/release/warren-perf}"
 DURATION="${DURATION:-10}"
 BACKLOG="${BACKLOG:-1000000}"
+PERSISTENT_BACKLOG="${PERSISTENT_BACKLOG:-2097152}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
-ALL_SCENARIOS=(1 2 3 4 5 6 7 8 9 10)
+ALL_SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11)
 
 ensure_perf() {
     if [[ ! -x "$PERF" ]]; then
@@ -87,6 +89,13 @@ scenario_9() { # backlog: publish BACKLOG x 1 KiB with no consumer (confirmed), 
         --ack manual --multiple-ack-every 100 --prefetch 1000 --duration 600 --delete-queues
 }
 
+scenario_11() { # persistent backlog: PERSISTENT_BACKLOG x 1 KiB, durable, confirmed, then drained
+    run_perf s11-persistent-publish --queue-pattern perf-s11-%d --durable --persistent \
+        --publish-only --size 1024 --confirm 1000 --count "$PERSISTENT_BACKLOG" --duration 900
+    run_perf s11-persistent-drain --queue-pattern perf-s11-%d --durable --consume-only \
+        --ack manual --multiple-ack-every 100 --prefetch 1000 --duration 900 --delete-queues
+}
+
 scenario_10() { # connections: IDLE_CONNECTIONS idle connections with a channel each
     run_perf s10-connections --connections-only "$IDLE_CONNECTIONS" --duration "$DURATION"
 }
@@ -95,8 +104,8 @@ run_scenarios() {
     local s
     for s in "$@"; do
         case "$s" in
-            1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10) "scenario_$s" ;;
-            *) echo "unknown scenario $s (1..10)" >&2; return 2 ;;
+            1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11) "scenario_$s" ;;
+            *) echo "unknown scenario $s (1..11)" >&2; return 2 ;;
         esac
     done
 }

@@ -908,15 +908,15 @@ impl Queue {
         }
         let (storage, loc) = (self.storage.as_ref()?, e.loc?);
         match storage.store.read(loc) {
-            Ok(record) => {
-                match Message::decode_record(record, Some(storage.store.reference(loc))) {
-                    Some(m) => Some(Arc::new(m)),
-                    None => {
-                        tracing::warn!(queue = %self.spec.name, ?loc, "undecodable message record skipped");
-                        None
-                    }
+            // The bytes are the message's own copy and the entry keeps its reference: the
+            // message needs none (no queue re-admits a message read back from its record).
+            Ok(record) => match Message::decode_record(record, None) {
+                Some(m) => Some(Arc::new(m)),
+                None => {
+                    tracing::warn!(queue = %self.spec.name, ?loc, "undecodable message record skipped");
+                    None
                 }
-            }
+            },
             Err(err) => {
                 tracing::warn!(queue = %self.spec.name, ?loc, error = %err, "unreadable message record skipped");
                 None

@@ -2538,7 +2538,10 @@ async fn definition_change_that_cannot_be_saved_fails_with_541_and_changes_nothi
     expect_code(res, 541);
     set_immutable(&log, false);
     let (_c, ch) = connect_channel(node.broker()).await;
-    assert!(!queue_exists(&_c, "mf-q").await, "a refused declare left a queue");
+    assert!(
+        !queue_exists(&_c, "mf-q").await,
+        "a refused declare left a queue"
+    );
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
