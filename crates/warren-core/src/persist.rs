@@ -101,8 +101,11 @@ impl Persistence {
     /// The saved definitions. A directory of the older layout (`metadata.bin`) is moved
     /// into the definitions log on the way.
     pub fn load(&self) -> Result<Vec<SavedVHost>, String> {
-        if self.store.metadata_log_existed() {
-            let vhosts = decode_entries(self.store.metadata_entries());
+        let entries = self.store.metadata_entries();
+        // An empty log with a metadata.bin beside it is a move from the older layout that
+        // did not finish (every finished one leaves at least the vhost records).
+        if !entries.is_empty() {
+            let vhosts = decode_entries(entries);
             self.note_ids(&vhosts);
             return Ok(vhosts);
         }
