@@ -176,7 +176,7 @@ impl Broker {
     /// Runs every timer that is due (message expiry, `x-expires`, delayed messages).
     pub fn run_due_timers(&self) {
         for target in self.timers.take_due(crate::clock::now_ms()) {
-            target.fire(self);
+            target.fire();
         }
     }
 

@@ -17,7 +17,6 @@ use parking_lot::Mutex;
 use bytes::{BufMut, Bytes, BytesMut};
 use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 
-use crate::broker::Broker;
 use crate::clock::{now_ms, unix_millis};
 use crate::dead_letter::SourceSettle;
 use crate::message::Message;
@@ -58,10 +57,16 @@ impl Ord for Held {
     }
 }
 
+/// Where due messages go: the exchange's vhost routes them the way `x-delayed-type` does.
+pub trait DelayedRouter: Send + Sync {
+    fn route_due(&self, exchange: &str, msg: Arc<Message>);
+}
+
 /// The held messages of one delayed-message exchange.
 pub struct DelayedMessages {
-    vhost: String,
     exchange: String,
+    /// Set by the owning vhost: where due messages go, and the timers that wake us.
+    owner: std::sync::OnceLock<(Weak<dyn DelayedRouter>, Arc<Timers>)>,
     held: Mutex<BinaryHeap<Held>>,
     next_order: AtomicU64,
     storage: std::sync::OnceLock<DelayedStorage>,
@@ -69,15 +74,20 @@ pub struct DelayedMessages {
 }
 
 impl DelayedMessages {
-    pub fn new(vhost: &str, exchange: &str) -> Arc<DelayedMessages> {
+    pub fn new(exchange: &str) -> Arc<DelayedMessages> {
         Arc::new_cyclic(|me| DelayedMessages {
-            vhost: vhost.to_string(),
             exchange: exchange.to_string(),
+            owner: std::sync::OnceLock::new(),
             held: Mutex::new(BinaryHeap::new()),
             next_order: AtomicU64::new(0),
             storage: std::sync::OnceLock::new(),
             me: me.clone(),
         })
+    }
+
+    /// Gives the exchange its router (its vhost) and the timers that wake it.
+    pub fn attach(&self, router: Weak<dyn DelayedRouter>, timers: Arc<Timers>) {
+        let _ = self.owner.set((router, timers));
     }
 
     /// Gives a durable exchange its store.
@@ -203,12 +213,15 @@ fn decode_held(record: Bytes) -> Option<(u64, Message)> {
 }
 
 impl TimerTarget for DelayedMessages {
-    fn fire(self: Arc<Self>, broker: &Broker) {
+    fn fire(self: Arc<Self>) {
+        let Some((router, timers)) = self.owner.get() else {
+            return;
+        };
         let due = self.take_due(now_ms());
         if !due.is_empty() {
-            if let Some(vhost) = broker.vhost(&self.vhost) {
+            if let Some(router) = router.upgrade() {
                 for (msg, settle) in due {
-                    vhost.route_delayed(&self.exchange, msg);
+                    router.route_due(&self.exchange, msg);
                     // Acked in the exchange's log once the copies just written are durable.
                     drop(settle);
                 }
@@ -217,7 +230,7 @@ impl TimerTarget for DelayedMessages {
         // Messages restored after a restart share one timer: arm it for the next of them.
         if let Some(at) = self.next_due() {
             let me: Weak<dyn TimerTarget> = self.me.clone();
-            broker.timers().schedule(at, me);
+            timers.schedule(at, me);
         }
     }
 }

@@ -179,8 +179,8 @@ impl Exchange {
                 RouteIndex::ConsistentHash(HashRing::new(), hash_on(&spec.arguments)?)
             }
         };
-        let delayed = (spec.kind == ExchangeKind::DelayedMessage)
-            .then(|| DelayedMessages::new(vhost, &spec.name));
+        let delayed =
+            (spec.kind == ExchangeKind::DelayedMessage).then(|| DelayedMessages::new(&spec.name));
         Ok(Exchange {
             spec,
             alternate,

@@ -25,9 +25,11 @@ use crate::queue::QueueSpec;
 
 const SNAPSHOT_VERSION: i64 = 1;
 
-/// Store access shared by the broker and its vhosts.
+/// Store access shared by the broker and its vhosts. Front ends see only what a publish
+/// needs to know (the generation that covers it, when it is durable, how much is buffered),
+/// never the store's own types.
 pub struct Persistence {
-    pub store: Store,
+    pub(crate) store: Store,
     /// Ready bytes a queue keeps in memory before paging to the store.
     pub page_threshold: usize,
     next_queue_id: AtomicU64,
@@ -71,6 +73,32 @@ impl Persistence {
             page_threshold,
             next_queue_id: AtomicU64::new(1),
         })
+    }
+
+    /// Generation of everything written so far: a confirm for a publish whose message
+    /// `needs_sync` waits until [`Persistence::synced`] reaches the value taken after it.
+    pub fn generation(&self) -> u64 {
+        self.store.generation()
+    }
+
+    /// Watch of the highest durable generation.
+    pub fn synced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.synced()
+    }
+
+    /// Asks for the next group commit to start now.
+    pub fn request_sync(&self) {
+        self.store.request_sync();
+    }
+
+    /// Makes everything written so far durable, blocking (tx.commit).
+    pub fn sync_now(&self) -> Result<(), StoreError> {
+        self.store.sync_now()
+    }
+
+    /// Message bytes the store holds in memory because they are not durable yet.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.store.buffered_bytes()
     }
 
     /// A fresh log for a new durable queue.

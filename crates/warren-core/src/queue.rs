@@ -119,6 +119,8 @@ pub trait DeliverySink: Send + Sync {
 /// the dead-letter exchange). Called without any queue lock held.
 pub trait DeadLetterRouter: Send + Sync {
     fn route_dead_letters(&self, letters: Vec<DeadLetter>);
+    /// The queue's `x-expires` elapsed while it was unused: its owner deletes it.
+    fn queue_expired(&self, _queue: &Arc<Queue>) {}
 }
 
 /// What a channel gives a queue to attach a consumer.
@@ -1066,11 +1068,11 @@ fn unix_deadline(expires_at: u64) -> u64 {
 }
 
 impl TimerTarget for Queue {
-    fn fire(self: Arc<Self>, broker: &crate::broker::Broker) {
+    fn fire(self: Arc<Self>) {
         if self.on_timer() {
-            if let Some(vhost) = broker.vhost(&self.vhost) {
+            if let Some(owner) = self.router.upgrade() {
                 tracing::info!(vhost = %self.vhost, queue = %self.name(), "queue expired (x-expires)");
-                vhost.delete_queue_instance(&self);
+                owner.queue_expired(&self);
             }
         }
     }

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::broker::Broker;
-
-/// Something with a deadline: a queue, a delayed-message exchange.
+/// Something with a deadline: a queue, a delayed-message exchange. A target owns (weak
+/// handles to) whatever it needs to act when it fires; the timers know nothing else.
 pub trait TimerTarget: Send + Sync {
-    fn fire(self: Arc<Self>, broker: &Broker);
+    fn fire(self: Arc<Self>);
 }
 
 struct Due {

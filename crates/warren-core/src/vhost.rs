@@ -20,7 +20,7 @@ use warren_amqp::{FieldTable, FieldValue};
 
 use crate::clock::unix_secs;
 use crate::dead_letter::{is_cycle, DeadLetter};
-use crate::delayed::DelayedStorage;
+use crate::delayed::{DelayedRouter, DelayedStorage};
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
 use crate::message::Message;
@@ -152,6 +152,7 @@ impl VHost {
             )));
         }
         let mut exchange = Exchange::new(spec, &self.name)?;
+        self.attach_delayed(&exchange);
         exchange.policy_alternate =
             policy::effective(&self.policies.read(), exchange.name(), false)
                 .and_then(Policy::alternate_exchange);
@@ -612,6 +613,14 @@ impl VHost {
         }))
     }
 
+    /// A delayed-message exchange routes its due messages through this vhost.
+    fn attach_delayed(&self, x: &Exchange) {
+        if let Some(d) = &x.delayed {
+            let router: Weak<dyn DelayedRouter> = self.me.clone();
+            d.attach(router, Arc::clone(&self.timers));
+        }
+    }
+
     /// Makes definition changes durable before they are applied (see the module doc).
     fn write_ahead(&self, changes: Vec<MetaChange>) -> CoreResult<()> {
         match &self.persistence {
@@ -759,6 +768,7 @@ impl VHost {
             for sx in saved.exchanges {
                 match Exchange::new(sx.spec, &self.name) {
                     Ok(x) => {
+                        self.attach_delayed(&x);
                         if let (Some(delayed), Some(id)) = (&x.delayed, sx.delayed_log) {
                             p.note_queue_id(id);
                             match p
@@ -1041,7 +1051,17 @@ impl VHost {
     }
 }
 
+impl DelayedRouter for VHost {
+    fn route_due(&self, exchange: &str, msg: Arc<Message>) {
+        self.route_delayed(exchange, msg);
+    }
+}
+
 impl DeadLetterRouter for VHost {
+    fn queue_expired(&self, queue: &Arc<Queue>) {
+        self.delete_queue_instance(queue);
+    }
+
     /// Republishes dead letters through their dead-letter exchanges. Iterative, so a chain
     /// of length-limited queues dropping into each other cannot grow the stack.
     fn route_dead_letters(&self, letters: Vec<DeadLetter>) {

@@ -484,8 +484,7 @@ impl Channel {
                     // commit-ok promises the committed work is safe (persistent publishes and
                     // acks of persistent messages): wait for the fsync.
                     if let Some(p) = ctx.broker.persistence() {
-                        let store = p.store.clone();
-                        let synced = blocking(|| store.sync_now());
+                        let synced = blocking(|| p.sync_now());
                         if let Err(e) = synced {
                             return Err(AmqpError::connection(
                                 INTERNAL_ERROR,
@@ -1009,8 +1008,7 @@ impl Channel {
             // that covers it is done (group commit).
             if msg.needs_sync() {
                 if let Some(p) = ctx.broker.persistence() {
-                    c.durable_waits
-                        .push_back((c.last_seq, p.store.generation()));
+                    c.durable_waits.push_back((c.last_seq, p.generation()));
                 }
             }
         }

@@ -261,7 +261,7 @@ pub(crate) async fn serve_connection(
         closing_since: None,
         confirm_dirty: Vec::new(),
         durable_waiters: Vec::new(),
-        synced: broker.persistence().map(|p| p.store.synced()),
+        synced: broker.persistence().map(|p| p.synced()),
         alarms: broker.alarms().subscribe(),
         client_knows_blocked: negotiated.connection_blocked,
         blocked: false,
@@ -792,7 +792,7 @@ impl Connection {
     /// outrun the disk (RabbitMQ's internal credit flow does the same, silently).
     fn update_throttle(&mut self) {
         let backlog = match self.ctx.broker.persistence() {
-            Some(p) if self.ctx.is_publisher => p.store.buffered_bytes(),
+            Some(p) if self.ctx.is_publisher => p.buffered_bytes(),
             _ => 0,
         };
         self.ctx.lagging_queues.retain(|q| q.is_lagging());
@@ -803,7 +803,7 @@ impl Connection {
                 backlog, "publisher throttled by the store"
             );
             if let Some(p) = self.ctx.broker.persistence() {
-                p.store.request_sync();
+                p.request_sync();
             }
         }
         self.throttled = throttle;
@@ -833,7 +833,7 @@ impl Connection {
         }
         if need_sync {
             if let Some(p) = self.ctx.broker.persistence() {
-                p.store.request_sync();
+                p.request_sync();
             }
         }
     }
