@@ -204,3 +204,71 @@ async fn client_properties_with_connection_name_accepted() {
     let ch = conn.create_channel().await.unwrap();
     declare_queue(&ch, "named-conn").await;
 }
+
+/// The embeddable broker (`warren::Embedded`): an in-process Warren on a free loopback port
+/// serves a real client, keeps durable state in its data directory across two embedded runs,
+/// and stops (refusing connections) when dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_serves_clients_and_stops_on_drop() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    let dir = std::env::temp_dir().join(format!("warren-embedded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = warren::EmbeddedOptions {
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let broker = tokio::task::block_in_place(|| warren::Embedded::start_with(opts.clone()))
+        .expect("embedded broker");
+    let url = broker.url();
+    {
+        let conn = connect_url(&url)
+            .await
+            .expect("connect to the embedded broker");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("embedded-q".into(), durable, FieldTable::default())
+            .await
+            .expect("declare");
+        let props = lapin::BasicProperties::default().with_delivery_mode(2);
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "embedded-q".into(),
+                BasicPublishOptions::default(),
+                b"kept",
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack());
+    }
+    tokio::task::block_in_place(|| drop(broker));
+    assert!(
+        connect_url(&url).await.is_err(),
+        "a dropped embedded broker still accepts connections"
+    );
+    let again = tokio::task::block_in_place(|| warren::Embedded::start_with(opts))
+        .expect("embedded broker again");
+    let conn = connect_url(&again.url()).await.expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("embedded-q".into(), passive, FieldTable::default())
+        .await
+        .expect("the durable queue is back");
+    assert_eq!(q.message_count(), 1);
+    drop(conn);
+    tokio::task::block_in_place(|| drop(again));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,151 @@
+//! Warren as a library: an embeddable broker. [`Embedded::start`] runs a whole Warren
+//! in-process on an ephemeral loopback port, with no store (everything in memory) or with a
+//! data directory of its own, and stops it when the handle is dropped; an application's
+//! tests then need no broker installed or running. Any AMQP 0-9-1 client connects to
+//! [`Embedded::url`]. (For tests in other languages, the binary does the same with
+//! `warren --listen 127.0.0.1:0`, which prints the address it took.)
+//!
+//! ```
+//! let broker = warren::Embedded::start().expect("broker");
+//! // connect any AMQP 0-9-1 client to broker.url(), e.g. amqp://guest:guest@127.0.0.1:PORT/%2f
+//! assert!(broker.url().starts_with("amqp://guest:guest@127.0.0.1:"));
+//! drop(broker); // closes its connections and stops it
+//! ```
+//!
+//! The broker runs on a small tokio runtime of its own, on its own threads, so it can be
+//! used from synchronous tests and from inside another runtime alike.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use warren_core::Broker;
+
+/// How to start an embedded broker.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Where to keep durable state; `None` keeps everything in memory (durable queues and
+    /// persistent messages then last as long as the broker).
+    pub data_dir: Option<PathBuf>,
+    /// The listening address; port 0 takes a free one.
+    pub listen: String,
+    /// fsync the store (with `data_dir`).
+    pub fsync: bool,
+    /// Worker threads of the broker's runtime.
+    pub worker_threads: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            data_dir: None,
+            listen: "127.0.0.1:0".into(),
+            fsync: true,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// A running in-process broker; dropping it stops it (connections are closed with
+/// `CONNECTION_FORCED`, as at SIGTERM) and waits for it to finish.
+pub struct Embedded {
+    addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+    broker: Arc<Broker>,
+}
+
+impl Embedded {
+    /// An in-memory broker on a free loopback port.
+    pub fn start() -> Result<Embedded, String> {
+        Self::start_with(EmbeddedOptions::default())
+    }
+
+    /// A broker with the given options.
+    pub fn start_with(opts: EmbeddedOptions) -> Result<Embedded, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.worker_threads.max(1))
+            .thread_name("warren-embedded")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the broker's runtime: {e}"))?;
+        let broker = match &opts.data_dir {
+            None => Arc::new(Broker::new()),
+            Some(dir) => {
+                let store_dir = dir.join("store");
+                let store_options = warren_store::StoreOptions {
+                    fsync: opts.fsync,
+                    ..Default::default()
+                };
+                let store = warren_store::Store::open(&store_dir, store_options).map_err(|e| {
+                    format!("cannot open the store in {}: {e}", store_dir.display())
+                })?;
+                let persistence = warren_core::persist::Persistence::new(store, 16 << 20);
+                Broker::with_persistence(persistence)
+                    .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?
+            }
+        };
+        broker
+            .start_housekeeping()
+            .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(opts.listen.as_str()))
+            .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("no local address: {e}"))?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let served = Arc::clone(&broker);
+        let thread = std::thread::Builder::new()
+            .name("warren-embedded-main".into())
+            .spawn(move || {
+                runtime.block_on(warren_server::serve(
+                    served,
+                    warren_server::ServerConfig::default(),
+                    vec![listener],
+                    shutdown_rx,
+                ));
+                runtime.shutdown_timeout(Duration::from_secs(5));
+            })
+            .map_err(|e| format!("cannot start the broker thread: {e}"))?;
+        Ok(Embedded {
+            addr,
+            shutdown,
+            thread: Some(thread),
+            broker,
+        })
+    }
+
+    /// The address the broker listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `amqp://guest:guest@ADDR/%2f`: the default user, from loopback, on the default vhost.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    /// The broker itself (for inspection in tests: vhosts, queues, counts).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("embedded broker thread panicked");
+            }
+        }
+        if let Some(p) = self.broker.persistence() {
+            if let Err(e) = p.sync_now() {
+                tracing::error!(error = %e, "final sync of the embedded broker's store failed");
+            }
+        }
+    }
+}
