@@ -7,6 +7,7 @@ pub mod config;
 mod connection;
 mod error;
 mod frames;
+mod handshake;
 mod listener;
 
 pub use config::ServerConfig;
