@@ -237,8 +237,9 @@ impl std::fmt::Debug for RecordRef {
 }
 
 /// Creates `dir` (and missing parents) so that the new entries survive a power cut: each
-/// directory created is fsynced into its parent.
-fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+/// directory created is fsynced into its parent. (The broker creates its data directory with
+/// it too.)
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

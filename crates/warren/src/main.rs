@@ -65,7 +65,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+    // Durably: a data directory that vanishes at a power cut takes the store with it.
+    warren_store::create_dir_durable(&settings.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
             settings.data_dir.display()
