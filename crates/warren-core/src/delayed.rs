@@ -7,8 +7,6 @@
 //! that comes due is acked in the exchange's log only once its copies in the target queues
 //! are durable: a crash at any moment leaves it held, delivered, or both, never lost.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -20,11 +18,9 @@ use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 use crate::clock::{now_ms, unix_millis};
 use crate::dead_letter::SourceSettle;
 use crate::message::Message;
-use crate::timers::{TimerTarget, Timers};
+use crate::timers::{DeadlineHeap, TimerTarget, Timers};
 
 struct Held {
-    due: u64,
-    order: u64,
     msg: Arc<Message>,
     /// (log sequence number, record) when the message is in the store.
     stored: Option<(u64, Location)>,
@@ -39,24 +35,6 @@ pub struct DelayedStorage {
 /// First byte of a held-message record: `[D][due: unix ms u64][message record]`.
 const HELD_RECORD: u8 = b'D';
 
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.order) == (other.due, other.order)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    // Reversed: the max-heap pops the earliest due message first, FIFO among equals.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.due, other.order).cmp(&(self.due, self.order))
-    }
-}
-
 /// Where due messages go: the exchange's vhost routes them the way `x-delayed-type` does.
 pub trait DelayedRouter: Send + Sync {
     fn route_due(&self, exchange: &str, msg: Arc<Message>);
@@ -67,7 +45,8 @@ pub struct DelayedMessages {
     exchange: String,
     /// Set by the owning vhost: where due messages go, and the timers that wake us.
     owner: std::sync::OnceLock<(Weak<dyn DelayedRouter>, Arc<Timers>)>,
-    held: Mutex<BinaryHeap<Held>>,
+    /// By due time, FIFO among equals (the order is also the log's sequence number).
+    held: Mutex<DeadlineHeap<Held>>,
     next_order: AtomicU64,
     storage: std::sync::OnceLock<DelayedStorage>,
     me: Weak<DelayedMessages>,
@@ -78,7 +57,7 @@ impl DelayedMessages {
         Arc::new_cyclic(|me| DelayedMessages {
             exchange: exchange.to_string(),
             owner: std::sync::OnceLock::new(),
-            held: Mutex::new(BinaryHeap::new()),
+            held: Mutex::new(DeadlineHeap::default()),
             next_order: AtomicU64::new(0),
             storage: std::sync::OnceLock::new(),
             me: me.clone(),
@@ -121,12 +100,9 @@ impl DelayedMessages {
             }
             _ => None,
         };
-        self.held.lock().push(Held {
-            due,
-            order,
-            msg,
-            stored,
-        });
+        self.held
+            .lock()
+            .push_ordered(due, order, Held { msg, stored });
         let me: Weak<dyn TimerTarget> = self.me.clone();
         timers.schedule(due, me);
     }
@@ -153,12 +129,14 @@ impl DelayedMessages {
             s.store.retain(r.loc);
             let due = now.saturating_add(due_unix.saturating_sub(now_unix));
             self.next_order.fetch_max(r.seq + 1, Ordering::Relaxed);
-            held.push(Held {
+            held.push_ordered(
                 due,
-                order: r.seq,
-                msg: Arc::new(msg),
-                stored: Some((r.seq, r.loc)),
-            });
+                r.seq,
+                Held {
+                    msg: Arc::new(msg),
+                    stored: Some((r.seq, r.loc)),
+                },
+            );
             earliest = Some(earliest.map_or(due, |e| e.min(due)));
         }
         drop(held);
@@ -173,23 +151,21 @@ impl DelayedMessages {
     pub fn take_due(&self, now: u64) -> Vec<(Arc<Message>, Option<SourceSettle>)> {
         let mut held = self.held.lock();
         let mut due = Vec::new();
-        while held.peek().is_some_and(|h| h.due <= now) {
-            if let Some(h) = held.pop() {
-                let settle = match (h.stored, self.storage.get()) {
-                    (Some((seq, loc)), Some(s)) => {
-                        Some(SourceSettle::new(s.log.clone(), seq, Some(loc)))
-                    }
-                    _ => None,
-                };
-                due.push((h.msg, settle));
-            }
+        while let Some(h) = held.pop_due(now) {
+            let settle = match (h.stored, self.storage.get()) {
+                (Some((seq, loc)), Some(s)) => {
+                    Some(SourceSettle::new(s.log.clone(), seq, Some(loc)))
+                }
+                _ => None,
+            };
+            due.push((h.msg, settle));
         }
         due
     }
 
     /// When the earliest held message is due, if any.
     fn next_due(&self) -> Option<u64> {
-        self.held.lock().peek().map(|h| h.due)
+        self.held.lock().next_at()
     }
 
     pub fn len(&self) -> usize {

@@ -83,7 +83,7 @@ pub fn parse_x_match(args: &FieldTable) -> Result<XMatch, String> {
         }),
         Some(other) => Err(format!(
             "Invalid x-match field type {} (value {}); expected longstr",
-            erlang_type_name(other),
+            other.type_name(),
             erlang_value(other)
         )),
     }
@@ -259,29 +259,6 @@ fn int_eq_float(i: i128, f: f64) -> bool {
     // float is an integer exactly representable as i128.
     const LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
     f.fract() == 0.0 && f.abs() < LIMIT && f as i128 == i
-}
-
-/// Erlang's name for a field's type in RabbitMQ error messages.
-fn erlang_type_name(v: &FieldValue) -> &'static str {
-    match v {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongString(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
 }
 
 /// Approximates Erlang's `~tp` rendering of a decoded value, enough for
