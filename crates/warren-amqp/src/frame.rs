@@ -49,22 +49,31 @@ pub enum FrameError {
     UnknownType(u8),
 }
 
-/// Split one complete frame off the front of `buf`.
-///
-/// Returns `Ok(None)` (consuming nothing) if more bytes are needed.
-/// `frame_max` limits the whole frame (7 header bytes + payload + 1 end
-/// byte); 0 means unlimited. The type and size are checked as soon as the
-/// 7-byte header is available, before waiting for the payload.
-pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
+/// One frame seen in place in a read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFrame<'a> {
+    /// Frame type.
+    pub kind: u8,
+    /// Channel number.
+    pub channel: u16,
+    /// Payload (without header and end octet).
+    pub payload: &'a [u8],
+}
+
+/// The first complete frame of `buf` and its whole length, without copying;
+/// `Ok(None)` if `buf` holds only part of one. Same checks as
+/// [`decode_frame`] (which is built on it): known type, size within `frame_max` (0 = unlimited),
+/// end octet.
+pub fn peek_frame(buf: &[u8], frame_max: u32) -> Result<Option<(InFrame<'_>, usize)>, FrameError> {
     if buf.len() < FRAME_HEADER_SIZE {
         return Ok(None);
     }
-    let frame_type = buf[0];
+    let kind = buf[0];
     if !matches!(
-        frame_type,
+        kind,
         FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
     ) {
-        return Err(FrameError::UnknownType(frame_type));
+        return Err(FrameError::UnknownType(kind));
     }
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
@@ -75,22 +84,37 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFram
             max: frame_max,
         });
     }
-    let total = match usize::try_from(total) {
-        Ok(t) => t,
-        Err(_) => {
-            return Err(FrameError::TooLarge {
-                size: u32::MAX,
-                max: frame_max,
-            })
-        }
-    };
+    let total = usize::try_from(total).map_err(|_| FrameError::TooLarge {
+        size: u32::MAX,
+        max: frame_max,
+    })?;
     if buf.len() < total {
         return Ok(None);
     }
-    let end = buf[total - 1];
-    if end != FRAME_END {
-        return Err(FrameError::BadFrameEnd(end));
+    if buf[total - 1] != FRAME_END {
+        return Err(FrameError::BadFrameEnd(buf[total - 1]));
     }
+    Ok(Some((
+        InFrame {
+            kind,
+            channel,
+            payload: &buf[FRAME_HEADER_SIZE..total - 1],
+        },
+        total,
+    )))
+}
+
+/// Split one complete frame off the front of `buf`.
+///
+/// Returns `Ok(None)` (consuming nothing) if more bytes are needed.
+/// `frame_max` limits the whole frame (7 header bytes + payload + 1 end
+/// byte); 0 means unlimited. The type and size are checked as soon as the
+/// 7-byte header is available, before waiting for the payload.
+pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
+    let Some((f, total)) = peek_frame(buf, frame_max)? else {
+        return Ok(None);
+    };
+    let (frame_type, channel) = (f.kind, f.channel);
     let mut frame = buf.split_to(total);
     frame.truncate(total - 1);
     frame.advance(FRAME_HEADER_SIZE);

@@ -13,14 +13,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
-use warren_amqp::constants::{
-    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
-    REPLY_SUCCESS,
-};
+use warren_amqp::constants::{FRAME_METHOD, PROTOCOL_HEADER, REPLY_SUCCESS};
 use warren_amqp::{
     decode_frame, encode_method_frame, wire, ChannelCloseOk, ChannelOpen, ConnectionClose,
     ConnectionCloseOk, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, DecodeError,
-    FieldTable, FieldValue, FrameError, Method, RawFrame, FRAME_HEADER_SIZE,
+    FieldTable, FieldValue, Method, RawFrame,
 };
 
 use crate::error::PerfError;
@@ -339,60 +336,7 @@ pub fn unexpected(expected: &str, got: &Method) -> PerfError {
     PerfError::Protocol(format!("expected {expected}, got {}", got.name()))
 }
 
-/// One frame seen in place in a read buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InFrame<'a> {
-    /// Frame type.
-    pub kind: u8,
-    /// Channel number.
-    pub channel: u16,
-    /// Payload (without header and end octet).
-    pub payload: &'a [u8],
-}
-
-/// The first complete frame of `buf` and its whole length, without copying;
-/// `Ok(None)` if `buf` holds only part of one. Same checks as
-/// [`decode_frame`]: known type, size within `frame_max` (0 = unlimited),
-/// end octet.
-pub fn next_frame(buf: &[u8], frame_max: u32) -> Result<Option<(InFrame<'_>, usize)>, FrameError> {
-    if buf.len() < FRAME_HEADER_SIZE {
-        return Ok(None);
-    }
-    let kind = buf[0];
-    if !matches!(
-        kind,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(FrameError::UnknownType(kind));
-    }
-    let channel = u16::from_be_bytes([buf[1], buf[2]]);
-    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    let total = u64::from(size) + 8;
-    if frame_max != 0 && total > u64::from(frame_max) {
-        return Err(FrameError::TooLarge {
-            size: u32::try_from(total).unwrap_or(u32::MAX),
-            max: frame_max,
-        });
-    }
-    let total = usize::try_from(total).map_err(|_| FrameError::TooLarge {
-        size: u32::MAX,
-        max: frame_max,
-    })?;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    if buf[total - 1] != FRAME_END {
-        return Err(FrameError::BadFrameEnd(buf[total - 1]));
-    }
-    Ok(Some((
-        InFrame {
-            kind,
-            channel,
-            payload: &buf[FRAME_HEADER_SIZE..total - 1],
-        },
-        total,
-    )))
-}
+pub use warren_amqp::frame::{peek_frame as next_frame, InFrame};
 
 /// The hot methods, as far as the load generator cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
