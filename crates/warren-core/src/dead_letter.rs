@@ -89,7 +89,8 @@ impl DeadLetter {
             // stay those of the first.
             Some(FieldValue::Table(mut t)) => {
                 let count = t.get("count").and_then(|v| v.as_i64()).unwrap_or(0);
-                t.insert("count", FieldValue::I64(count + 1));
+                // The header may come from a client: never overflow on its value.
+                t.insert("count", FieldValue::I64(count.saturating_add(1)));
                 t
             }
             _ => {
@@ -187,6 +188,31 @@ mod tests {
             routing_key: None,
             settle: None,
         }
+    }
+
+    #[test]
+    fn a_client_supplied_count_at_the_limit_does_not_overflow() {
+        let mut death = FieldTable::default();
+        death.insert("count", FieldValue::I64(i64::MAX));
+        death.insert("reason", longstr("rejected"));
+        death.insert("queue", longstr("work"));
+        let mut headers = FieldTable::default();
+        headers.insert("x-death", FieldValue::Array(vec![FieldValue::Table(death)]));
+        let props = BasicProperties {
+            headers: Some(headers),
+            ..Default::default()
+        };
+        let msg = Message::new("x".into(), "k".into(), props.to_bytes(), Bytes::new());
+        let out = letter(DeathReason::Rejected, msg).republished(1);
+        let h = warren_amqp::peek_headers(&out.properties_raw).expect("headers");
+        let Some(FieldValue::Array(deaths)) = h.get("x-death") else {
+            panic!("no x-death")
+        };
+        let count = deaths[0]
+            .as_table()
+            .and_then(|t| t.get("count"))
+            .and_then(|v| v.as_i64());
+        assert_eq!(count, Some(i64::MAX));
     }
 
     #[test]
