@@ -387,8 +387,9 @@ impl Connection {
                     _ = tokio::time::sleep(THROTTLE_POLL), if self.throttled => {}
                     _ = ticker.tick() => {
                         if self.heartbeat > 0 {
-                            // While blocked we do not read, so we cannot see heartbeats.
-                            if self.blocked {
+                            // While blocked or throttled we do not read, so we cannot see
+                            // heartbeats: the pause is ours, not the client's silence.
+                            if self.blocked || self.throttled {
                                 last_read = Instant::now();
                             }
                             if last_read.elapsed() > hb * 2 {
