@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::alarms::{resident_bytes, total_memory_bytes, Alarms};
-use crate::persist::{Persistence, SavedVHost};
+use crate::persist::Persistence;
 use crate::queue::Queue;
 use crate::timers::Timers;
 use crate::vhost::VHost;
@@ -129,12 +129,6 @@ impl Broker {
 
     pub fn persistence(&self) -> Option<&Arc<Persistence>> {
         self.persistence.as_ref()
-    }
-
-    /// Everything durable, per vhost.
-    pub fn durable_snapshot(&self) -> Vec<SavedVHost> {
-        let vhosts: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
-        vhosts.iter().map(|v| v.saved()).collect()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -458,7 +458,7 @@ impl Queue {
             if st.config.overflow == Overflow::RejectPublishDlx {
                 let cfg = st.config.clone();
                 drop(st);
-                self.dead_letter_into(&cfg, msg, DeathReason::MaxLen, &mut dead);
+                self.dead_letter_into(&cfg, msg, DeathReason::MaxLen, None, &mut dead);
                 self.emit(dead);
             }
             return Published::Rejected;
@@ -963,10 +963,7 @@ impl Queue {
             if let Some(msg) = self.message_of(&e) {
                 let settle = self.deferred_settlement(&e);
                 let settled_later = settle.is_some();
-                self.dead_letter_into(cfg, msg, reason, out);
-                if let (Some(letter), Some(settle)) = (out.last_mut(), settle) {
-                    letter.settle = Some(Arc::new(settle));
-                }
+                self.dead_letter_into(cfg, msg, reason, settle, out);
                 if settled_later {
                     return;
                 }
@@ -1033,6 +1030,7 @@ impl Queue {
         cfg: &QueueConfig,
         msg: Arc<Message>,
         reason: DeathReason,
+        settle: Option<SourceSettle>,
         out: &mut Vec<DeadLetter>,
     ) {
         if let Some(exchange) = &cfg.dead_letter_exchange {
@@ -1042,7 +1040,7 @@ impl Queue {
                 queue: self.spec.name.clone(),
                 exchange: exchange.clone(),
                 routing_key: cfg.dead_letter_routing_key.clone(),
-                settle: None,
+                settle: settle.map(Arc::new),
             });
         }
     }

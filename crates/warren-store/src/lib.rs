@@ -197,8 +197,7 @@ impl Drop for Handle {
     }
 }
 
-/// A counted reference to a message record, returned by [`Store::append`] and
-/// [`Store::reference`]: while it lives, the record's segment is not deleted. Cloning counts
+/// A counted reference to a message record, returned by [`Store::append`]: while it lives, the record's segment is not deleted. Cloning counts
 /// another reference; dropping releases one. A publisher holds it until routing has handed the
 /// record to every queue (each of which retains the location for itself), so a segment can
 /// never be deleted in the middle of one publish, whatever the queues do meanwhile.
@@ -418,16 +417,6 @@ impl Store {
         RecordRef {
             loc,
             shared: sh.clone(),
-        }
-    }
-
-    /// A counted reference to a record somebody else already holds (a queue entry read back
-    /// from the store, a recovered record).
-    pub fn reference(&self, loc: Location) -> RecordRef {
-        self.retain(loc);
-        RecordRef {
-            loc,
-            shared: self.shared().clone(),
         }
     }
 

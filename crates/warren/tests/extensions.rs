@@ -95,36 +95,6 @@ async fn bind(ch: &lapin::Channel, q: &str, x: &str, key: &str) {
     bind_args(ch, q, x, key, FieldTable::default()).await
 }
 
-async fn bind_args(ch: &lapin::Channel, q: &str, x: &str, key: &str, args: FieldTable) {
-    within(
-        "queue.bind",
-        ch.queue_bind(
-            q.into(),
-            x.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            args,
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("bind {q} to {x} with {key}: {e:?}"));
-}
-
-async fn bind_exchange(ch: &lapin::Channel, dest: &str, src: &str, key: &str, args: FieldTable) {
-    within(
-        "exchange.bind",
-        ch.exchange_bind(
-            dest.into(),
-            src.into(),
-            key.into(),
-            ExchangeBindOptions::default(),
-            args,
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("bind exchange {dest} to {src} with {key}: {e:?}"));
-}
-
 async fn publish_with(
     ch: &lapin::Channel,
     x: &str,

@@ -793,3 +793,47 @@ pub fn warren_ctl(data_dir: &std::path::Path, args: &[&str]) -> Result<String, S
         ));
     }
 }
+
+/// `queue.bind` with arguments; panics (with the reply) if the broker refuses.
+pub async fn bind_args(
+    ch: &lapin::Channel,
+    q: &str,
+    x: &str,
+    key: &str,
+    args: lapin::types::FieldTable,
+) {
+    within(
+        "queue.bind",
+        ch.queue_bind(
+            q.into(),
+            x.into(),
+            key.into(),
+            lapin::options::QueueBindOptions::default(),
+            args,
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bind {q} to {x} with {key}: {e:?}"));
+}
+
+/// `exchange.bind` (`dest` receives from `src`); panics if the broker refuses.
+pub async fn bind_exchange(
+    ch: &lapin::Channel,
+    dest: &str,
+    src: &str,
+    key: &str,
+    args: lapin::types::FieldTable,
+) {
+    within(
+        "exchange.bind",
+        ch.exchange_bind(
+            dest.into(),
+            src.into(),
+            key.into(),
+            lapin::options::ExchangeBindOptions::default(),
+            args,
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bind exchange {dest} to {src} with {key}: {e:?}"));
+}

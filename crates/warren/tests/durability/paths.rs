@@ -123,21 +123,6 @@ async fn exchange(ch: &lapin::Channel, name: &str, kind: ExchangeKind, arguments
     .unwrap_or_else(|e| panic!("declare {name}: {e:?}"));
 }
 
-async fn bind(ch: &lapin::Channel, q: &str, x: &str, key: &str, arguments: FieldTable) {
-    within(
-        "queue.bind",
-        ch.queue_bind(
-            q.into(),
-            x.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            arguments,
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("bind {q} to {x}: {e:?}"));
-}
-
 /// Declares the road's topology (idempotent: run after every restart).
 async fn setup(road: Road, ch: &lapin::Channel) {
     let none = FieldTable::default;
@@ -161,7 +146,7 @@ async fn setup(road: Road, ch: &lapin::Channel) {
             // The two that drop at once are bound first, so they release their reference
             // before the others take theirs.
             for q in ["p.fan.len1", "p.fan.ttl0", "p.fan.a", "p.fan.b"] {
-                bind(ch, q, "p.fan", "", none()).await;
+                bind_args(ch, q, "p.fan", "", none()).await;
             }
         }
         Road::TopicE2eHeaders => {
@@ -169,34 +154,23 @@ async fn setup(road: Road, ch: &lapin::Channel) {
             exchange(ch, "p.headers", ExchangeKind::Headers, none()).await;
             queue(ch, "p.topic.all", none()).await;
             queue(ch, "p.topic.hdr", none()).await;
-            bind(ch, "p.topic.all", "p.topic", "#", none()).await;
-            within(
-                "exchange.bind",
-                ch.exchange_bind(
-                    "p.headers".into(),
-                    "p.topic".into(),
-                    "crash.*".into(),
-                    ExchangeBindOptions::default(),
-                    none(),
-                ),
-            )
-            .await
-            .expect("exchange.bind");
+            bind_args(ch, "p.topic.all", "p.topic", "#", none()).await;
+            bind_exchange(ch, "p.headers", "p.topic", "crash.*", none()).await;
             let match_all = args(&[("x-match", long_str("all")), ("kind", long_str("crash"))]);
-            bind(ch, "p.topic.hdr", "p.headers", "", match_all).await;
+            bind_args(ch, "p.topic.hdr", "p.headers", "", match_all).await;
         }
         Road::Alternate => {
             exchange(ch, "p.ae", ExchangeKind::Fanout, none()).await;
             let with_ae = args(&[("alternate-exchange", long_str("p.ae"))]);
             exchange(ch, "p.direct", ExchangeKind::Direct, with_ae).await;
             queue(ch, "p.ae.q", none()).await;
-            bind(ch, "p.ae.q", "p.ae", "", none()).await;
+            bind_args(ch, "p.ae.q", "p.ae", "", none()).await;
         }
         Road::CcBcc => {
             exchange(ch, "p.cc", ExchangeKind::Direct, none()).await;
             for (q, k) in [("p.cc.1", "k1"), ("p.cc.2", "k2"), ("p.cc.3", "k3")] {
                 queue(ch, q, none()).await;
-                bind(ch, q, "p.cc", k, none()).await;
+                bind_args(ch, q, "p.cc", k, none()).await;
             }
         }
         Road::Priority => {
@@ -217,7 +191,7 @@ async fn setup(road: Road, ch: &lapin::Channel) {
             )
             .await;
             queue(ch, "p.delayed.q", none()).await;
-            bind(ch, "p.delayed.q", "p.delayed", "d", none()).await;
+            bind_args(ch, "p.delayed.q", "p.delayed", "d", none()).await;
         }
         Road::DeadLetterChain => {
             let hop = |next: &str| {
