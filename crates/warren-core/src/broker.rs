@@ -102,19 +102,19 @@ impl Broker {
             .values()
             .flat_map(|v| v.queue_log_ids())
             .collect();
-        match persistence.store.queue_log_ids() {
+        match persistence.store.queue_index_ids() {
             Ok(ids) => {
                 for id in ids.into_iter().filter(|id| !in_use.contains(id)) {
                     tracing::info!(
                         queue_log = id,
                         "removing the log of a queue that no longer exists"
                     );
-                    let _ = persistence.store.remove_queue_log(id);
+                    let _ = persistence.store.remove_queue_index(id);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list queue logs"),
         }
-        persistence.store.collect_garbage();
+        persistence.store.recovery_done();
         let vhosts: Vec<_> = broker
             .vhosts
             .read()

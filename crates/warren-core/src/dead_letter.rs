@@ -7,24 +7,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use warren_amqp::{BasicProperties, FieldTable, FieldValue};
-use warren_store::{Location, QueueLog};
 
 use crate::message::Message;
+use crate::storage::{QueueIndex, RecordLocation};
 
 /// The settlement of a dead-lettered message in the queue it died in: its log ack and its
 /// store reference. Carried by the letter and carried out when the letter is done with
 /// (dropped), after its copies were written to the target queues; the ack is then written
-/// only once those copies are durable ([`QueueLog::ack_after`]). A crash in between finds
+/// only once those copies are durable ([`QueueIndex::ack_when_durable`]). A crash in between finds
 /// the message in both queues (at least once), never in neither.
 #[derive(Debug)]
 pub struct SourceSettle {
-    log: QueueLog,
+    log: Arc<dyn QueueIndex>,
     seq: u64,
-    loc: Option<Location>,
+    loc: Option<RecordLocation>,
 }
 
 impl SourceSettle {
-    pub fn new(log: QueueLog, seq: u64, loc: Option<Location>) -> SourceSettle {
+    pub fn new(log: Arc<dyn QueueIndex>, seq: u64, loc: Option<RecordLocation>) -> SourceSettle {
         SourceSettle { log, seq, loc }
     }
 }

@@ -13,23 +13,23 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 
 use crate::clock::{now_ms, unix_millis};
 use crate::dead_letter::SourceSettle;
 use crate::message::Message;
+use crate::storage::{MessageStore, QueueIndex, RecordLocation, RecoveredEntry};
 use crate::timers::{DeadlineHeap, TimerTarget, Timers};
 
 struct Held {
     msg: Arc<Message>,
     /// (log sequence number, record) when the message is in the store.
-    stored: Option<(u64, Location)>,
+    stored: Option<(u64, RecordLocation)>,
 }
 
 /// The store of a durable delayed-message exchange.
 pub struct DelayedStorage {
-    pub store: Store,
-    pub log: QueueLog,
+    pub store: Arc<dyn MessageStore>,
+    pub log: Arc<dyn QueueIndex>,
 }
 
 /// First byte of a held-message record: `[D][due: unix ms u64][message record]`.
@@ -76,7 +76,7 @@ impl DelayedMessages {
 
     /// The id of the exchange's log in the store, if it has one.
     pub fn log_id(&self) -> Option<u64> {
-        self.storage.get().map(|s| s.log.queue_id())
+        self.storage.get().map(|s| s.log.id())
     }
 
     /// Holds `msg` for `delay_ms`.
@@ -90,10 +90,8 @@ impl DelayedMessages {
                 record.put_u8(HELD_RECORD);
                 record.put_u64(due_unix);
                 record.extend_from_slice(&msg.encode_record());
-                // The held entry counts its own reference, as a queue entry does.
-                let record = s.store.append(&record);
-                let loc = record.location();
-                s.store.retain(loc);
+                // The held entry owns the reference the append counted.
+                let loc = s.store.append(&record);
                 s.log.enqueue(order, loc, 0);
                 msg.mark_logged();
                 Some((order, loc))

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod queue;
 pub mod queue_config;
 pub mod routing;
+pub mod storage;
 pub mod timers;
 pub mod vhost;
 

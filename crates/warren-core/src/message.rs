@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use crate::storage::StoredRecord;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use warren_amqp::properties::peek_delivery_mode;
-use warren_store::RecordRef;
 
 #[derive(Debug)]
 pub struct Message {
@@ -22,7 +22,7 @@ pub struct Message {
     /// `delivery-mode` = 2.
     pub persistent: bool,
     /// The store's record of this message, once written (a counted reference).
-    pub stored: OnceLock<RecordRef>,
+    pub stored: OnceLock<StoredRecord>,
     /// Some durable log (a queue's, a delayed exchange's) recorded this message: a publisher
     /// confirm or `tx.commit-ok` must wait for the fsync that covers it.
     logged: AtomicBool,
@@ -137,7 +137,7 @@ impl Message {
     /// Reads a record back (the store has already checked its checksum). The body and
     /// properties are slices of `record`, not copies. `stored` is the record's reference when
     /// `record` is a plain message record that queues may share.
-    pub fn decode_record(record: Bytes, stored: Option<RecordRef>) -> Option<Message> {
+    pub fn decode_record(record: Bytes, stored: Option<StoredRecord>) -> Option<Message> {
         let mut buf = &record[..];
         if buf.remaining() < 2 || buf.get_u8() != RECORD_V1 {
             return None;

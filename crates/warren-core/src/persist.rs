@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use warren_amqp::{FieldTable, FieldValue};
-use warren_store::{MetaChange, QueueLog, Store, StoreError};
 
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::exchange::{Binding, Destination, ExchangeKind, ExchangeSpec};
 use crate::policy::{ApplyTo, Policy};
 use crate::queue::QueueSpec;
+use crate::storage::{DefinitionChange, MessageStore, QueueIndex, StorageError};
 
 const SNAPSHOT_VERSION: i64 = 1;
 
@@ -29,7 +29,7 @@ const SNAPSHOT_VERSION: i64 = 1;
 /// needs to know (the generation that covers it, when it is durable, how much is buffered),
 /// never the store's own types.
 pub struct Persistence {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn MessageStore>,
     /// Ready bytes a queue keeps in memory before paging to the store.
     pub page_threshold: usize,
     next_queue_id: AtomicU64,
@@ -67,7 +67,7 @@ pub struct SavedVHost {
 }
 
 impl Persistence {
-    pub fn new(store: Store, page_threshold: usize) -> Arc<Persistence> {
+    pub fn new(store: Arc<dyn MessageStore>, page_threshold: usize) -> Arc<Persistence> {
         Arc::new(Persistence {
             store,
             page_threshold,
@@ -92,7 +92,7 @@ impl Persistence {
     }
 
     /// Makes everything written so far durable, blocking (tx.commit).
-    pub fn sync_now(&self) -> Result<(), StoreError> {
+    pub fn sync_now(&self) -> Result<(), StorageError> {
         self.store.sync_now()
     }
 
@@ -102,9 +102,9 @@ impl Persistence {
     }
 
     /// A fresh log for a new durable queue.
-    pub fn new_queue_log(&self) -> Result<QueueLog, StoreError> {
+    pub fn new_queue_log(&self) -> Result<Arc<dyn QueueIndex>, StorageError> {
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-        self.store.queue_log(id)
+        self.store.queue_index(id)
     }
 
     pub(crate) fn note_queue_id(&self, id: u64) {
@@ -113,11 +113,11 @@ impl Persistence {
 
     /// Makes a batch of definition changes durable, before the caller makes them in memory.
     /// A failure is RabbitMQ's internal error (541), and nothing of the batch is applied.
-    pub fn apply(&self, changes: Vec<MetaChange>) -> CoreResult<()> {
+    pub fn apply(&self, changes: Vec<DefinitionChange>) -> CoreResult<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        self.store.apply_metadata(changes).map_err(|e| {
+        self.store.apply_definitions(changes).map_err(|e| {
             tracing::error!(error = %e, "cannot make a definition change durable; the change is refused");
             CoreError::new(
                 ErrorKind::InternalError,
@@ -129,7 +129,7 @@ impl Persistence {
     /// The saved definitions. A directory of the older layout (`metadata.bin`) is moved
     /// into the definitions log on the way.
     pub fn load(&self) -> Result<Vec<SavedVHost>, String> {
-        let entries = self.store.metadata_entries();
+        let entries = self.store.definitions();
         // An empty log with a metadata.bin beside it is a move from the older layout that
         // did not finish (every finished one leaves at least the vhost records).
         if !entries.is_empty() {
@@ -137,16 +137,16 @@ impl Persistence {
             self.note_ids(&vhosts);
             return Ok(vhosts);
         }
-        let Some(bytes) = self.store.load_metadata().map_err(|e| e.to_string())? else {
+        let Some(bytes) = self.store.legacy_definitions().map_err(|e| e.to_string())? else {
             return Ok(Vec::new());
         };
         let table = FieldTable::decode(&mut &bytes[..]).map_err(|e| e.to_string())?;
         let vhosts = decode_snapshot(&table)?;
         self.note_ids(&vhosts);
-        let changes: Vec<MetaChange> = vhosts.iter().flat_map(full_state).collect();
+        let changes: Vec<DefinitionChange> = vhosts.iter().flat_map(full_state).collect();
         self.store
-            .apply_metadata(changes)
-            .and_then(|()| self.store.remove_legacy_metadata())
+            .apply_definitions(changes)
+            .and_then(|()| self.store.remove_legacy_definitions())
             .map_err(|e| format!("cannot move metadata.bin into the definitions log: {e}"))?;
         tracing::info!("definitions moved from metadata.bin into metadata.log");
         Ok(vhosts)
@@ -207,7 +207,7 @@ fn encoded(t: FieldValue) -> Vec<u8> {
 }
 
 /// The record of a vhost.
-pub fn put_vhost(vhost: &str) -> MetaChange {
+pub fn put_vhost(vhost: &str) -> DefinitionChange {
     (
         key(KEY_VHOST, &[vhost.as_bytes()]),
         Some(encoded(table(vec![]))),
@@ -215,12 +215,12 @@ pub fn put_vhost(vhost: &str) -> MetaChange {
 }
 
 /// The record of a durable exchange.
-pub fn put_exchange(vhost: &str, x: &SavedExchange) -> MetaChange {
+pub fn put_exchange(vhost: &str, x: &SavedExchange) -> DefinitionChange {
     let k = key(KEY_EXCHANGE, &[vhost.as_bytes(), x.spec.name.as_bytes()]);
     (k, Some(encoded(exchange_value(x))))
 }
 
-pub fn delete_exchange(vhost: &str, name: &str) -> MetaChange {
+pub fn delete_exchange(vhost: &str, name: &str) -> DefinitionChange {
     (
         key(KEY_EXCHANGE, &[vhost.as_bytes(), name.as_bytes()]),
         None,
@@ -228,12 +228,12 @@ pub fn delete_exchange(vhost: &str, name: &str) -> MetaChange {
 }
 
 /// The record of a durable queue.
-pub fn put_queue(vhost: &str, q: &SavedQueue) -> MetaChange {
+pub fn put_queue(vhost: &str, q: &SavedQueue) -> DefinitionChange {
     let k = key(KEY_QUEUE, &[vhost.as_bytes(), q.spec.name.as_bytes()]);
     (k, Some(encoded(queue_value(q))))
 }
 
-pub fn delete_queue(vhost: &str, name: &str) -> MetaChange {
+pub fn delete_queue(vhost: &str, name: &str) -> DefinitionChange {
     (key(KEY_QUEUE, &[vhost.as_bytes(), name.as_bytes()]), None)
 }
 
@@ -258,7 +258,7 @@ fn binding_key(vhost: &str, source: &str, b: &Binding) -> Vec<u8> {
 }
 
 /// The record of a binding between two durable ends.
-pub fn put_binding(vhost: &str, source: &str, b: &Binding) -> MetaChange {
+pub fn put_binding(vhost: &str, source: &str, b: &Binding) -> DefinitionChange {
     let saved = SavedBinding {
         source: source.to_string(),
         destination: b.destination.clone(),
@@ -271,21 +271,21 @@ pub fn put_binding(vhost: &str, source: &str, b: &Binding) -> MetaChange {
     )
 }
 
-pub fn delete_binding(vhost: &str, source: &str, b: &Binding) -> MetaChange {
+pub fn delete_binding(vhost: &str, source: &str, b: &Binding) -> DefinitionChange {
     (binding_key(vhost, source, b), None)
 }
 
-pub fn put_policy(vhost: &str, p: &Policy) -> MetaChange {
+pub fn put_policy(vhost: &str, p: &Policy) -> DefinitionChange {
     let k = key(KEY_POLICY, &[vhost.as_bytes(), p.name.as_bytes()]);
     (k, Some(encoded(policy_value(p))))
 }
 
-pub fn delete_policy(vhost: &str, name: &str) -> MetaChange {
+pub fn delete_policy(vhost: &str, name: &str) -> DefinitionChange {
     (key(KEY_POLICY, &[vhost.as_bytes(), name.as_bytes()]), None)
 }
 
 /// Every record of one vhost's saved state.
-fn full_state(v: &SavedVHost) -> Vec<MetaChange> {
+fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
     let mut out = vec![put_vhost(&v.name)];
     out.extend(v.exchanges.iter().map(|x| put_exchange(&v.name, x)));
     out.extend(v.queues.iter().map(|q| put_queue(&v.name, q)));

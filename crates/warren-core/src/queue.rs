@@ -26,8 +26,8 @@ use crate::dead_letter::{DeadLetter, DeathReason, SourceSettle};
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
+use crate::storage::{MessageStore, QueueIndex, RecordLocation, RecoveredEntry, StoredRecord};
 use crate::timers::{TimerTarget, Timers};
-use warren_store::{Location, QueueLog, RecoveredEntry, Store};
 
 /// What a client asked for in `queue.declare` (after the server named it, if needed).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub struct Entry {
     /// The message, or `None` while it lives only in the store (paged out).
     pub msg: Option<Arc<Message>>,
     /// The message's record in the store, if it has one; the entry holds one reference.
-    pub loc: Option<Location>,
+    pub loc: Option<RecordLocation>,
     /// Body bytes (what `x-max-length-bytes` counts, and what paging measures).
     pub size: u32,
     /// Written to the queue's log (a persistent message in a durable queue).
@@ -297,9 +297,9 @@ pub struct Queue {
 
 /// A queue's link to the store: paging for every queue, a log for durable ones.
 pub struct QueueStorage {
-    pub store: Store,
+    pub store: Arc<dyn MessageStore>,
     /// The queue's index of persistent messages (durable, non-exclusive queues only).
-    pub log: Option<QueueLog>,
+    pub log: Option<Arc<dyn QueueIndex>>,
     /// Ready bytes kept in memory; messages beyond live only in the store.
     pub page_threshold: usize,
 }
@@ -365,7 +365,7 @@ impl Queue {
 
     /// The id of the queue's log in the store (durable queues only).
     pub fn log_id(&self) -> Option<u64> {
-        self.storage.as_ref()?.log.as_ref().map(QueueLog::queue_id)
+        self.storage.as_ref()?.log.as_ref().map(|l| l.id())
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -789,7 +789,7 @@ impl Queue {
                 }
             }
             if let Some(log) = &storage.log {
-                if let Err(e) = storage.store.remove_queue_log(log.queue_id()) {
+                if let Err(e) = storage.store.remove_queue_index(log.id()) {
                     tracing::warn!(queue = %self.spec.name, error = %e, "cannot remove the queue's log");
                 }
             }
@@ -1048,9 +1048,9 @@ impl Queue {
 
 /// The message's record location, appending it to the store the first time it is needed
 /// (the message keeps the record's reference until it is dropped).
-fn stored_location(store: &Store, msg: &Message) -> Location {
+fn stored_location(store: &Arc<dyn MessageStore>, msg: &Message) -> RecordLocation {
     msg.stored
-        .get_or_init(|| store.append(&msg.encode_record()))
+        .get_or_init(|| StoredRecord::append(store, &msg.encode_record()))
         .location()
 }
 
@@ -1345,9 +1345,9 @@ mod tests {
 
     #[test]
     fn paging_and_recovery_keep_order_and_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), warren_store::StoreOptions::default()).unwrap();
-        let log = store.queue_log(7).unwrap();
+        let memory = crate::storage::MemoryStore::new();
+        let store: Arc<dyn MessageStore> = memory.clone();
+        let log = store.queue_index(7).unwrap();
         let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
         let spec = QueueSpec {
             name: "dq".into(),
@@ -1396,7 +1396,7 @@ mod tests {
 
         // "Restart": a new queue over the same log sees the 50 persistent messages, the
         // delivered one marked redelivered, and not the transient one.
-        let log = store.queue_log(7).unwrap();
+        let log = store.queue_index(7).unwrap();
         let recovered = log.recover().unwrap();
         assert_eq!(recovered.len(), 50);
         let storage = QueueStorage {
@@ -1437,8 +1437,8 @@ mod tests {
 
     #[test]
     fn undelivered_no_ack_deliveries_come_back_intact() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), warren_store::StoreOptions::default()).unwrap();
+        let memory = crate::storage::MemoryStore::new();
+        let store: Arc<dyn MessageStore> = memory.clone();
         let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
         let spec = QueueSpec {
             name: "dq".into(),
@@ -1449,7 +1449,7 @@ mod tests {
         };
         let storage = QueueStorage {
             store: store.clone(),
-            log: Some(store.queue_log(1).unwrap()),
+            log: Some(store.queue_index(1).unwrap()),
             page_threshold: 16,
         };
         let q = Queue::new(
@@ -1493,6 +1493,11 @@ mod tests {
             .collect();
         assert_eq!(seen, expected);
         assert_eq!(q.unacked_count(), 0);
+        assert_eq!(
+            memory.record_count(),
+            0,
+            "every record reference was released"
+        );
     }
 
     #[test]

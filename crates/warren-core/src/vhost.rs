@@ -29,8 +29,8 @@ use crate::policy::{self, Policy};
 use crate::queue::QueueStorage;
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
+use crate::storage::DefinitionChange;
 use crate::timers::Timers;
-use warren_store::MetaChange;
 
 /// How many dead letters one routing pass may produce in a chain (a length-limited DLX target
 /// dropping into another...): a bound, not an expected size.
@@ -178,7 +178,7 @@ impl VHost {
             };
             if let Err(e) = self.write_ahead(vec![persist::put_exchange(&self.name, &saved)]) {
                 if let (Some(id), Some(p)) = (saved.delayed_log, &self.persistence) {
-                    let _ = p.store.remove_queue_log(id);
+                    let _ = p.store.remove_queue_index(id);
                 }
                 return Err(e);
             }
@@ -324,7 +324,7 @@ impl VHost {
             };
             if let Err(e) = self.write_ahead(vec![persist::put_queue(&self.name, &saved)]) {
                 if let Some(p) = &self.persistence {
-                    let _ = p.store.remove_queue_log(id);
+                    let _ = p.store.remove_queue_index(id);
                 }
                 return Err(e);
             }
@@ -622,7 +622,7 @@ impl VHost {
     }
 
     /// Makes definition changes durable before they are applied (see the module doc).
-    fn write_ahead(&self, changes: Vec<MetaChange>) -> CoreResult<()> {
+    fn write_ahead(&self, changes: Vec<DefinitionChange>) -> CoreResult<()> {
         match &self.persistence {
             Some(p) => p.apply(changes),
             None => Ok(()),
@@ -643,7 +643,7 @@ impl VHost {
     /// without changing anything: the object, every saved binding to it (and, for an
     /// exchange, from it), and the auto-delete exchanges this leaves without bindings, in
     /// cascade, as `remove_bindings_to` will do it.
-    fn removal_changes(&self, topo: &Topology, removed: Removed<'_>) -> Vec<MetaChange> {
+    fn removal_changes(&self, topo: &Topology, removed: Removed<'_>) -> Vec<DefinitionChange> {
         if self.persistence.is_none() {
             return Vec::new();
         }
@@ -697,7 +697,7 @@ impl VHost {
     }
 
     /// The deletes for an exchange and its own saved bindings.
-    fn exchange_gone(&self, topo: &Topology, x: &Exchange, changes: &mut Vec<MetaChange>) {
+    fn exchange_gone(&self, topo: &Topology, x: &Exchange, changes: &mut Vec<DefinitionChange>) {
         if !x.spec.durable {
             return;
         }
@@ -773,7 +773,7 @@ impl VHost {
                             p.note_queue_id(id);
                             match p
                                 .store
-                                .queue_log(id)
+                                .queue_index(id)
                                 .and_then(|log| Ok((log.recover()?, log)))
                             {
                                 Ok((recovered, log)) => {
@@ -798,7 +798,7 @@ impl VHost {
         }
         for sq in saved.queues {
             p.note_queue_id(sq.id);
-            let log = match p.store.queue_log(sq.id) {
+            let log = match p.store.queue_index(sq.id) {
                 Ok(log) => log,
                 Err(e) => {
                     tracing::error!(vhost = %self.name, queue = %sq.spec.name, error = %e, "cannot open the queue's log; queue skipped");

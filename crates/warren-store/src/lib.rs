@@ -1,6 +1,7 @@
 //! Warren's persistence layer. It stores opaque message records in shared segment files,
-//! one index log per durable queue, and an atomically replaced metadata blob; it knows
-//! nothing about AMQP or the broker model.
+//! one index log per durable queue, and a definitions log; it knows nothing about AMQP. It
+//! implements the storage interfaces that the broker model defines
+//! (`warren_core::storage`, see `broker_storage`), so the broker never sees its types.
 //!
 //! # Layout of a store directory
 //! ```text
@@ -55,6 +56,7 @@
 //! to them after that are dropped, so drop the store last (or call [`Store::sync_now`] after
 //! the final writes).
 
+mod broker_storage;
 mod error;
 mod flusher;
 mod metadata;
@@ -399,6 +401,18 @@ impl Store {
     /// # Panics
     /// If `payload` is longer than `u32::MAX - 8` bytes (the record length is a u32).
     pub fn append(&self, payload: &[u8]) -> RecordRef {
+        RecordRef {
+            loc: self.append_counted(payload),
+            shared: self.shared().clone(),
+        }
+    }
+
+    /// [`Store::append`] for a caller that counts its reference itself: the returned
+    /// location holds one reference, to be given back with [`Store::release`].
+    ///
+    /// # Panics
+    /// As `append`.
+    pub fn append_counted(&self, payload: &[u8]) -> Location {
         assert!(
             payload.len() as u64 <= u64::from(u32::MAX) - REC_HEADER_LEN,
             "record payload of {} bytes is too large",
@@ -414,10 +428,7 @@ impl Store {
             loc
         };
         sh.wake_if_idle();
-        RecordRef {
-            loc,
-            shared: sh.clone(),
-        }
+        loc
     }
 
     /// Reads a record back and verifies its length and checksum. Works for records still in

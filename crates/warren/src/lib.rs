@@ -72,7 +72,16 @@ impl Embedded {
             .build()
             .map_err(|e| format!("cannot start the broker's runtime: {e}"))?;
         let broker = match &opts.data_dir {
-            None => Arc::new(Broker::new()),
+            // The in-memory store behind the same traits: durable queues, persistent
+            // messages, confirms and dead-letter settlements take the disk broker's paths.
+            // Bodies are never paged (paging to memory saves nothing), so a persistent
+            // message in a durable queue is held twice: as the message and as its record.
+            None => {
+                let store = warren_core::storage::MemoryStore::new();
+                let persistence = warren_core::persist::Persistence::new(store, usize::MAX);
+                Broker::with_persistence(persistence)
+                    .map_err(|e| format!("cannot start the in-memory broker: {e}"))?
+            }
             Some(dir) => {
                 let store_dir = dir.join("store");
                 let store_options = warren_store::StoreOptions {
@@ -82,7 +91,7 @@ impl Embedded {
                 let store = warren_store::Store::open(&store_dir, store_options).map_err(|e| {
                     format!("cannot open the store in {}: {e}", store_dir.display())
                 })?;
-                let persistence = warren_core::persist::Persistence::new(store, 16 << 20);
+                let persistence = warren_core::persist::Persistence::new(Arc::new(store), 16 << 20);
                 Broker::with_persistence(persistence)
                     .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?
             }

@@ -85,8 +85,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     let store =
         tokio::task::block_in_place(|| warren_store::Store::open(&store_dir, store_options))
             .map_err(|e| format!("cannot open the store in {}: {e}", store_dir.display()))?;
-    let persistence =
-        warren_core::persist::Persistence::new(store.clone(), settings.queue_memory_limit);
+    let persistence = warren_core::persist::Persistence::new(
+        Arc::new(store.clone()),
+        settings.queue_memory_limit,
+    );
     let broker = tokio::task::block_in_place(|| Broker::with_persistence(persistence))
         .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
     info!(
