@@ -6,14 +6,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
-
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use bytes::BytesMut;
 use warren_amqp::{BasicProperties, FieldTable, FieldValue};
 
 use crate::delayed::DelayedMessages;
 use crate::error::{CoreError, CoreResult};
+use crate::queue::Queue;
 use crate::routing::consistent_hash::{parse_weight, HashRing};
 use crate::routing::headers::{headers_match, parse_x_match};
 use crate::routing::topic::TopicIndex;
@@ -89,6 +92,68 @@ impl Destination {
     }
 }
 
+/// A binding's destination resolved for routing: the queue itself (no lookup by name, no
+/// name copied per message), or the name of an exchange to route on through. Equal and
+/// hashed by kind and name, exactly as the [`Destination`] it resolves (a consistent-hash
+/// ring places it where it placed the name).
+#[derive(Clone)]
+pub enum Target {
+    Queue(Arc<Queue>),
+    Exchange(Arc<str>),
+}
+
+/// The key a [`Target`] is compared and hashed by: derives the same `Hash` as
+/// [`Destination`] (same variants in the same order, `&str` hashing as `String`).
+#[derive(PartialEq, Eq, Hash)]
+enum TargetKey<'a> {
+    Queue(&'a str),
+    Exchange(&'a str),
+}
+
+impl Target {
+    fn key(&self) -> TargetKey<'_> {
+        match self {
+            Target::Queue(q) => TargetKey::Queue(q.name()),
+            Target::Exchange(x) => TargetKey::Exchange(x),
+        }
+    }
+
+    /// True when this resolves `d`.
+    pub fn is(&self, d: &Destination) -> bool {
+        match (self, d) {
+            (Target::Queue(q), Destination::Queue(n)) => q.name() == n,
+            (Target::Exchange(x), Destination::Exchange(n)) => **x == **n,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Target::Queue(a), Target::Queue(b)) => Arc::ptr_eq(a, b) || a.name() == b.name(),
+            _ => self.key() == other.key(),
+        }
+    }
+}
+
+impl Eq for Target {}
+
+impl Hash for Target {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Queue(q) => write!(f, "Queue({})", q.name()),
+            Target::Exchange(x) => write!(f, "Exchange({x})"),
+        }
+    }
+}
+
 /// One binding from this exchange. Its identity is all three fields, as in RabbitMQ.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
@@ -109,13 +174,24 @@ enum HashOn {
 
 #[derive(Debug)]
 enum RouteIndex {
-    Direct(HashMap<String, Vec<Destination>>),
-    Fanout(Vec<Destination>),
-    Topic(TopicIndex<Destination>),
+    Direct(HashMap<String, Vec<Target>>),
+    Fanout(Vec<Target>),
+    /// The trie, and the targets of routing keys seen since the bindings last changed.
+    Topic(TopicIndex<Target>, TopicCache),
     /// Headers bindings are evaluated one by one from `Exchange::bindings`.
     Headers,
-    ConsistentHash(HashRing<Destination>, HashOn),
+    ConsistentHash(HashRing<Target>, HashOn),
 }
+
+/// Routing keys a topic exchange has matched, with their targets: a publisher that reuses
+/// its keys (the usual case) pays one hash lookup instead of a trie walk. Emptied whenever
+/// a binding changes, and when full (a publisher cycling through endless distinct keys
+/// cannot grow it past [`TOPIC_CACHE_KEYS`]).
+#[derive(Debug, Default)]
+struct TopicCache(RwLock<HashMap<Box<str>, Arc<[Target]>>>);
+
+/// Keys a topic exchange's cache holds at most.
+pub const TOPIC_CACHE_KEYS: usize = 4096;
 
 /// An exchange with its bindings.
 pub struct Exchange {
@@ -129,6 +205,8 @@ pub struct Exchange {
     /// Messages waiting for their `x-delay` (delayed-message exchanges only).
     pub delayed: Option<Arc<DelayedMessages>>,
     bindings: Vec<Binding>,
+    /// `targets[i]` is `bindings[i].destination` resolved.
+    targets: Vec<Target>,
     index: RouteIndex,
 }
 
@@ -173,7 +251,7 @@ impl Exchange {
         let index = match routing_kind {
             ExchangeKind::Direct => RouteIndex::Direct(HashMap::new()),
             ExchangeKind::Fanout => RouteIndex::Fanout(Vec::new()),
-            ExchangeKind::Topic => RouteIndex::Topic(TopicIndex::new()),
+            ExchangeKind::Topic => RouteIndex::Topic(TopicIndex::new(), TopicCache::default()),
             ExchangeKind::Headers => RouteIndex::Headers,
             ExchangeKind::ConsistentHash | ExchangeKind::DelayedMessage => {
                 RouteIndex::ConsistentHash(HashRing::new(), hash_on(&spec.arguments)?)
@@ -188,6 +266,7 @@ impl Exchange {
             routing_kind,
             delayed,
             bindings: Vec::new(),
+            targets: Vec::new(),
             index,
         })
     }
@@ -211,6 +290,14 @@ impl Exchange {
         !self.bindings.is_empty()
     }
 
+    /// Routing keys a topic exchange has cached (0 for other types).
+    pub fn cached_topic_keys(&self) -> usize {
+        match &self.index {
+            RouteIndex::Topic(_, cache) => cache.len(),
+            _ => 0,
+        }
+    }
+
     /// Validates a binding for this exchange's type; false when an identical one exists
     /// already. Changes nothing (`bind` does the same checks).
     pub fn check_binding(&self, binding: &Binding) -> CoreResult<bool> {
@@ -226,8 +313,10 @@ impl Exchange {
         Ok(!self.bindings.contains(binding))
     }
 
-    /// Adds a binding; false when an identical one exists already (binding is idempotent).
-    pub fn bind(&mut self, binding: Binding) -> CoreResult<bool> {
+    /// Adds a binding to `target` (its destination resolved); false when an identical one
+    /// exists already (binding is idempotent).
+    pub fn bind(&mut self, binding: Binding, target: Target) -> CoreResult<bool> {
+        debug_assert!(target.is(&binding.destination));
         if !self.check_binding(&binding)? {
             return Ok(false);
         }
@@ -240,19 +329,21 @@ impl Exchange {
                 RouteIndex::Direct(map) => map
                     .entry(binding.routing_key.clone())
                     .or_default()
-                    .push(binding.destination.clone()),
+                    .push(target.clone()),
                 RouteIndex::Fanout(list) => {
-                    if !list.contains(&binding.destination) {
-                        list.push(binding.destination.clone())
+                    if !list.contains(&target) {
+                        list.push(target.clone())
                     }
                 }
-                RouteIndex::Topic(trie) => {
-                    trie.insert(&binding.routing_key, binding.destination.clone());
+                RouteIndex::Topic(trie, cache) => {
+                    trie.insert(&binding.routing_key, target.clone());
+                    cache.clear();
                 }
                 RouteIndex::Headers | RouteIndex::ConsistentHash(..) => {}
             }
         }
         self.bindings.push(binding);
+        self.targets.push(target);
         self.rebuild_ring();
         Ok(true)
     }
@@ -263,7 +354,8 @@ impl Exchange {
             return false;
         };
         self.bindings.remove(pos);
-        self.unindex_if_last(&binding.destination, &binding.routing_key);
+        let target = self.targets.remove(pos);
+        self.unindex_if_last(&target, &binding.routing_key);
         self.rebuild_ring();
         true
     }
@@ -271,17 +363,18 @@ impl Exchange {
     /// Removes every binding to `destination` (it was deleted); returns how many went.
     pub fn remove_destination(&mut self, destination: &Destination) -> usize {
         let before = self.bindings.len();
-        let mut removed_keys = Vec::new();
-        self.bindings.retain(|b| {
-            if &b.destination == destination {
-                removed_keys.push(b.routing_key.clone());
-                false
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < self.bindings.len() {
+            if &self.bindings[i].destination == destination {
+                let b = self.bindings.remove(i);
+                removed.push((self.targets.remove(i), b.routing_key));
             } else {
-                true
+                i += 1;
             }
-        });
-        for key in removed_keys {
-            self.unindex_if_last(destination, &key);
+        }
+        for (target, key) in removed {
+            self.unindex_if_last(&target, &key);
         }
         self.rebuild_ring();
         before - self.bindings.len()
@@ -295,21 +388,21 @@ impl Exchange {
         };
         let mut fresh = HashRing::new();
         let mut seen: Vec<&Destination> = Vec::new();
-        for b in &self.bindings {
+        for (b, t) in self.bindings.iter().zip(&self.targets) {
             if seen.contains(&&b.destination) {
                 continue;
             }
             seen.push(&b.destination);
             if let Ok(weight) = parse_weight(&b.routing_key) {
-                fresh.add(b.destination.clone(), weight);
+                fresh.add(t.clone(), weight);
             }
         }
         *ring = fresh;
     }
 
-    fn unindex_if_last(&mut self, destination: &Destination, routing_key: &str) {
+    fn unindex_if_last(&mut self, target: &Target, routing_key: &str) {
         let still_bound = self.bindings.iter().any(|b| {
-            &b.destination == destination
+            target.is(&b.destination)
                 && (self.spec.kind == ExchangeKind::Fanout || b.routing_key == routing_key)
         });
         if still_bound {
@@ -318,28 +411,29 @@ impl Exchange {
         match &mut self.index {
             RouteIndex::Direct(map) => {
                 if let Some(list) = map.get_mut(routing_key) {
-                    list.retain(|d| d != destination);
+                    list.retain(|d| d != target);
                     if list.is_empty() {
                         map.remove(routing_key);
                     }
                 }
             }
-            RouteIndex::Fanout(list) => list.retain(|d| d != destination),
-            RouteIndex::Topic(trie) => {
-                trie.remove(routing_key, destination);
+            RouteIndex::Fanout(list) => list.retain(|d| d != target),
+            RouteIndex::Topic(trie, cache) => {
+                trie.remove(routing_key, target);
+                cache.clear();
             }
             RouteIndex::Headers | RouteIndex::ConsistentHash(..) => {}
         }
     }
 
-    /// Appends the destinations this exchange itself picks for a message. `headers` is asked
+    /// Appends the targets this exchange itself picks for a message. `headers` is asked
     /// for only by exchanges that route on headers, so the others never parse properties.
     pub fn route(
         &self,
         routing_key: &str,
         properties_raw: &[u8],
         headers: &mut dyn FnMut() -> Option<FieldTable>,
-        out: &mut Vec<Destination>,
+        out: &mut Vec<Target>,
     ) {
         match &self.index {
             RouteIndex::Direct(map) => {
@@ -348,17 +442,15 @@ impl Exchange {
                 }
             }
             RouteIndex::Fanout(list) => out.extend(list.iter().cloned()),
-            RouteIndex::Topic(trie) => trie.matches(routing_key, out),
+            RouteIndex::Topic(trie, cache) => cache.route(trie, routing_key, out),
             RouteIndex::Headers => {
                 if self.bindings.is_empty() {
                     return;
                 }
                 let message_headers = headers();
-                for b in &self.bindings {
-                    if headers_match(&b.arguments, message_headers.as_ref())
-                        && !out.contains(&b.destination)
-                    {
-                        out.push(b.destination.clone());
+                for (b, t) in self.bindings.iter().zip(&self.targets) {
+                    if headers_match(&b.arguments, message_headers.as_ref()) && !out.contains(t) {
+                        out.push(t.clone());
                     }
                 }
             }
@@ -371,6 +463,32 @@ impl Exchange {
                 }
             }
         }
+    }
+}
+
+impl TopicCache {
+    fn len(&self) -> usize {
+        self.0.read().len()
+    }
+
+    fn clear(&self) {
+        self.0.write().clear();
+    }
+
+    /// The targets of `routing_key`: from the cache, or matched in `trie` and remembered.
+    fn route(&self, trie: &TopicIndex<Target>, routing_key: &str, out: &mut Vec<Target>) {
+        if let Some(hit) = self.0.read().get(routing_key) {
+            out.extend(hit.iter().cloned());
+            return;
+        }
+        let start = out.len();
+        trie.matches(routing_key, out);
+        let matched: Arc<[Target]> = out[start..].into();
+        let mut cache = self.0.write();
+        if cache.len() >= TOPIC_CACHE_KEYS {
+            cache.clear();
+        }
+        cache.insert(routing_key.into(), matched);
     }
 }
 
@@ -432,4 +550,30 @@ pub fn delay_of(headers: Option<&FieldTable>) -> Option<u64> {
         other => other.as_i64()?,
     };
     u64::try_from(ms).ok().filter(|&ms| ms > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::DefaultHasher;
+
+    fn hash_of(v: &impl Hash) -> u64 {
+        let mut h = DefaultHasher::new();
+        v.hash(&mut h);
+        h.finish()
+    }
+
+    /// A consistent-hash ring seeds each destination from its hash: a resolved target must
+    /// hash as the name it resolves did, or rings would move messages around.
+    #[test]
+    fn targets_hash_as_their_destinations() {
+        let x = Target::Exchange("ex".into());
+        assert_eq!(hash_of(&x), hash_of(&Destination::Exchange("ex".into())));
+        assert_eq!(
+            hash_of(&TargetKey::Queue("q")),
+            hash_of(&Destination::Queue("q".into()))
+        );
+        assert!(x.is(&Destination::Exchange("ex".into())));
+        assert!(!x.is(&Destination::Queue("ex".into())));
+    }
 }

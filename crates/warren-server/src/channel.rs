@@ -13,11 +13,11 @@ use warren_amqp::constants::*;
 use warren_amqp::properties::{self as prop, peek_user_id};
 use warren_amqp::*;
 use warren_core::queue::{ConsumerSpec, Entry};
-use warren_core::vhost::VHost;
+use warren_core::vhost::{PublishOutcome, RouteScratch, VHost};
 use warren_core::{
     Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
 };
-use warren_core::{Message, Published, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+use warren_core::{Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 
 mod ack;
 mod consume;
@@ -46,7 +46,7 @@ pub(crate) struct ConnCtx {
     pub is_publisher: bool,
     pub config: Arc<ServerConfig>,
     /// Reused between publishes so routing does not allocate.
-    pub route_buf: Vec<Arc<Queue>>,
+    pub route_scratch: RouteScratch,
     /// Queues this connection publishes to whose consumers lag: it pauses until they catch up.
     pub lagging_queues: Vec<Arc<Queue>>,
 }

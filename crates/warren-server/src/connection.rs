@@ -26,6 +26,7 @@ use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
 use crate::frames::Chunks;
 use crate::handshake::handshake;
+use warren_core::vhost::RouteScratch;
 
 mod dispatch;
 mod flow;
@@ -217,7 +218,7 @@ pub(crate) async fn serve_connection(
         consumer_cancel_notify: negotiated.consumer_cancel_notify,
         is_publisher: false,
         config,
-        route_buf: Vec::new(),
+        route_scratch: RouteScratch::default(),
         lagging_queues: Vec::new(),
     };
     let mut conn = Connection {

@@ -19,14 +19,18 @@ impl Channel {
                 "immediate=true",
             )));
         }
-        ctx.vhost
-            .check_publish(&publish.exchange)
-            .map_err(|e| fail(e.into()))?;
+        // Validation of the properties comes before routing, but RabbitMQ reports a missing
+        // or internal exchange first: on a failure, look at the exchange before answering
+        // (so a valid publish reads the topology once, when it is routed).
+        let exchange_first = |e: AmqpError| match ctx.vhost.check_publish(&publish.exchange) {
+            Err(x) => fail(x.into()),
+            Ok(()) => fail(e),
+        };
         // The user-id property, when set, must name the authenticated user (as in RabbitMQ).
         if properties.len() >= 2 && properties[0..2] != [0, 0] {
             if let Some(user_id) = peek_user_id(&properties) {
                 if user_id != ctx.user {
-                    return Err(fail(AmqpError::channel(
+                    return Err(exchange_first(AmqpError::channel(
                         PRECONDITION_FAILED,
                         format!(
                             "user_id property set to '{user_id}' but authenticated user was '{}'",
@@ -37,32 +41,34 @@ impl Channel {
             }
         }
         if let Some(expiration) = peek_expiration(&properties) {
-            validate_expiration(&expiration).map_err(fail)?;
+            validate_expiration(&expiration).map_err(exchange_first)?;
         }
-        let properties = self.rewrite_reply_to(properties).map_err(fail)?;
+        let properties = self.rewrite_reply_to(properties).map_err(exchange_first)?;
         let msg = Arc::new(
             Message::new(publish.exchange, publish.routing_key, properties, body)
                 .with_sender_selected(),
         );
         if let Some(ops) = self.tx.as_mut() {
+            // Checked now, routed at commit.
+            ctx.vhost
+                .check_publish(&msg.exchange)
+                .map_err(|e| fail(e.into()))?;
             ops.push(TxOp::Publish {
                 msg,
                 mandatory: publish.mandatory,
             });
             return Ok(());
         }
-        let rejected = self.route(ctx, &msg, publish.mandatory).map_err(fail)?;
+        let outcome = self.route(ctx, &msg, publish.mandatory).map_err(fail)?;
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
-            if rejected {
+            if outcome.rejected {
                 c.nacks.push(c.last_seq);
             }
             // A persistent message written to the store is confirmed only once the fsync
             // that covers it is done (group commit).
-            if msg.needs_sync() {
-                if let Some(p) = ctx.broker.persistence() {
-                    c.durable_waits.push_back((c.last_seq, p.generation()));
-                }
+            if let Some(generation) = outcome.confirm_after {
+                c.durable_waits.push_back((c.last_seq, generation));
             }
         }
         Ok(())
@@ -90,61 +96,45 @@ impl Channel {
         Ok(decoded.to_bytes())
     }
 
-    /// Routes and enqueues a message; true when a queue refused it (`x-overflow`
-    /// reject-publish), so a confirm-mode publisher gets a nack.
+    /// Routes and enqueues a message (in the core, on one read of the topology), returning
+    /// a mandatory message that no queue took.
     pub(super) fn route(
         &mut self,
         ctx: &mut ConnCtx,
         msg: &Arc<Message>,
         mandatory: bool,
-    ) -> AmqpResult<bool> {
-        let mut rejected = false;
-        let mut queues = std::mem::take(&mut ctx.route_buf);
-        if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_PREFIX) {
+    ) -> AmqpResult<PublishOutcome> {
+        let outcome = if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_PREFIX) {
             // A reply to a direct reply-to request; a reply whose requester is gone is
             // dropped (or returned, when mandatory).
-            queues.extend(ctx.broker.reply_target(&msg.routing_key));
-        }
-        let routed = if !queues.is_empty() {
-            Ok(false)
-        } else {
-            ctx.vhost.route(msg, &mut queues)
-        };
-        let held_for_delay = match routed {
-            Ok(held) => held,
-            Err(e) => {
-                ctx.route_buf = queues;
-                return Err(e.into());
-            }
-        };
-        if queues.is_empty() && !held_for_delay {
-            if mandatory {
-                self.send(
-                    ctx,
-                    BasicReturn {
-                        reply_code: NO_ROUTE,
-                        reply_text: "NO_ROUTE".to_string(),
-                        exchange: msg.exchange.clone(),
-                        routing_key: msg.routing_key.clone(),
-                    },
-                );
-                write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, msg);
-            }
-        } else {
-            for q in queues.drain(..) {
-                match q.publish(Arc::clone(msg)) {
-                    Published::Rejected => rejected = true,
-                    Published::AcceptedLagging => {
-                        if !ctx.lagging_queues.iter().any(|l| Arc::ptr_eq(l, &q)) {
-                            ctx.lagging_queues.push(q);
-                        }
-                    }
-                    Published::Accepted => {}
+            match ctx.broker.reply_target(&msg.routing_key) {
+                Some(q) => {
+                    ctx.vhost
+                        .publish_to(msg, q, &mut ctx.route_scratch, &mut ctx.lagging_queues)
                 }
+                None => PublishOutcome {
+                    unroutable: true,
+                    rejected: false,
+                    confirm_after: None,
+                },
             }
+        } else {
+            ctx.vhost
+                .publish(msg, &mut ctx.route_scratch, &mut ctx.lagging_queues)?
+        };
+        if outcome.unroutable && mandatory {
+            self.send(
+                ctx,
+                BasicReturn {
+                    reply_code: NO_ROUTE,
+                    reply_text: "NO_ROUTE".to_string(),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                },
+            );
+            write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, msg);
         }
-        ctx.route_buf = queues;
-        Ok(rejected)
+        Ok(outcome)
     }
 
     /// Writes the publisher confirms accumulated since the last flush, coalesced.

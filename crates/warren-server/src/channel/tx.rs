@@ -17,8 +17,8 @@ impl Channel {
         for op in ops {
             match op {
                 TxOp::Publish { msg, mandatory } => {
-                    self.route(ctx, &msg, mandatory)?;
-                    wrote_durable |= msg.needs_sync();
+                    let outcome = self.route(ctx, &msg, mandatory)?;
+                    wrote_durable |= outcome.confirm_after.is_some();
                 }
                 TxOp::Settle { entries, how } => {
                     wrote_durable |= entries.iter().any(|u| u.entry.logged);

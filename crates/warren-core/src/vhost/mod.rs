@@ -22,7 +22,7 @@ use crate::clock::unix_secs;
 use crate::dead_letter::{is_cycle, DeadLetter};
 use crate::delayed::{DelayedRouter, DelayedStorage};
 use crate::error::{CoreError, CoreResult};
-use crate::exchange::{delay_of, Binding, Destination, Exchange, ExchangeKind, ExchangeSpec};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeSpec, Target};
 use crate::message::Message;
 use crate::persist::{self, Persistence, SavedBinding, SavedExchange, SavedQueue, SavedVHost};
 use crate::policy::{self, Policy};
@@ -31,6 +31,10 @@ use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
 use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::storage::DefinitionChange;
 use crate::timers::Timers;
+
+mod publish;
+
+pub use publish::{PublishOutcome, RouteScratch};
 
 /// How many dead letters one routing pass may produce in a chain (a length-limited DLX target
 /// dropping into another...): a bound, not an expected size.
@@ -500,8 +504,13 @@ impl VHost {
             }
         };
         self.write_ahead(changes)?;
-        if let Some(x) = self.topology.write().exchanges.get_mut(source) {
-            x.bind(binding)?;
+        let mut guard = self.topology.write();
+        let topo = &mut *guard;
+        if let (Some(target), Some(x)) = (
+            resolve(&topo.queues, &topo.exchanges, &binding.destination),
+            topo.exchanges.get_mut(source),
+        ) {
+            x.bind(binding, target)?;
         }
         Ok(())
     }
@@ -842,18 +851,17 @@ impl VHost {
                 .queues
                 .insert(queue.spec.name.clone(), queue);
         }
-        let mut topo = self.topology.write();
+        let mut guard = self.topology.write();
+        let topo = &mut *guard;
         for b in saved.bindings {
-            let dest_ok = match &b.destination {
-                Destination::Queue(q) => topo.queues.contains_key(q),
-                Destination::Exchange(x) => topo.exchanges.contains_key(x),
-            };
-            if let (true, Some(x)) = (dest_ok, topo.exchanges.get_mut(&b.source)) {
-                let _ = x.bind(Binding {
+            let target = resolve(&topo.queues, &topo.exchanges, &b.destination);
+            if let (Some(target), Some(x)) = (target, topo.exchanges.get_mut(&b.source)) {
+                let binding = Binding {
                     destination: b.destination,
                     routing_key: b.routing_key,
                     arguments: b.arguments,
-                });
+                };
+                let _ = x.bind(binding, target);
             }
         }
         let policies = self.policies.read().clone();
@@ -924,130 +932,6 @@ impl VHost {
                 }
             }
         }
-    }
-
-    // ----- publishing -----
-
-    /// Checks that a client may publish to `exchange`: it exists and is not internal.
-    pub fn check_publish(&self, exchange: &str) -> CoreResult<()> {
-        let topo = self.topology.read();
-        let x = topo
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| self.no_exchange(exchange))?;
-        if x.spec.internal {
-            return Err(CoreError::access_refused(format!(
-                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
-                self.name
-            )));
-        }
-        Ok(())
-    }
-
-    /// Routes a message through its exchange (and on through exchange-to-exchange bindings
-    /// and alternate exchanges) and appends each receiving queue once. Returns true when a
-    /// delayed-message exchange took the message to hold it for its `x-delay`.
-    pub fn route(&self, msg: &Arc<Message>, out: &mut Vec<Arc<Queue>>) -> CoreResult<bool> {
-        self.route_inner(msg, None, out)
-    }
-
-    /// Routes a message that a delayed-message exchange held and that is now due, then
-    /// enqueues it.
-    pub fn route_delayed(&self, exchange: &str, msg: Arc<Message>) {
-        let mut queues = Vec::new();
-        if self.route_inner(&msg, Some(exchange), &mut queues).is_ok() {
-            for q in queues {
-                q.publish(Arc::clone(&msg));
-            }
-        }
-    }
-
-    fn route_inner(
-        &self,
-        msg: &Arc<Message>,
-        delay_done_at: Option<&str>,
-        out: &mut Vec<Arc<Queue>>,
-    ) -> CoreResult<bool> {
-        let exchange = msg.exchange.as_str();
-        // The routing key, then the keys of CC/BCC (sender-selected distribution).
-        let keys = std::iter::once(&msg.routing_key).chain(msg.cc.iter());
-        let topo = self.topology.read();
-        if exchange.is_empty() {
-            for key in keys {
-                if let Some(q) = topo.queues.get(key) {
-                    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
-                        out.push(Arc::clone(q));
-                    }
-                }
-            }
-            return Ok(false);
-        }
-        let first = topo
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| self.no_exchange(exchange))?;
-        // Headers are parsed at most once per message, and only if an exchange needs them.
-        let mut cached_headers: Option<Option<FieldTable>> = None;
-        let mut lazy_headers = || {
-            cached_headers
-                .get_or_insert_with(|| warren_amqp::peek_headers(&msg.properties_raw))
-                .clone()
-        };
-        if let Some(delayed) = &first.delayed {
-            if delay_done_at != Some(first.name()) {
-                if let Some(ms) = delay_of(lazy_headers().as_ref()) {
-                    delayed.hold(Arc::clone(msg), ms, &self.timers);
-                    return Ok(true);
-                }
-            }
-        }
-        let mut pending: Vec<&Exchange> = Vec::new();
-        let mut seen: Vec<&str> = Vec::new();
-        let mut dests = Vec::new();
-        for routing_key in keys {
-            pending.clear();
-            seen.clear();
-            pending.push(first);
-            seen.push(first.name());
-            while let Some(x) = pending.pop() {
-                dests.clear();
-                x.route(
-                    routing_key,
-                    &msg.properties_raw,
-                    &mut lazy_headers,
-                    &mut dests,
-                );
-                if dests.is_empty() {
-                    if let Some(ae) = x.effective_alternate().and_then(|n| topo.exchanges.get(n)) {
-                        if !seen.contains(&ae.name()) {
-                            seen.push(ae.name());
-                            pending.push(ae);
-                        }
-                    }
-                    continue;
-                }
-                for d in &dests {
-                    match d {
-                        Destination::Queue(name) => {
-                            if let Some(q) = topo.queues.get(name) {
-                                if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
-                                    out.push(Arc::clone(q));
-                                }
-                            }
-                        }
-                        Destination::Exchange(name) => {
-                            if let Some(next) = topo.exchanges.get(name) {
-                                if !seen.contains(&next.name()) {
-                                    seen.push(next.name());
-                                    pending.push(next);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(false)
     }
 }
 
@@ -1125,6 +1009,20 @@ fn remove_queue(topo: &mut Topology, queue: &Arc<Queue>) -> u32 {
     let dest = Destination::Queue(queue.name().to_string());
     remove_bindings_to(topo, &dest);
     queue.mark_deleted()
+}
+
+/// A binding's destination as routing holds it; `None` when it does not exist.
+fn resolve(
+    queues: &HashMap<String, Arc<Queue>>,
+    exchanges: &HashMap<String, Exchange>,
+    destination: &Destination,
+) -> Option<Target> {
+    match destination {
+        Destination::Queue(name) => queues.get(name).cloned().map(Target::Queue),
+        Destination::Exchange(name) => exchanges
+            .contains_key(name)
+            .then(|| Target::Exchange(name.as_str().into())),
+    }
 }
 
 fn remove_exchange(topo: &mut Topology, name: &str) {
