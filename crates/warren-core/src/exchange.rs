@@ -428,13 +428,7 @@ impl Exchange {
 
     /// Appends the targets this exchange itself picks for a message. `headers` is asked
     /// for only by exchanges that route on headers, so the others never parse properties.
-    pub fn route(
-        &self,
-        routing_key: &str,
-        properties_raw: &[u8],
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
-        out: &mut Vec<Target>,
-    ) {
+    pub fn route(&self, routing_key: &str, headers: &mut LazyHeaders<'_>, out: &mut Vec<Target>) {
         match &self.index {
             RouteIndex::Direct(map) => {
                 if let Some(list) = map.get(routing_key) {
@@ -447,15 +441,15 @@ impl Exchange {
                 if self.bindings.is_empty() {
                     return;
                 }
-                let message_headers = headers();
+                let message_headers = headers.get();
                 for (b, t) in self.bindings.iter().zip(&self.targets) {
-                    if headers_match(&b.arguments, message_headers.as_ref()) && !out.contains(t) {
+                    if headers_match(&b.arguments, message_headers) && !out.contains(t) {
                         out.push(t.clone());
                     }
                 }
             }
             RouteIndex::ConsistentHash(ring, on) => {
-                let key = hash_key(on, routing_key, properties_raw, headers);
+                let key = hash_key(on, routing_key, headers);
                 if let Some(d) = ring.pick(&key) {
                     if !out.contains(d) {
                         out.push(d.clone());
@@ -492,6 +486,29 @@ impl TopicCache {
     }
 }
 
+/// A message's `headers` property, parsed from its raw properties at most once per
+/// message and only when an exchange on its way needs it.
+pub struct LazyHeaders<'a> {
+    pub properties_raw: &'a [u8],
+    parsed: Option<Option<FieldTable>>,
+}
+
+impl<'a> LazyHeaders<'a> {
+    pub fn new(properties_raw: &'a [u8]) -> Self {
+        LazyHeaders {
+            properties_raw,
+            parsed: None,
+        }
+    }
+
+    pub fn get(&mut self) -> Option<&FieldTable> {
+        let raw = self.properties_raw;
+        self.parsed
+            .get_or_insert_with(|| warren_amqp::peek_headers(raw))
+            .as_ref()
+    }
+}
+
 fn hash_on(args: &FieldTable) -> CoreResult<HashOn> {
     let header = args.get("hash-header").and_then(|v| v.as_str());
     let property = args.get("hash-property").and_then(|v| v.as_str());
@@ -513,23 +530,18 @@ fn hash_on(args: &FieldTable) -> CoreResult<HashOn> {
 /// The bytes a consistent-hash exchange hashes. A missing header or property hashes as
 /// empty, so such messages all go to one (arbitrary but stable) destination, as the
 /// plugin documents. Header values hash with their type, as RabbitMQ's do.
-fn hash_key(
-    on: &HashOn,
-    routing_key: &str,
-    properties_raw: &[u8],
-    headers: &mut dyn FnMut() -> Option<FieldTable>,
-) -> Vec<u8> {
+fn hash_key(on: &HashOn, routing_key: &str, headers: &mut LazyHeaders<'_>) -> Vec<u8> {
     match on {
         HashOn::RoutingKey => routing_key.as_bytes().to_vec(),
         HashOn::Header(name) => {
             let mut buf = BytesMut::new();
-            if let Some(v) = headers().and_then(|h| h.get(name).cloned()) {
+            if let Some(v) = headers.get().and_then(|h| h.get(name)) {
                 v.encode(&mut buf);
             }
             buf.to_vec()
         }
         other => {
-            let props = BasicProperties::decode(properties_raw).unwrap_or_default();
+            let props = BasicProperties::decode(headers.properties_raw).unwrap_or_default();
             let value = match other {
                 HashOn::MessageId => props.message_id,
                 HashOn::CorrelationId => props.correlation_id,

@@ -269,11 +269,25 @@ impl Ready {
     }
 }
 
+impl QueueState {
+    fn note_consumers_changed(&mut self) {
+        self.top_priority = self
+            .consumers
+            .iter()
+            .map(|c| c.spec.priority)
+            .max()
+            .unwrap_or(0);
+    }
+}
+
 struct QueueState {
     config: QueueConfig,
     ready: Ready,
     next_seq: u64,
     consumers: Vec<Consumer>,
+    /// Highest priority among `consumers`: a consumer of that priority with credit is the
+    /// pick at once, so dispatch does not scan every consumer per message.
+    top_priority: i32,
     next_consumer: usize,
     unacked: usize,
     had_consumer: bool,
@@ -340,6 +354,7 @@ impl Queue {
                 ready: Ready::new(levels),
                 next_seq: 0,
                 consumers: Vec::new(),
+                top_priority: 0,
                 next_consumer: 0,
                 unacked: 0,
                 had_consumer: false,
@@ -548,6 +563,11 @@ impl Queue {
             if !c.has_credit() {
                 continue;
             }
+            if c.spec.priority == st.top_priority {
+                // The scan could only confirm it: none ranks higher, and among equals the
+                // first from the round-robin position wins.
+                return Some(idx);
+            }
             if best.is_none_or(|b| c.spec.priority > st.consumers[b].spec.priority) {
                 best = Some(idx);
             }
@@ -725,6 +745,7 @@ impl Queue {
             )));
         }
         st.consumers.push(Consumer { spec });
+        st.note_consumers_changed();
         st.had_consumer = true;
         st.last_used = now;
         let mut dead = Vec::new();
@@ -746,6 +767,7 @@ impl Queue {
                 && &*c.spec.tag == tag)
         });
         let removed = before != st.consumers.len();
+        st.note_consumers_changed();
         let mut dead = Vec::new();
         if removed {
             st.last_used = now;

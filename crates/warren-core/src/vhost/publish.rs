@@ -8,11 +8,9 @@
 
 use std::sync::Arc;
 
-use warren_amqp::FieldTable;
-
 use super::{Topology, VHost};
 use crate::error::{CoreError, CoreResult};
-use crate::exchange::{delay_of, Exchange, Target};
+use crate::exchange::{delay_of, Exchange, LazyHeaders, Target};
 use crate::message::Message;
 use crate::queue::{Published, Queue};
 
@@ -171,16 +169,10 @@ impl VHost {
             .exchanges
             .get(exchange)
             .ok_or_else(|| self.no_exchange(exchange))?;
-        // Headers are parsed at most once per message, and only if an exchange needs them.
-        let mut cached_headers: Option<Option<FieldTable>> = None;
-        let mut lazy_headers = || {
-            cached_headers
-                .get_or_insert_with(|| warren_amqp::peek_headers(&msg.properties_raw))
-                .clone()
-        };
+        let mut headers = LazyHeaders::new(&msg.properties_raw);
         if let Some(delayed) = &first.delayed {
             if delay_done_at != Some(first.name()) {
-                if let Some(ms) = delay_of(lazy_headers().as_ref()) {
+                if let Some(ms) = delay_of(headers.get()) {
                     delayed.hold(Arc::clone(msg), ms, &self.timers);
                     return Ok(true);
                 }
@@ -197,7 +189,7 @@ impl VHost {
             loop {
                 let targets = &mut scratch.targets;
                 targets.clear();
-                x.route(routing_key, &msg.properties_raw, &mut lazy_headers, targets);
+                x.route(routing_key, &mut headers, targets);
                 if targets.is_empty() {
                     if let Some(ae) = x.effective_alternate().and_then(|n| topo.exchanges.get(n)) {
                         if !visited(first, &seen, ae.name()) {
@@ -250,6 +242,7 @@ mod tests {
     use crate::ErrorKind;
     use bytes::Bytes;
     use warren_amqp::BasicProperties;
+    use warren_amqp::FieldTable;
 
     fn vhost() -> Arc<VHost> {
         let persistence = Persistence::new(MemoryStore::new(), usize::MAX);
