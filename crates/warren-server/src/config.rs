@@ -15,6 +15,10 @@ pub struct ServerConfig {
     pub max_message_size: u64,
     /// Time allowed from TCP accept to `connection.open` (RabbitMQ's default: 10 s).
     pub handshake_timeout: Duration,
+    /// Without heartbeats, a connection whose peer accepts no bytes for this long is
+    /// closed (RabbitMQ's `tcp_listen_options.send_timeout`: 15 s). With heartbeats, two
+    /// heartbeat intervals.
+    pub send_timeout: Duration,
     /// Cluster name reported in the server properties.
     pub cluster_name: String,
 }
@@ -27,6 +31,7 @@ impl Default for ServerConfig {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(15),
             cluster_name: "warren".to_string(),
         }
     }

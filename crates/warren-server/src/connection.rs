@@ -30,6 +30,8 @@ use warren_core::vhost::RouteScratch;
 
 mod dispatch;
 mod flow;
+#[cfg(test)]
+pub(crate) mod panic_tests;
 
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Read size once a connection sends large frames: fewer reads and wake-ups per body. Not
@@ -104,16 +106,46 @@ enum End {
     Io(std::io::Error),
     Error(AmqpError),
     MissedHeartbeats,
+    /// The peer accepted no bytes for the send timeout.
+    WriteStalled,
     Shutdown,
     /// The peer sent something no AMQP 0-9-1 client sends; dropped without a close frame.
     Dropped(String),
 }
 
 /// Writes the queued chunks and then `out`, with vectored writes (no copy of large bodies).
+/// A write that makes no progress for this long means the peer stopped reading.
+fn stalled(stall: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("peer read nothing for {} ms", stall.as_millis()),
+    )
+}
+
+/// `write_all`, failing with `TimedOut` when one write call makes no progress for `stall`
+/// (a slow reader that keeps reading never trips it; one that stopped does).
+async fn write_all_within(
+    writer: &mut OwnedWriteHalf,
+    mut buf: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = tokio::time::timeout(stall, writer.write(buf))
+            .await
+            .map_err(|_| stalled(stall))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 async fn write_all_vectored(
     writer: &mut OwnedWriteHalf,
     chunks: &mut Chunks,
     out: &mut BytesMut,
+    stall: Duration,
 ) -> std::io::Result<()> {
     use bytes::Buf;
     if !out.is_empty() {
@@ -127,7 +159,9 @@ async fn write_all_vectored(
             .take(64)
             .map(|b| std::io::IoSlice::new(b))
             .collect();
-        let mut n = writer.write_vectored(&slices).await?;
+        let mut n = tokio::time::timeout(stall, writer.write_vectored(&slices))
+            .await
+            .map_err(|_| stalled(stall))??;
         drop(slices);
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -331,6 +365,14 @@ impl Connection {
         } else {
             Duration::from_secs(3600)
         };
+        // A peer that accepts no bytes for two heartbeat intervals (or the send timeout,
+        // without heartbeats) is gone; its connection must not hold its acks and the
+        // broker's memory hostage.
+        let stall = if self.heartbeat > 0 {
+            hb * 2
+        } else {
+            self.ctx.config.send_timeout
+        };
         let mut ticker = tokio::time::interval(tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
@@ -426,15 +468,25 @@ impl Connection {
             self.update_blocked();
             self.update_throttle();
             if !self.ctx.out.is_empty() || !self.ctx.chunks.is_empty() {
+                let write_started = Instant::now();
                 let written = if self.ctx.chunks.is_empty() {
-                    writer.write_all(&self.ctx.out).await
+                    write_all_within(writer, &self.ctx.out, stall).await
                 } else {
-                    write_all_vectored(writer, &mut self.ctx.chunks, &mut self.ctx.out).await
+                    write_all_vectored(writer, &mut self.ctx.chunks, &mut self.ctx.out, stall).await
                 };
                 if let Err(e) = written {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        warn!(connection = self.ctx.id, error = %e, "client stopped reading; closing");
+                        return End::WriteStalled;
+                    }
                     return End::Io(e);
                 }
                 last_write = Instant::now();
+                if last_write - write_started >= tick_every {
+                    // A slow reader held us in the write: we read nothing meanwhile, so the
+                    // silence was ours to count, not the client's.
+                    last_read = last_read.max(last_write - tick_every);
+                }
                 self.ctx.out.clear();
                 if self.sink.starved.swap(false, Ordering::Relaxed) {
                     // A queue held back no-ack deliveries for us: there is room again.
@@ -462,6 +514,9 @@ impl Connection {
 
     /// Final cleanup: channels release their consumers and unacked messages, deliveries
     /// still queued for us go back to their queues, exclusive queues are deleted.
+    /// Releases everything the connection holds in the broker. Runs when the connection
+    /// ends normally and again from `Drop`, so it also runs if the task panics or is
+    /// aborted (the second run finds nothing left to release).
     fn teardown(&mut self) {
         self.release_channels();
         self.channels.clear();
@@ -472,5 +527,11 @@ impl Connection {
             }
         }
         self.ctx.vhost.delete_exclusive_queues(self.ctx.id);
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.teardown();
     }
 }

@@ -22,9 +22,16 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// Creates the control socket (replacing one a crashed run left behind).
 pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    UnixListener::from_std(bind_std(data_dir)?)
+}
+
+/// [`bind`] outside a runtime: the listener is made non-blocking, for
+/// `UnixListener::from_std` inside one.
+pub fn bind_std(data_dir: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     let path = socket_path(data_dir);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    listener.set_nonblocking(true)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

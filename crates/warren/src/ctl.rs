@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::control::socket_path;
+use warren::control::socket_path;
 
 #[derive(clap::Args, Debug)]
 pub struct CtlArgs {

@@ -13,7 +13,10 @@
 //! ```
 //!
 //! The broker runs on a small tokio runtime of its own, on its own threads, so it can be
-//! used from synchronous tests and from inside another runtime alike.
+//! started from synchronous tests and from inside another runtime alike (dropping it waits
+//! for its connections to close, up to 5 s: from async code, drop it where blocking is
+//! allowed, e.g. `tokio::task::block_in_place`, or after closing the clients). With a data
+//! directory it also serves the control socket, so `warren ctl --data-dir DIR` works on it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +25,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use warren_core::Broker;
+
+pub mod control;
 
 /// How to start an embedded broker.
 #[derive(Debug, Clone)]
@@ -99,24 +104,57 @@ impl Embedded {
         broker
             .start_housekeeping()
             .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(opts.listen.as_str()))
+        // Bound here, synchronously, so that `start` works from plain code and from inside
+        // any async runtime alike (no `block_on` on the caller's thread).
+        let listener = std::net::TcpListener::bind(opts.listen.as_str())
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;
+        // With a data directory, `warren ctl --data-dir DIR` administers it as it would
+        // the binary.
+        let control = match &opts.data_dir {
+            Some(dir) => Some(
+                control::bind_std(dir)
+                    .map_err(|e| format!("cannot create the control socket: {e}"))?,
+            ),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let served = Arc::clone(&broker);
+        let control_dir = opts.data_dir.clone();
         let thread = std::thread::Builder::new()
             .name("warren-embedded-main".into())
             .spawn(move || {
-                runtime.block_on(warren_server::serve(
-                    served,
-                    warren_server::ServerConfig::default(),
-                    vec![listener],
-                    shutdown_rx,
-                ));
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "embedded broker cannot use its listener");
+                            return;
+                        }
+                    };
+                    let control = control.and_then(|c| {
+                        let socket = tokio::net::UnixListener::from_std(c).ok()?;
+                        let broker = Arc::clone(&served);
+                        Some(tokio::spawn(control::serve(broker, socket)))
+                    });
+                    warren_server::serve(
+                        served,
+                        warren_server::ServerConfig::default(),
+                        vec![listener],
+                        shutdown_rx,
+                    )
+                    .await;
+                    if let Some(c) = control {
+                        c.abort();
+                    }
+                });
                 runtime.shutdown_timeout(Duration::from_secs(5));
+                if let Some(dir) = control_dir {
+                    let _ = std::fs::remove_file(control::socket_path(&dir));
+                }
             })
             .map_err(|e| format!("cannot start the broker thread: {e}"))?;
         Ok(Embedded {

@@ -1,7 +1,6 @@
 //! The `warren` binary: parses options (flags, environment, config file), sets up logging,
 //! binds the listeners and runs the broker until SIGTERM/SIGINT.
 
-mod control;
 mod ctl;
 mod settings;
 
@@ -10,6 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info};
+use warren::control;
 use warren_core::Broker;
 
 use settings::{Cli, Command, Settings};

@@ -42,6 +42,9 @@ pub struct Cli {
     /// Seconds a client has to complete the AMQP handshake.
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
+    /// Seconds a connection without heartbeats may go without its peer reading anything.
+    #[arg(long, env = "WARREN_SEND_TIMEOUT")]
+    pub send_timeout: Option<u64>,
     /// Bytes of ready messages a queue keeps in memory; beyond, bodies live on disk only.
     #[arg(long, env = "WARREN_QUEUE_MEMORY_LIMIT")]
     pub queue_memory_limit: Option<usize>,
@@ -78,6 +81,7 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout: Option<u64>,
+    pub send_timeout: Option<u64>,
     pub queue_memory_limit: Option<usize>,
     pub fsync: Option<bool>,
     pub memory_high_watermark: Option<String>,
@@ -116,6 +120,7 @@ impl Settings {
             heartbeat: cli.heartbeat,
             max_message_size: cli.max_message_size,
             handshake_timeout: cli.handshake_timeout,
+            send_timeout: cli.send_timeout,
             queue_memory_limit: cli.queue_memory_limit,
             fsync: cli.fsync,
             memory_high_watermark: cli.memory_high_watermark.clone(),
@@ -175,6 +180,11 @@ impl Settings {
                 .or(file.handshake_timeout)
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.handshake_timeout),
+            send_timeout: cli
+                .send_timeout
+                .or(file.send_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.send_timeout),
             cluster_name: defaults.cluster_name,
         };
         Ok(Settings {

@@ -217,8 +217,12 @@ async fn embedded_broker_serves_clients_and_stops_on_drop() {
         data_dir: Some(dir.clone()),
         ..Default::default()
     };
-    let broker = tokio::task::block_in_place(|| warren::Embedded::start_with(opts.clone()))
-        .expect("embedded broker");
+    // Started straight from async code: no block_on on the caller's runtime.
+    let broker = warren::Embedded::start_with(opts.clone()).expect("embedded broker");
+    assert!(
+        dir.join("warren.sock").exists(),
+        "with a data directory it serves the control socket for warren ctl"
+    );
     let url = broker.url();
     {
         let conn = connect_url(&url)

@@ -721,6 +721,69 @@ async fn heartbeat_timeout_closes_silent_connection() {
     broker_still_healthy(&broker).await;
 }
 
+/// A client that stops reading its socket: once the broker could write nothing for the send
+/// timeout (no heartbeats negotiated here), the connection is closed, its consumer removed
+/// and its unacknowledged deliveries requeued; everyone else is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_is_disconnected_and_its_deliveries_requeued() {
+    if external_broker() {
+        return; // Warren's --send-timeout; RabbitMQ's is a config-file setting.
+    }
+    let broker = Broker::start_with_args(&["--send-timeout", "1"]);
+    let (_conn, ch) = connect_channel(&broker).await;
+    let q = declare_queue(&ch, "unread").await;
+    // 64 MiB: far more than the socket buffers on both sides can hold.
+    let body = vec![b'x'; 256 * 1024];
+    for _ in 0..256 {
+        publish(&ch, "", &q, &body).await;
+    }
+    wait_ready(&ch, &q, 256).await;
+
+    let mut c = Conn::open_with(&broker, 0, 0, 0);
+    c.open_channel(1);
+    let consume = Args::default()
+        .u16(0)
+        .shortstr(&q)
+        .shortstr("never-reads")
+        .u8(0) // no-local, no-ack, exclusive, no-wait: all off (manual acks)
+        .empty_table()
+        .done();
+    c.send(&method_frame(1, 60, 20, &consume));
+    c.expect_method(60, 21);
+    // From here on the client reads nothing.
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(20);
+    loop {
+        let info = ch
+            .queue_declare(
+                q.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("passive declare while the other client stalls");
+        if info.consumer_count() == 0 && info.message_count() == 256 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} consumer(s), {} ready after {:?}",
+            info.consumer_count(),
+            info.message_count(),
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
+    );
+    broker_still_healthy(&broker).await;
+}
+
 #[tokio::test]
 async fn heartbeating_client_stays_connected() {
     let broker = Broker::start();

@@ -151,6 +151,10 @@ impl Connection {
                         ),
                     ));
                 }
+                #[cfg(test)]
+                if ch == super::panic_tests::PANIC_CHANNEL {
+                    panic!("test hook: the connection task panics");
+                }
                 self.channels.insert(ch, Channel::new(ch));
                 encode_method_frame(
                     &mut self.ctx.out,
