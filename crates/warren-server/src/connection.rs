@@ -24,7 +24,7 @@ use warren_core::{Broker, Delivery, DeliverySink};
 use crate::channel::{Channel, ChannelState, ConnCtx};
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
-use crate::frames::Chunks;
+use crate::frames::{Chunks, READ_CHUNK};
 use crate::handshake::handshake;
 use warren_core::vhost::RouteScratch;
 
@@ -33,7 +33,6 @@ mod flow;
 #[cfg(test)]
 pub(crate) mod panic_tests;
 
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Read size once a connection sends large frames: fewer reads and wake-ups per body. Not
 /// the default, because buffers this size come from `mmap` (page faults on every new one),
 /// and read buffers are renewed often: messages keep slices of the old ones.

@@ -9,6 +9,10 @@ use warren_amqp::wire::write_shortstr;
 use warren_amqp::{encode_body_frames, encode_header_frame, max_body_payload};
 use warren_core::Message;
 
+/// Bytes read from a socket at a time (handshake and connection alike), and the initial
+/// size of a connection's output buffer.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
 /// Bodies at least this large are written from the message's own buffer (writev) instead
 /// of being copied into the output buffer.
 const SHARED_BODY_MIN: usize = 16 * 1024;

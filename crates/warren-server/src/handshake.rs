@@ -14,8 +14,8 @@ use warren_amqp::*;
 use warren_core::Broker;
 
 use crate::config::ServerConfig;
-use crate::connection::READ_CHUNK;
 use crate::error::AmqpError;
+use crate::frames::READ_CHUNK;
 
 /// A failed handshake: what to log and what (if anything) to tell the client.
 pub(crate) struct HandshakeError {
