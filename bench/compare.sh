@@ -101,7 +101,7 @@ BROKER_PID=""
 run_perf() {
     local label="$1"
     shift
-    local cpu0 cpu1 rss0 peak json status=0 peakfile="$OUT_DIR/.peak"
+    local cpu0 cpu1 rss0 rss1 peak json status=0 peakfile="$OUT_DIR/.peak"
     rss0="$(rss_kib "$BROKER_PID")"
     echo "$rss0" >"$peakfile"
     sample_rss "$BROKER_PID" "$peakfile" &
@@ -113,6 +113,9 @@ run_perf() {
     wait "$SAMPLER_PID" 2>/dev/null || true
     SAMPLER_PID=""
     peak="$(cat "$peakfile")"
+    # What the broker keeps once the run is over (its queues deleted): a second to settle.
+    sleep 1
+    rss1="$(rss_kib "$BROKER_PID")"
     if [[ $status -ne 0 || -z "$json" ]]; then
         local err
         err="$(tail -n 1 "$OUT_DIR/$label.$BROKER_NAME.err")"
@@ -120,8 +123,8 @@ run_perf() {
         json="$(jq -cn --arg l "$label" --arg e "$err" '{label: $l, error: $e}')"
     fi
     echo "$json" | jq -c --arg b "$BROKER_NAME" --argjson cpu "$(((cpu1 - cpu0) * 1000000 / CLK_TCK))" \
-        --argjson rss0 "$rss0" --argjson peak "$peak" \
-        '. + {broker_name: $b, broker_cpu_us: $cpu, broker_rss_before_kib: $rss0, broker_peak_rss_kib: $peak}
+        --argjson rss0 "$rss0" --argjson peak "$peak" --argjson rss1 "$rss1" \
+        '. + {broker_name: $b, broker_cpu_us: $cpu, broker_rss_before_kib: $rss0, broker_peak_rss_kib: $peak, broker_rss_after_kib: $rss1}
          | . + (if (.published // 0) > 0 or (.consumed // 0) > 0
                 then {broker_cpu_us_per_msg: ($cpu / ([.published, .consumed] | max))} else {} end)'
 }
@@ -262,6 +265,12 @@ print_table() {
                 r11="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" s11-persistent-publish s11-persistent-drain)"
                 echo "| 11 persistent backlog | peak RSS MiB | $(fmt "$w11" 0) | $(fmt "$r11" 0) | $(awk -v a="$w11" -v b="$r11" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }') | | |"
                 ;;
+            12)
+                row "12 unlimited-prefetch drain" "msg/s" s12-unlimited-drain .consume_rate higher 0
+                row "12 unlimited-prefetch drain" "peak RSS MiB" s12-unlimited-drain '(.broker_peak_rss_kib / 1024)' lower 0
+                row "12 unlimited-prefetch drain" "RSS MiB after" s12-unlimited-drain '(.broker_rss_after_kib / 1024)' lower 0
+                row "12 idle before the backlog" "RSS MiB" s12-unlimited-publish '(.broker_rss_before_kib / 1024)' lower 0
+                ;;
         esac
     done
     echo
@@ -281,7 +290,7 @@ if [[ -z "${SKIP_RABBITMQ:-}" ]]; then ensure_rabbit; fi
 : >"$OUT_DIR/warren.jsonl"
 : >"$OUT_DIR/rabbitmq.jsonl"
 for s in "${SCENARIOS[@]}"; do
-    if [[ "$s" == 9 || "$s" == 10 || "$s" == 11 ]]; then
+    if [[ "$s" == 9 || "$s" == 10 || "$s" == 11 || "$s" == 12 ]]; then
         # memory scenarios: a fresh Warren, so its RSS baseline and peak are
         # this scenario's own and not what earlier scenarios left allocated
         stop_warren

@@ -10,6 +10,8 @@
 #   BACKLOG   messages for scenario 9 (default 1000000)
 #   PERSISTENT_BACKLOG  messages for scenario 11 (default 2097152: 2 GiB of 1 KiB bodies)
 #   IDLE_CONNECTIONS  connections for scenario 10 (default 1000)
+#   UNLIMITED_BACKLOG messages for scenario 12 (default 2097152: 2 GiB of 1 KiB bodies,
+#             drained by a consumer with prefetch 0 and manual acks)
 #
 # Sourced by bench/compare.sh, which replaces `run_perf` to sample the
 # broker's CPU time and memory around each run. Every run is bounded by
@@ -23,7 +25,8 @@ DURATION="${DURATION:-10}"
 BACKLOG="${BACKLOG:-1000000}"
 PERSISTENT_BACKLOG="${PERSISTENT_BACKLOG:-2097152}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
-ALL_SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11)
+UNLIMITED_BACKLOG="${UNLIMITED_BACKLOG:-2097152}"
+ALL_SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11 12)
 
 ensure_perf() {
     if [[ ! -x "$PERF" ]]; then
@@ -96,6 +99,13 @@ scenario_11() { # persistent backlog: PERSISTENT_BACKLOG x 1 KiB, durable, confi
         --ack manual --multiple-ack-every 100 --prefetch 1000 --duration 900 --delete-queues
 }
 
+scenario_12() { # UNLIMITED_BACKLOG x 1 KiB transient, drained by a prefetch-0 manual-ack consumer
+    run_perf s12-unlimited-publish --queue-pattern perf-s12-%d --publish-only --size 1024 \
+        --confirm 1000 --count "$UNLIMITED_BACKLOG" --duration 900
+    run_perf s12-unlimited-drain --queue-pattern perf-s12-%d --consume-only \
+        --ack manual --multiple-ack-every 100 --prefetch 0 --duration 900 --delete-queues
+}
+
 scenario_10() { # connections: IDLE_CONNECTIONS idle connections with a channel each
     run_perf s10-connections --connections-only "$IDLE_CONNECTIONS" --duration "$DURATION"
 }
@@ -104,8 +114,8 @@ run_scenarios() {
     local s
     for s in "$@"; do
         case "$s" in
-            1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11) "scenario_$s" ;;
-            *) echo "unknown scenario $s (1..11)" >&2; return 2 ;;
+            1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12) "scenario_$s" ;;
+            *) echo "unknown scenario $s (1..12)" >&2; return 2 ;;
         esac
     done
 }

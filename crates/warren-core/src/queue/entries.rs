@@ -62,6 +62,30 @@ impl Queue {
         entry
     }
 
+    /// How a delivered, unacknowledged entry is held until it is settled: with its body
+    /// while the queue's bodies in memory (ready and unacked) stay within the paging
+    /// threshold, else by its store location only (written now if it is not in the store
+    /// yet). A consumer that acknowledges nothing thus cannot pin the backlog in memory.
+    pub(super) fn hold_unacked(&self, st: &mut QueueState, entry: &mut Entry, msg: &Message) {
+        if entry.msg.is_none() {
+            return;
+        }
+        let size = entry.size as usize;
+        match &self.storage {
+            Some(storage)
+                if st.ready.mem_bytes + st.unacked_mem + size > storage.page_threshold =>
+            {
+                if entry.loc.is_none() {
+                    let loc = stored_location(&storage.store, msg);
+                    storage.store.retain(loc);
+                    entry.loc = Some(loc);
+                }
+                entry.msg = None;
+            }
+            _ => st.unacked_mem += size,
+        }
+    }
+
     /// The entry's message, read back from the store if it was paged out.
     pub(super) fn message_of(&self, e: &Entry) -> Option<Arc<Message>> {
         if let Some(m) = &e.msg {

@@ -111,9 +111,10 @@ impl Delivery {
 /// queue.
 pub trait DeliverySink: Send + Sync {
     fn deliver(&self, delivery: Delivery);
-    /// Whether the sink can take more no-ack deliveries now. No-ack consumers have no
-    /// prefetch credit, so this bounds what waits unwritten in a slow consumer's connection;
-    /// a sink that said no must make the queues dispatch again once it has room.
+    /// Whether the sink can take more deliveries now: bounds the bytes waiting unwritten in
+    /// a slow consumer's connection, whatever its prefetch (no-ack consumers and prefetch 0
+    /// have no count limit at all). A sink that said no must make the queues dispatch again
+    /// once it has room.
     fn has_capacity(&self) -> bool {
         true
     }
@@ -156,7 +157,9 @@ impl Consumer {
         if s.no_ack {
             return !s.channel_credit.is_paused() && s.sink.has_capacity();
         }
-        s.consumer_credit.has_room() && s.channel_credit.has_room()
+        // Prefetch bounds the count; the sink's capacity bounds the bytes waiting unwritten
+        // on the consumer's connection (prefetch 0 is unlimited in count).
+        s.consumer_credit.has_room() && s.channel_credit.has_room() && s.sink.has_capacity()
     }
 
     fn try_take_credit(&self) -> bool {
@@ -164,7 +167,7 @@ impl Consumer {
         if s.no_ack {
             return !s.channel_credit.is_paused() && s.sink.has_capacity();
         }
-        if !s.consumer_credit.try_acquire() {
+        if !s.sink.has_capacity() || !s.consumer_credit.try_acquire() {
             return false;
         }
         if !s.channel_credit.try_acquire() {
@@ -176,6 +179,16 @@ impl Consumer {
 }
 
 impl QueueState {
+    /// Unacked entries left the consumer's hands: their bodies no longer count as unacked.
+    fn release_unacked_mem(&mut self, entries: &[Entry]) {
+        let held: usize = entries
+            .iter()
+            .filter(|e| e.msg.is_some())
+            .map(|e| e.size as usize)
+            .sum();
+        self.unacked_mem = self.unacked_mem.saturating_sub(held);
+    }
+
     fn note_consumers_changed(&mut self) {
         self.top_priority = self
             .consumers
@@ -196,6 +209,10 @@ struct QueueState {
     top_priority: i32,
     next_consumer: usize,
     unacked: usize,
+    /// Body bytes of unacknowledged entries still held in memory: with the ready bytes in
+    /// memory, bounded by the paging threshold (beyond it an unacked entry keeps only its
+    /// store location).
+    unacked_mem: usize,
     had_consumer: bool,
     /// Last time the queue was used (for `x-expires`).
     last_used: u64,
@@ -263,6 +280,7 @@ impl Queue {
                 top_priority: 0,
                 next_consumer: 0,
                 unacked: 0,
+                unacked_mem: 0,
                 had_consumer: false,
                 last_used: now_ms(),
                 timer_at: None,
@@ -525,11 +543,13 @@ impl Queue {
                 self.leave(&entry);
                 continue;
             };
-            let consumer = &st.consumers[idx].spec;
-            let no_ack = consumer.no_ack;
+            let no_ack = st.consumers[idx].spec.no_ack;
+            let mut entry = entry;
             if !no_ack {
                 self.note_delivered(&entry);
+                self.hold_unacked(st, &mut entry, &msg);
             }
+            let consumer = &st.consumers[idx].spec;
             if no_ack {
                 // Settled on delivery.
                 self.leave(&entry);
@@ -567,6 +587,10 @@ impl Queue {
                 st.unacked += 1;
                 self.note_delivered(&entry);
             }
+            let mut entry = entry;
+            if !no_ack {
+                self.hold_unacked(&mut st, &mut entry, &msg);
+            }
             got = Some((entry, msg, clamp_u32(st.ready.len)));
             break;
         }
@@ -583,6 +607,7 @@ impl Queue {
         }
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(entries.len());
+        st.release_unacked_mem(&entries);
     }
 
     /// Rejected without requeue: the messages leave the queue, to its dead-letter exchange
@@ -590,6 +615,7 @@ impl Queue {
     pub fn discard(&self, entries: Vec<Entry>) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(entries.len());
+        st.release_unacked_mem(&entries);
         let cfg = st.config.clone();
         drop(st);
         let mut dead = Vec::new();
@@ -617,6 +643,7 @@ impl Queue {
         for mut entry in entries {
             if unacked {
                 count += 1;
+                st.release_unacked_mem(std::slice::from_ref(&entry));
             }
             if self.is_deleted() {
                 self.leave(&entry);

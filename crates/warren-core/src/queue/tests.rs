@@ -439,3 +439,85 @@ fn get_counts_remaining() {
     assert_eq!(q.purge(), 1);
     assert!(q.get(true).is_none());
 }
+
+/// A sink whose connection writes nothing yet: it has room for `room` deliveries.
+struct Bounded {
+    kept: Mutex<Vec<Delivery>>,
+    room: usize,
+}
+impl DeliverySink for Bounded {
+    fn deliver(&self, d: Delivery) {
+        self.kept.lock().push(d);
+    }
+    fn has_capacity(&self) -> bool {
+        self.kept.lock().len() < self.room
+    }
+    fn cancelled(&self, _channel: u16, _tag: &Arc<str>) {}
+}
+
+fn paging_queue(threshold: usize) -> (Arc<Queue>, Arc<crate::storage::MemoryStore>) {
+    let memory = crate::storage::MemoryStore::new();
+    let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
+    let storage = QueueStorage {
+        store: memory.clone(),
+        log: None,
+        page_threshold: threshold,
+    };
+    let spec = QueueSpec {
+        name: "paged".into(),
+        durable: false,
+        exclusive_owner: None,
+        auto_delete: false,
+        arguments: FieldTable::default(),
+    };
+    let q = Queue::new(
+        "/",
+        spec,
+        QueueConfig::default(),
+        Timers::new(),
+        Arc::downgrade(&router),
+        Some(storage),
+    );
+    (q, memory)
+}
+
+/// Prefetch 0 (unlimited) with manual acks: the sink's capacity bounds what is handed over
+/// at once, and unacked entries beyond the queue's memory budget keep only their store
+/// location; everything is back to nothing once they are acked.
+#[test]
+fn unlimited_prefetch_consumer_cannot_pin_the_backlog_in_memory() {
+    let (q, memory) = paging_queue(1000);
+    let sink = Arc::new(Bounded {
+        kept: Mutex::new(Vec::new()),
+        room: 30,
+    });
+    let mut spec = consumer("c", &Arc::new(Collect::default()), 0, false);
+    spec.sink = sink.clone();
+    q.add_consumer(spec).unwrap();
+    let body: &'static str = Box::leak("x".repeat(100).into_boxed_str());
+    for _ in 0..50 {
+        q.publish(msg(body));
+    }
+    assert_eq!(sink.kept.lock().len(), 30, "the sink's capacity bounds the hand-over");
+    assert_eq!(q.message_count(), 20, "the rest waits in the queue");
+    let deliveries: Vec<Delivery> = std::mem::take(&mut *sink.kept.lock());
+    let held_in_memory = deliveries.iter().filter(|d| d.entry.msg.is_some()).count();
+    assert!(
+        held_in_memory * 100 <= 1000,
+        "{held_in_memory} unacked bodies held beyond the 1000-byte budget"
+    );
+    assert!(deliveries.iter().all(|d| d.entry.msg.is_some() || d.entry.loc.is_some()));
+    // The connection wrote them (the delivery's message goes); the channel keeps entries.
+    let entries: Vec<Entry> = deliveries.into_iter().map(|d| d.entry).collect();
+    q.settle(entries);
+    q.dispatch();
+    let rest: Vec<Entry> = std::mem::take(&mut *sink.kept.lock())
+        .into_iter()
+        .map(|d| d.entry)
+        .collect();
+    assert_eq!(rest.len(), 20);
+    q.settle(rest);
+    assert_eq!(q.unacked_count(), 0);
+    assert_eq!(q.state.lock().unacked_mem, 0);
+    assert_eq!(memory.record_count(), 0, "paged records are released on ack");
+}
