@@ -281,7 +281,7 @@ print_table() {
 
 if [[ $# -gt 0 ]]; then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
 for s in "${SCENARIOS[@]}"; do
-    [[ "$s" =~ ^([1-9]|10|11)$ ]] || { log "unknown scenario $s (1..11)"; exit 2; }
+    [[ "$s" =~ ^([1-9]|10|11|12)$ ]] || { log "unknown scenario $s (1..12)"; exit 2; }
 done
 ulimit -n 65536 2>/dev/null || true
 if [[ ! -x "$PERF" ]]; then ensure_perf; fi

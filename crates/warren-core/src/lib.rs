@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod delayed;
 pub mod error;
 pub mod exchange;
+pub mod limits;
 pub mod message;
 pub mod persist;
 pub mod policy;

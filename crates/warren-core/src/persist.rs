@@ -19,6 +19,7 @@ use warren_amqp::{FieldTable, FieldValue};
 
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::exchange::{Binding, Destination, ExchangeKind, ExchangeSpec};
+use crate::limits::VHostLimits;
 use crate::policy::{ApplyTo, Policy};
 use crate::queue::QueueSpec;
 use crate::storage::{DefinitionChange, MessageStore, QueueIndex, StorageError};
@@ -64,6 +65,7 @@ pub struct SavedVHost {
     pub queues: Vec<SavedQueue>,
     pub bindings: Vec<SavedBinding>,
     pub policies: Vec<Policy>,
+    pub limits: VHostLimits,
 }
 
 impl Persistence {
@@ -173,6 +175,7 @@ const KEY_EXCHANGE: u8 = b'x';
 const KEY_QUEUE: u8 = b'q';
 const KEY_BINDING: u8 = b'b';
 const KEY_POLICY: u8 = b'p';
+const KEY_LIMITS: u8 = b'l';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
@@ -284,6 +287,15 @@ pub fn delete_policy(vhost: &str, name: &str) -> DefinitionChange {
     (key(KEY_POLICY, &[vhost.as_bytes(), name.as_bytes()]), None)
 }
 
+/// A vhost's limits; no limits at all removes the record.
+pub fn put_limits(vhost: &str, limits: &VHostLimits) -> DefinitionChange {
+    let k = key(KEY_LIMITS, &[vhost.as_bytes()]);
+    if limits.is_empty() {
+        return (k, None);
+    }
+    (k, Some(encoded(FieldValue::Table(limits.to_definition()))))
+}
+
 /// Every record of one vhost's saved state.
 fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
     let mut out = vec![put_vhost(&v.name)];
@@ -298,6 +310,9 @@ fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
         put_binding(&v.name, &b.source, &binding)
     }));
     out.extend(v.policies.iter().map(|p| put_policy(&v.name, p)));
+    if !v.limits.is_empty() {
+        out.push(put_limits(&v.name, &v.limits));
+    }
     out
 }
 
@@ -306,6 +321,7 @@ fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
 fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
     let mut by_vhost: std::collections::BTreeMap<String, FieldTable> = Default::default();
     let mut lists: std::collections::BTreeMap<String, [Vec<FieldValue>; 4]> = Default::default();
+    let mut limits: std::collections::BTreeMap<String, FieldTable> = Default::default();
     for (k, v) in entries {
         let Some((kind, parts)) = key_parts(&k) else {
             tracing::warn!("undecodable definitions key skipped");
@@ -325,6 +341,10 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
             KEY_QUEUE => 1,
             KEY_BINDING => 2,
             KEY_POLICY => 3,
+            KEY_LIMITS => {
+                limits.insert(vhost.to_string(), value);
+                continue;
+            }
             _ => continue,
         };
         lists.entry(vhost.to_string()).or_default()[slot].push(FieldValue::Table(value));
@@ -335,7 +355,9 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
         .into_keys()
         .map(|name| {
             let [x, q, b, p] = lists.remove(&name).unwrap_or_default();
+            let l = limits.remove(&name).unwrap_or_default();
             table(vec![
+                ("limits", FieldValue::Table(l)),
                 ("name", s(&name)),
                 ("exchanges", FieldValue::Array(x)),
                 ("queues", FieldValue::Array(q)),
@@ -441,6 +463,12 @@ fn decode_snapshot(root: &FieldTable) -> Result<Vec<SavedVHost>, String> {
             name: text(&v, "name"),
             ..Default::default()
         };
+        if let Some(l) = v.get("limits").and_then(FieldValue::as_table) {
+            match VHostLimits::from_definition(l) {
+                Ok(l) => saved.limits = l,
+                Err(e) => tracing::warn!(vhost = %saved.name, error = %e, "saved limits skipped"),
+            }
+        }
         for x in list(&v, "exchanges") {
             let Some(kind) = ExchangeKind::parse(&text(&x, "type")) else {
                 continue;

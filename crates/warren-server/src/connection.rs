@@ -270,6 +270,7 @@ pub(crate) async fn serve_connection(
         sink,
         large_frames: false,
         rx,
+        _slot: negotiated.slot,
     };
     let end = conn
         .run(&mut reader, &mut writer, inbuf, &mut shutdown)
@@ -316,6 +317,8 @@ fn write_connection_close(out: &mut BytesMut, e: &AmqpError) {
 
 struct Connection {
     ctx: ConnCtx,
+    /// Given back to the vhost when the connection is dropped.
+    _slot: warren_core::vhost::ConnectionSlot,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,

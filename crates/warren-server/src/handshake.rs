@@ -47,6 +47,8 @@ impl From<std::io::Error> for HandshakeError {
 pub(crate) struct Negotiated {
     pub(crate) user: String,
     pub(crate) vhost: Arc<warren_core::VHost>,
+    /// The connection's place in the vhost's `max-connections`, held until it ends.
+    pub(crate) slot: warren_core::vhost::ConnectionSlot,
     pub(crate) frame_max: u32,
     pub(crate) channel_max: u16,
     pub(crate) heartbeat: u16,
@@ -245,12 +247,19 @@ pub(crate) async fn handshake(
             )))
         }
     };
+    // The close names connection.open (10, 40) as the method that failed, as RabbitMQ's does.
     let Some(vhost) = broker.vhost(&open.virtual_host) else {
-        return Err(HandshakeError::close(AmqpError::connection(
-            NOT_ALLOWED,
-            format!("vhost {} not found", open.virtual_host),
-        )));
+        return Err(HandshakeError::close(
+            AmqpError::connection(
+                NOT_ALLOWED,
+                format!("vhost {} not found", open.virtual_host),
+            )
+            .on(10, 40),
+        ));
     };
+    let slot = vhost
+        .open_connection(&user)
+        .map_err(|e| HandshakeError::close(AmqpError::from(e).on(10, 40)))?;
     out.clear();
     encode_method_frame(
         &mut out,
@@ -263,6 +272,7 @@ pub(crate) async fn handshake(
     Ok(Negotiated {
         user,
         vhost,
+        slot,
         frame_max,
         channel_max,
         heartbeat: tune_ok.heartbeat,

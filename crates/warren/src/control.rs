@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 use warren_amqp::{FieldTable, FieldValue};
+use warren_core::limits::VHostLimits;
 use warren_core::policy::{ApplyTo, Policy};
 use warren_core::Broker;
 
@@ -135,6 +136,27 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
                     "Parameter does not exist: policy '{name}' in vhost '{vhost_name}'"
                 ))
             }
+        }
+        "set_vhost_limits" => {
+            let definition = match request.get("definition") {
+                Some(Value::Object(map)) => definition_table(map)?,
+                _ => return Err("definition must be a JSON object".into()),
+            };
+            let limits = VHostLimits::from_definition(&definition)?;
+            vhost.set_limits(limits).map_err(|e| e.text)?;
+            info!(vhost = vhost_name, ?limits, "vhost limits set");
+            Ok(json!({}))
+        }
+        "clear_vhost_limits" => {
+            vhost
+                .set_limits(VHostLimits::default())
+                .map_err(|e| e.text)?;
+            info!(vhost = vhost_name, "vhost limits cleared");
+            Ok(json!({}))
+        }
+        "list_vhost_limits" => {
+            let limits = definition_json(&vhost.limits().to_definition());
+            Ok(json!({ "limits": [{ "vhost": vhost_name, "limits": limits }] }))
         }
         "list_policies" => {
             let list: Vec<Value> = vhost

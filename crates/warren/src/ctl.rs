@@ -1,6 +1,6 @@
 //! `warren ctl`: administers a running broker through its control socket, with
 //! rabbitmqctl's command names and argument order (`set_policy`, `clear_policy`,
-//! `list_policies`).
+//! `list_policies`, `set_vhost_limits`, `clear_vhost_limits`, `list_vhost_limits`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -50,6 +50,26 @@ pub enum CtlCommand {
     /// Sets the disk alarm threshold in bytes of free space.
     #[command(name = "set_disk_free_limit")]
     SetDiskFreeLimit { bytes: u64 },
+    /// Sets a vhost's limits: `set_vhost_limits [-p VHOST] '{"max-connections": N,
+    /// "max-queues": N}'` (a negative value removes that limit).
+    #[command(name = "set_vhost_limits")]
+    SetVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        definition: String,
+    },
+    /// Removes every limit of a vhost.
+    #[command(name = "clear_vhost_limits")]
+    ClearVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    /// Shows a vhost's limits.
+    #[command(name = "list_vhost_limits")]
+    ListVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
     /// Lists the policies of a vhost.
     #[command(name = "list_policies")]
     ListPolicies {
@@ -80,6 +100,17 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
             json!({ "cmd": "clear_policy", "vhost": vhost, "name": name })
         }
         CtlCommand::ListPolicies { vhost } => json!({ "cmd": "list_policies", "vhost": vhost }),
+        CtlCommand::SetVhostLimits { vhost, definition } => {
+            let definition: Value = serde_json::from_str(definition)
+                .map_err(|e| format!("the definition is not valid JSON: {e}"))?;
+            json!({ "cmd": "set_vhost_limits", "vhost": vhost, "definition": definition })
+        }
+        CtlCommand::ClearVhostLimits { vhost } => {
+            json!({ "cmd": "clear_vhost_limits", "vhost": vhost })
+        }
+        CtlCommand::ListVhostLimits { vhost } => {
+            json!({ "cmd": "list_vhost_limits", "vhost": vhost })
+        }
         CtlCommand::SetVmMemoryHighWatermark { values } => {
             let bytes = match values.as_slice() {
                 [fraction] => crate::settings::parse_watermark(fraction)?,
@@ -103,6 +134,14 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
         return Err(error.to_string());
+    }
+    if let Some(list) = reply.get("limits").and_then(Value::as_array) {
+        println!("vhost\tlimits");
+        for l in list {
+            let vhost = l.get("vhost").and_then(Value::as_str).unwrap_or_default();
+            let limits = l.get("limits").cloned().unwrap_or(Value::Null);
+            println!("{vhost}\t{limits}");
+        }
     }
     if let Some(list) = reply.get("policies").and_then(Value::as_array) {
         println!("vhost\tname\tpattern\tapply-to\tdefinition\tpriority");

@@ -276,3 +276,124 @@ async fn embedded_broker_serves_clients_and_stops_on_drop() {
     tokio::task::block_in_place(|| drop(again));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `set_vhost_limits`: `max-connections` refuses the next `connection.open` with 530 and
+/// `max-queues` the next new queue with 406, both with RabbitMQ's texts; existing queues
+/// still redeclare, and a closed connection frees its slot. (Warren only: on a shared
+/// RabbitMQ the limits would hit every other test on `/`.)
+#[tokio::test]
+async fn vhost_limits_refuse_connections_and_queues_as_rabbitmq_does() {
+    if external_broker() {
+        return;
+    }
+    let broker = Broker::start();
+    ctl(
+        &broker,
+        &[
+            "set_vhost_limits",
+            r#"{"max-connections": 1, "max-queues": 1}"#,
+        ],
+    );
+    let conn = connect(&broker).await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = declare_queue(&ch, "limited").await;
+    // RabbitMQ 3.10: "PRECONDITION_FAILED - cannot declare queue 'q2': queue limit in vhost
+    // 'limtest' (1) is reached" (406, channel closed).
+    let text = expect_code(
+        ch.queue_declare(
+            "second".into(),
+            lapin::options::QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        406,
+    );
+    assert!(
+        text.contains("cannot declare queue 'second': queue limit in vhost '/' (1) is reached"),
+        "{text}"
+    );
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        q.as_str().into(),
+        lapin::options::QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("an existing queue still redeclares");
+    // RabbitMQ 3.10: "NOT_ALLOWED - access to vhost 'limtest' refused for user 'guest':
+    // connection limit (1) is reached" (530 on connection.open).
+    let err = connect_url(&broker.url())
+        .await
+        .expect_err("over the limit");
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains(
+            "NOT_ALLOWED - access to vhost '/' refused for user 'guest': connection limit (1) is reached"
+        ),
+        "{shown}"
+    );
+    conn.close(200, "bye".into()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        match connect_url(&broker.url()).await {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the closed connection's slot was not given back: {e:?}"),
+        }
+    };
+    drop(again);
+    ctl(&broker, &["clear_vhost_limits"]);
+    let (_c, ch) = connect_channel(&broker).await;
+    declare_queue(&ch, "unlimited").await;
+}
+
+/// `--max-message-size`: a larger body closes the channel with 406 and RabbitMQ's text
+/// (rabbit_channel: "message size ~B is larger than configured max size ~B"); a body at the
+/// limit passes and the connection lives on.
+#[tokio::test]
+async fn message_over_max_size_closes_the_channel_with_406() {
+    if external_broker() {
+        return; // RabbitMQ's max_message_size is a config-file setting.
+    }
+    let broker = Broker::start_with_args(&["--max-message-size", "1024"]);
+    let (conn, ch) = connect_channel(&broker).await;
+    let q = declare_queue(&ch, "sized").await;
+    publish(&ch, "", &q, &[b'a'; 1024]).await;
+    wait_ready(&ch, &q, 1).await;
+    let big = ch
+        .basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            &[b'b'; 2000],
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    // The close arrives asynchronously; the next call on the channel reports it.
+    let after = match big {
+        Err(e) => Err(e),
+        Ok(_) => ch
+            .queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|_| ()),
+    };
+    let text = expect_code(after, 406);
+    assert!(
+        text.contains("message size 2000 is larger than configured max size 1024"),
+        "{text}"
+    );
+    let ch2 = conn
+        .create_channel()
+        .await
+        .expect("the connection lives on");
+    wait_ready(&ch2, &q, 1).await;
+}

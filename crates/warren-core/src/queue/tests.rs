@@ -498,7 +498,11 @@ fn unlimited_prefetch_consumer_cannot_pin_the_backlog_in_memory() {
     for _ in 0..50 {
         q.publish(msg(body));
     }
-    assert_eq!(sink.kept.lock().len(), 30, "the sink's capacity bounds the hand-over");
+    assert_eq!(
+        sink.kept.lock().len(),
+        30,
+        "the sink's capacity bounds the hand-over"
+    );
     assert_eq!(q.message_count(), 20, "the rest waits in the queue");
     let deliveries: Vec<Delivery> = std::mem::take(&mut *sink.kept.lock());
     let held_in_memory = deliveries.iter().filter(|d| d.entry.msg.is_some()).count();
@@ -506,7 +510,9 @@ fn unlimited_prefetch_consumer_cannot_pin_the_backlog_in_memory() {
         held_in_memory * 100 <= 1000,
         "{held_in_memory} unacked bodies held beyond the 1000-byte budget"
     );
-    assert!(deliveries.iter().all(|d| d.entry.msg.is_some() || d.entry.loc.is_some()));
+    assert!(deliveries
+        .iter()
+        .all(|d| d.entry.msg.is_some() || d.entry.loc.is_some()));
     // The connection wrote them (the delivery's message goes); the channel keeps entries.
     let entries: Vec<Entry> = deliveries.into_iter().map(|d| d.entry).collect();
     q.settle(entries);
@@ -519,5 +525,9 @@ fn unlimited_prefetch_consumer_cannot_pin_the_backlog_in_memory() {
     q.settle(rest);
     assert_eq!(q.unacked_count(), 0);
     assert_eq!(q.state.lock().unacked_mem, 0);
-    assert_eq!(memory.record_count(), 0, "paged records are released on ack");
+    assert_eq!(
+        memory.record_count(),
+        0,
+        "paged records are released on ack"
+    );
 }

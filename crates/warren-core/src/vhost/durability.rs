@@ -150,6 +150,7 @@ impl VHost {
         let mut saved = SavedVHost {
             name: self.name.clone(),
             policies: self.policies.read().clone(),
+            limits: *self.limits.read(),
             ..Default::default()
         };
         for x in topo.exchanges.values() {
@@ -196,6 +197,7 @@ impl VHost {
     pub fn restore(&self, saved: SavedVHost) {
         let Some(p) = &self.persistence else { return };
         *self.policies.write() = saved.policies;
+        *self.limits.write() = saved.limits;
         {
             let mut topo = self.topology.write();
             for sx in saved.exchanges {

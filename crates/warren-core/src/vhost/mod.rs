@@ -13,6 +13,7 @@
 //! vhost as it was; publishers are never stalled behind a definitions fsync.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -21,6 +22,7 @@ use warren_amqp::{FieldTable, FieldValue};
 use crate::delayed::DelayedStorage;
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeSpec, Target};
+use crate::limits::VHostLimits;
 use crate::persist::{self, Persistence, SavedExchange, SavedQueue};
 use crate::policy::{self, Policy};
 use crate::queue::{DeadLetterRouter, Queue, QueueCounts, QueueSpec};
@@ -61,9 +63,23 @@ pub struct VHost {
     /// Held by every change of the topology or the policies (see the module doc).
     definitions: Mutex<()>,
     policies: RwLock<Vec<Policy>>,
+    limits: RwLock<VHostLimits>,
+    /// Open connections (what `max-connections` limits).
+    connections: AtomicU64,
     timers: Arc<Timers>,
     persistence: Option<Arc<Persistence>>,
     me: Weak<VHost>,
+}
+
+/// A connection's place in its vhost's `max-connections`; given back on drop.
+pub struct ConnectionSlot {
+    vhost: Arc<VHost>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.vhost.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The outcome of `queue.declare`.
@@ -115,6 +131,8 @@ impl VHost {
             topology: RwLock::new(topology),
             definitions: Mutex::new(()),
             policies: RwLock::new(Vec::new()),
+            limits: RwLock::new(VHostLimits::default()),
+            connections: AtomicU64::new(0),
             timers,
             persistence,
             me,
@@ -301,6 +319,16 @@ impl VHost {
         }
         if passive {
             return Err(self.no_queue(&spec.name));
+        }
+        if let Some(max) = self.limits.read().max_queues {
+            let count = self.topology.read().queues.len() as u64;
+            if count >= max {
+                // RabbitMQ 3.10: 406 on the channel, with this text.
+                return Err(CoreError::precondition(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                    spec.name, self.name
+                )));
+            }
         }
         // Arguments are validated on their own first, so a bad argument is reported as such.
         QueueConfig::from_arguments(&spec.arguments, &spec.name, &self.name)?;
@@ -595,6 +623,51 @@ impl VHost {
             }
         }
         Ok(())
+    }
+
+    // ----- limits and connections -----
+
+    pub fn limits(&self) -> VHostLimits {
+        *self.limits.read()
+    }
+
+    /// `set_vhost_limits`: replaces the vhost's limits (durably). Lowering a limit below
+    /// what is open or declared closes nothing, as in RabbitMQ; it only refuses new ones.
+    pub fn set_limits(&self, limits: VHostLimits) -> CoreResult<()> {
+        let _defs = self.definitions.lock();
+        self.write_ahead(vec![persist::put_limits(&self.name, &limits)])?;
+        *self.limits.write() = limits;
+        Ok(())
+    }
+
+    /// A connection opens in this vhost (`connection.open`): refused once `max-connections`
+    /// are open. The slot is given back when it is dropped.
+    pub fn open_connection(self: &Arc<Self>, user: &str) -> CoreResult<ConnectionSlot> {
+        let max = self.limits.read().max_connections;
+        let taken =
+            self.connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| match max {
+                    Some(max) if n >= max => None,
+                    _ => Some(n + 1),
+                });
+        match (taken, max) {
+            (Ok(_), _) => Ok(ConnectionSlot {
+                vhost: Arc::clone(self),
+            }),
+            (Err(_), max) => Err(CoreError::new(
+                crate::error::ErrorKind::NotAllowed,
+                format!(
+                    "access to vhost '{}' refused for user '{user}': connection limit ({}) is reached",
+                    self.name,
+                    max.unwrap_or(0)
+                ),
+            )),
+        }
+    }
+
+    /// Connections open in this vhost.
+    pub fn connection_count(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
     }
 
     // ----- policies -----

@@ -162,3 +162,25 @@ fn unsupported_queue_arguments_are_refused() {
         ErrorKind::PreconditionFailed
     );
 }
+
+/// Limits are definitions: written ahead, and back after a restart.
+#[test]
+fn limits_are_saved_and_recovered() {
+    use crate::limits::VHostLimits;
+    use crate::persist::Persistence;
+    let store = crate::storage::MemoryStore::new();
+    let p = Persistence::new(store.clone(), usize::MAX);
+    let v = VHost::new("/", Timers::new(), Some(Arc::clone(&p)));
+    let limits = VHostLimits {
+        max_connections: Some(3),
+        max_queues: None,
+    };
+    v.set_limits(limits).unwrap();
+    let again = Persistence::new(store, usize::MAX);
+    let saved = again.load().unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].limits, limits);
+    v.set_limits(VHostLimits::default()).unwrap();
+    // (The vhost's own record is the broker's to write; here only the limits were saved.)
+    assert!(again.load().unwrap().iter().all(|v| v.limits.is_empty()));
+}

@@ -471,6 +471,16 @@ pub fn set_policy(
     }
 }
 
+/// Runs `warren ctl ARGS...` (or `rabbitmqctl ARGS...` against RabbitMQ), retrying while the
+/// broker's control socket is not up yet.
+pub fn ctl(broker: &Broker, args: &[&str]) {
+    run_policy_command(broker, || {
+        let mut cmd = policy_command(broker);
+        cmd.args(args);
+        cmd
+    });
+}
+
 /// `clear_policy NAME` on the default vhost (disarms the guard).
 pub fn clear_policy(broker: &Broker, mut guard: PolicyGuard) {
     guard.cmd = None;
