@@ -21,8 +21,8 @@ pub enum DecodeError {
     /// A short string (or table key) was not valid UTF-8.
     #[error("invalid UTF-8 in short string")]
     InvalidUtf8,
-    /// Bytes left after the last argument (not produced by the lenient
-    /// method decoder; kept for callers wanting strictness).
+    /// Bytes left after the last argument (from `Method::decode_strict`; the
+    /// lenient `Method::decode` ignores them).
     #[error("trailing bytes after method arguments")]
     TrailingBytes,
     /// Property flags with the continuation bit set.

@@ -2828,14 +2828,28 @@ pub enum Method {
 }
 
 impl Method {
-    /// Decode a method frame payload (starting with class-id and method-id).
-    /// Bytes after the last argument are ignored, as RabbitMQ does.
+    /// Decode a method frame payload (starting with class-id and method-id). Bytes after
+    /// the last argument are ignored (see [`Method::decode_strict`] for RabbitMQ's check).
     pub fn decode(payload: &[u8]) -> Result<Method, DecodeError> {
+        Self::decode_with_rest(payload).map(|(m, _)| m)
+    }
+
+    /// Like [`Method::decode`], but bytes after the last argument are an error
+    /// ([`DecodeError::TrailingBytes`]): RabbitMQ 3.10 answers them with 501 FRAME_ERROR.
+    pub fn decode_strict(payload: &[u8]) -> Result<Method, DecodeError> {
+        match Self::decode_with_rest(payload)? {
+            (m, 0) => Ok(m),
+            _ => Err(DecodeError::TrailingBytes),
+        }
+    }
+
+    /// The method and how many bytes of `payload` were left after its arguments.
+    fn decode_with_rest(payload: &[u8]) -> Result<(Method, usize), DecodeError> {
         let mut buf = payload;
         let class_id = wire::read_u16(&mut buf)?;
         let method_id = wire::read_u16(&mut buf)?;
         let buf = &mut buf;
-        Ok(match (class_id, method_id) {
+        let method = match (class_id, method_id) {
             (10, 10) => Method::ConnectionStart(ConnectionStart::decode_args(buf)?),
             (10, 11) => Method::ConnectionStartOk(ConnectionStartOk::decode_args(buf)?),
             (10, 20) => Method::ConnectionSecure(ConnectionSecure::decode_args(buf)?),
@@ -2910,7 +2924,8 @@ impl Method {
                     method_id,
                 })
             }
-        })
+        };
+        Ok((method, buf.len()))
     }
 
     /// Encode class-id, method-id and the arguments.

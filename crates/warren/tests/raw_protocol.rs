@@ -1234,3 +1234,64 @@ async fn channel_close_handshake_and_reuse_of_channel_id() {
     // The id can be opened again afterwards.
     c.open_channel(3);
 }
+
+#[tokio::test]
+async fn method_with_trailing_bytes_is_501_naming_the_method() {
+    let broker = Broker::start();
+    let mut c = Conn::open(&broker);
+    c.open_channel(1);
+    // queue.declare (reserved, "", bits, empty table), one zero byte and "JUNK" after it:
+    // the bytes sent to RabbitMQ in the comparison.
+    let mut args = Args::default().u16(0).shortstr("").u16(0).u32(0).done();
+    args.extend_from_slice(b"JUNK");
+    c.send(&method_frame(1, 50, 10, &args));
+    // RabbitMQ 3.10: connection.close 501 "FRAME_ERROR - cannot decode
+    // <<0,0,0,0,0,0,0,0,0,74,85,78,75>>" on 50.10 (the whole argument bytes, Erlang-printed).
+    let text = assert_conn_close(c.outcome(), 501, 50, 10);
+    assert_eq!(
+        text,
+        "FRAME_ERROR - cannot decode <<0,0,0,0,0,0,0,0,0,74,85,78,75>>"
+    );
+    broker_still_healthy(&broker).await;
+}
+
+#[tokio::test]
+async fn heartbeat_with_payload_is_501() {
+    let broker = Broker::start();
+    let mut c = Conn::open(&broker);
+    c.send(&frame(FRAME_HEARTBEAT, 0, b"xy"));
+    // RabbitMQ 3.10: 501 "FRAME_ERROR - type 8, all octets = <<"xy">>: unknown_frame" on 0.0.
+    let text = assert_conn_close(c.outcome(), 501, 0, 0);
+    assert_eq!(
+        text,
+        "FRAME_ERROR - type 8, all octets = <<\"xy\">>: unknown_frame"
+    );
+    broker_still_healthy(&broker).await;
+}
+
+#[tokio::test]
+async fn unsolicited_channel_close_ok_is_503() {
+    let broker = Broker::start();
+    let mut c = Conn::open(&broker);
+    c.open_channel(1);
+    c.send(&method_frame(1, 20, 41, &[]));
+    // RabbitMQ 3.10: connection.close 503 "COMMAND_INVALID - unimplemented method" on 20.41.
+    let text = assert_conn_close(c.outcome(), 503, 20, 41);
+    assert_eq!(text, "COMMAND_INVALID - unimplemented method");
+    broker_still_healthy(&broker).await;
+}
+
+#[tokio::test]
+async fn unsolicited_connection_close_ok_is_504() {
+    let broker = Broker::start();
+    let mut c = Conn::open(&broker);
+    c.send(&method_frame(0, 10, 51, &[]));
+    // RabbitMQ 3.10: 504 "CHANNEL_ERROR - unexpected method in connection state running" on
+    // 10.51.
+    let text = assert_conn_close(c.outcome(), 504, 10, 51);
+    assert_eq!(
+        text,
+        "CHANNEL_ERROR - unexpected method in connection state running"
+    );
+    broker_still_healthy(&broker).await;
+}

@@ -67,10 +67,21 @@ impl Connection {
                         format!("heartbeat frame on channel {}", frame.channel),
                     ));
                 }
+                if !frame.payload.is_empty() {
+                    // RabbitMQ 3.10: 501 "type 8, all octets = <<"xy">>: unknown_frame",
+                    // naming no method (0, 0).
+                    return Err(AmqpError::connection(
+                        FRAME_ERROR,
+                        format!(
+                            "type 8, all octets = {}: unknown_frame",
+                            erlang_binary(&frame.payload)
+                        ),
+                    ));
+                }
                 Ok(Next::Continue)
             }
             FRAME_METHOD => {
-                let method = match Method::decode(&frame.payload) {
+                let method = match Method::decode_strict(&frame.payload) {
                     Ok(m) => m,
                     Err(DecodeError::UnknownMethod {
                         class_id,
@@ -89,9 +100,13 @@ impl Connection {
                                 .get(at..at + 2)
                                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
                         };
+                        // RabbitMQ 3.10: 501 "cannot decode <<the argument bytes>>", trailing
+                        // bytes after the last argument included.
+                        debug!(connection = self.ctx.id, error = %e, "undecodable method frame");
+                        let args = frame.payload.get(4..).unwrap_or_default();
                         return Err(AmqpError::connection(
                             FRAME_ERROR,
-                            format!("cannot decode method frame: {e}"),
+                            format!("cannot decode {}", erlang_binary(args)),
                         )
                         .on(ids(0), ids(2)));
                     }
@@ -122,7 +137,12 @@ impl Connection {
                 self.release_channels();
                 Ok(Next::Stop(End::ClientClosed))
             }
-            Method::ConnectionCloseOk(_) => Ok(Next::Continue),
+            // RabbitMQ 3.10: an unsolicited close-ok is 504 on 10.51.
+            Method::ConnectionCloseOk(_) => Err(AmqpError::connection(
+                CHANNEL_ERROR,
+                "unexpected method in connection state running",
+            )
+            .on(10, 51)),
             Method::ConnectionUpdateSecret(_) => {
                 encode_method_frame(&mut self.ctx.out, 0, &ConnectionUpdateSecretOk {}.into());
                 Ok(Next::Continue)
@@ -201,7 +221,12 @@ impl Connection {
                 self.channels.remove(&ch);
                 Ok(())
             }
-            Method::ChannelCloseOk(_) => Ok(()),
+            // RabbitMQ 3.10: a close-ok on a channel that is not closing is 503 on 20.41.
+            Method::ChannelCloseOk(_) => Err(AmqpError::connection(
+                COMMAND_INVALID,
+                "unimplemented method",
+            )
+            .on(class_id, method_id)),
             method => {
                 let result = channel.handle_method(&mut self.ctx, method);
                 self.after_channel_op(ch, result)
@@ -286,5 +311,33 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// A byte string as Erlang prints a binary in RabbitMQ's error texts: `<<"text">>` when
+/// every byte is printable ASCII, else `<<1,2,3>>`.
+fn erlang_binary(bytes: &[u8]) -> String {
+    if !bytes.is_empty() && bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        let text: String = bytes
+            .iter()
+            .map(|&b| match b {
+                b'"' => "\\\"".to_string(),
+                b'\\' => "\\\\".to_string(),
+                b => (b as char).to_string(),
+            })
+            .collect();
+        return format!("<<\"{text}\">>");
+    }
+    let list: Vec<String> = bytes.iter().map(u8::to_string).collect();
+    format!("<<{}>>", list.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binaries_print_as_erlang_does() {
+        assert_eq!(super::erlang_binary(b"xy"), "<<\"xy\">>");
+        assert_eq!(super::erlang_binary(&[0, 74, 85]), "<<0,74,85>>");
+        assert_eq!(super::erlang_binary(b""), "<<>>");
     }
 }
