@@ -2790,3 +2790,125 @@ async fn lower_of_policy_and_argument_wins_for_max_length_and_ttl() {
             .unwrap();
     }
 }
+
+// ----------------------------------------------- quirks matched against RabbitMQ 3.10
+
+fn passive() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    }
+}
+
+/// RabbitMQ 3.10: a queue declared with `x-queue-type: classic` redeclares without the
+/// argument (no type is the default type), and the other way round.
+#[tokio::test]
+async fn classic_queue_type_equals_no_queue_type_on_redeclare() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "classic", &[("x-queue-type", text("classic"))]).await;
+    try_declare(
+        &ch,
+        &q,
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("redeclare without x-queue-type");
+    let plain = declare_with(&ch, "plain", &[]).await;
+    try_declare(
+        &ch,
+        &plain,
+        QueueDeclareOptions::default(),
+        table(&[("x-queue-type", text("classic"))]),
+    )
+    .await
+    .expect("redeclare with x-queue-type classic");
+}
+
+/// RabbitMQ 3.10: a passive declare counts as use, so `x-expires` starts again.
+#[tokio::test]
+async fn passive_declare_resets_the_expiry_timer() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "expiring", &[("x-expires", int(1500))]).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        try_declare(&ch, &q, passive(), FieldTable::default())
+            .await
+            .expect("still there: every passive declare restarted its 1.5 s");
+    }
+}
+
+/// RabbitMQ 3.10: a message requeued into a full drop-head queue is subject to the limit
+/// like a new one; the head (here the requeued message itself) is dropped.
+#[tokio::test]
+async fn requeue_into_a_full_drop_head_queue_drops_the_head() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let q = declare_with(&ch, "full", &[("x-max-length", long(2))]).await;
+    publish(&ch, "", &q, b"1").await;
+    publish(&ch, "", &q, b"2").await;
+    wait_ready(&ch, &q, 2).await;
+    let got = within(
+        "basic.get",
+        ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("basic.get")
+    .expect("a message");
+    publish(&ch, "", &q, b"3").await;
+    publish(&ch, "", &q, b"4").await;
+    wait_ready(&ch, &q, 2).await;
+    got.delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .expect("nack");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bodies = Vec::new();
+    while let Some(b) = get_body(&ch, &q).await {
+        bodies.push(b);
+    }
+    assert_eq!(bodies, vec![b"3".to_vec(), b"4".to_vec()]);
+}
+
+/// RabbitMQ 3.10 (checked with pika; the issue expected it only while consuming): a passive
+/// declare of `amq.rabbitmq.reply-to` reports one consumer, consuming or not.
+#[tokio::test]
+async fn passive_declare_of_reply_to_reports_one_consumer() {
+    let broker = Broker::start();
+    let (_c, ch) = connect_channel(&broker).await;
+    let before = try_declare(
+        &ch,
+        "amq.rabbitmq.reply-to",
+        passive(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive declare");
+    assert_eq!(before.consumer_count(), 1);
+    ch.basic_consume(
+        "amq.rabbitmq.reply-to".into(),
+        "".into(),
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("consume amq.rabbitmq.reply-to");
+    let after = try_declare(
+        &ch,
+        "amq.rabbitmq.reply-to",
+        passive(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive declare");
+    assert_eq!(after.consumer_count(), 1);
+    assert_eq!(after.message_count(), 0);
+}

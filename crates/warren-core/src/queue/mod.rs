@@ -412,14 +412,7 @@ impl Queue {
         let entry = self.admit(&st, msg, seq, expires_at, level);
         st.ready.push_back(entry);
         self.dispatch_locked(&mut st, now, &mut dead);
-        // drop-head: the oldest messages make room.
-        while over(&st, 0, 0) {
-            let Some(dropped) = st.ready.pop_front() else {
-                break;
-            };
-            let cfg = st.config.clone();
-            self.drop_entry(&cfg, dropped, DeathReason::MaxLen, &mut dead);
-        }
+        self.drop_head_over_limit(&mut st, &mut dead);
         self.expire_locked(&mut st, now, &mut dead);
         self.arm_timer(&mut st);
         let lagging = self.lagging_locked(&st);
@@ -429,6 +422,27 @@ impl Queue {
             Published::AcceptedLagging
         } else {
             Published::Accepted
+        }
+    }
+
+    /// drop-head: the oldest ready messages make room until the queue is within its length
+    /// limits (the other overflow modes refuse the publish instead, before it gets here).
+    fn drop_head_over_limit(&self, st: &mut QueueState, dead: &mut Vec<DeadLetter>) {
+        let over = |st: &QueueState| {
+            st.config
+                .max_length
+                .is_some_and(|m| st.ready.len as u64 > m)
+                || st
+                    .config
+                    .max_length_bytes
+                    .is_some_and(|m| st.ready.bytes as u64 > m)
+        };
+        while over(st) {
+            let Some(dropped) = st.ready.pop_front() else {
+                break;
+            };
+            let cfg = st.config.clone();
+            self.drop_entry(&cfg, dropped, DeathReason::MaxLen, dead);
         }
     }
 
@@ -655,6 +669,11 @@ impl Queue {
         st.unacked = st.unacked.saturating_sub(count);
         self.expire_locked(&mut st, now, &mut dead);
         self.dispatch_locked(&mut st, now, &mut dead);
+        // RabbitMQ 3.10: a message requeued into a full drop-head queue is subject to the
+        // limit like any other (the head, often the requeued message itself, goes).
+        if st.config.overflow == Overflow::DropHead {
+            self.drop_head_over_limit(&mut st, &mut dead);
+        }
         self.arm_timer(&mut st);
         drop(st);
         self.emit(dead);

@@ -311,6 +311,8 @@ impl VHost {
                 }
                 self.check_queue_equivalent(&q.spec, &spec)?;
             }
+            // RabbitMQ 3.10: any declare, passive included, counts as use for x-expires.
+            q.touch();
             return Ok(DeclaredQueue {
                 counts: q.counts(),
                 queue: q,
@@ -398,9 +400,17 @@ impl VHost {
         if have.auto_delete != want.auto_delete {
             return differ("auto_delete", want.auto_delete, have.auto_delete);
         }
+        // RabbitMQ 3.10: no x-queue-type is the default type, so it equals "classic".
+        let with_type = |args: &FieldTable| {
+            let mut args = args.clone();
+            if args.get("x-queue-type").is_none() {
+                args.insert("x-queue-type", FieldValue::LongString("classic".into()));
+            }
+            args
+        };
         check_args_equivalent(
-            &have.arguments,
-            &want.arguments,
+            &with_type(&have.arguments),
+            &with_type(&want.arguments),
             // RabbitMQ compares exactly the arguments it knows; so do we.
             QUEUE_ARGS.iter().chain(UNSUPPORTED_QUEUE_ARGS),
             &format!("queue '{}' in vhost '{}'", have.name, self.name),

@@ -47,9 +47,11 @@ impl Channel {
                 self.send(
                     ctx,
                     QueueDeclareOk {
+                        // RabbitMQ 3.10: always 1 for the pseudo-queue itself, whether or not
+                        // anyone consumes from it.
+                        consumer_count: u32::from(m.queue == REPLY_TO_QUEUE),
                         queue: m.queue,
                         message_count: 0,
-                        consumer_count: 0,
                     },
                 );
             }
