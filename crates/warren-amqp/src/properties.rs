@@ -300,6 +300,15 @@ pub fn peek_headers(raw: &[u8]) -> Option<FieldTable> {
     FieldTable::decode(&mut seek(raw, flags::HEADERS)?).ok()
 }
 
+/// Checks the `headers` table, if present, with [`crate::table::scan_table`] (no
+/// allocation): `Ok` when there is none or it is well formed.
+pub fn check_headers(raw: &[u8]) -> Result<(), DecodeError> {
+    match seek(raw, flags::HEADERS) {
+        Some(mut at) => crate::table::scan_table(&mut at),
+        None => Ok(()),
+    }
+}
+
 /// `timestamp` without decoding the other properties.
 pub fn peek_timestamp(raw: &[u8]) -> Option<u64> {
     wire::read_u64(&mut seek(raw, flags::TIMESTAMP)?).ok()

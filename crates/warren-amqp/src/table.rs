@@ -160,6 +160,54 @@ fn decode_array(buf: &mut &[u8], depth: usize) -> Result<Vec<FieldValue>, Decode
     Ok(items)
 }
 
+/// Checks that `buf` starts with a well-formed field table (every type tag known, every
+/// length in bounds, nesting within [`MAX_DEPTH`]) without building it: what a broker that
+/// passes tables on raw needs to refuse what a full decode would. Advances `buf` past it.
+pub fn scan_table(buf: &mut &[u8]) -> Result<(), DecodeError> {
+    scan_table_depth(buf, 0)
+}
+
+fn scan_table_depth(buf: &mut &[u8], depth: usize) -> Result<(), DecodeError> {
+    if depth >= MAX_DEPTH {
+        return Err(DecodeError::Other("field table nesting too deep"));
+    }
+    let mut body = wire::read_longstr_bytes(buf)?;
+    while !body.is_empty() {
+        let n = usize::from(wire::read_u8(&mut body)?);
+        body = body.get(n..).ok_or(DecodeError::Truncated)?;
+        scan_value(&mut body, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn scan_value(buf: &mut &[u8], depth: usize) -> Result<(), DecodeError> {
+    let skip = |buf: &mut &[u8], n: usize| -> Result<(), DecodeError> {
+        *buf = buf.get(n..).ok_or(DecodeError::Truncated)?;
+        Ok(())
+    };
+    match wire::read_u8(buf)? {
+        b't' | b'b' | b'B' => skip(buf, 1),
+        b's' | b'u' => skip(buf, 2),
+        b'I' | b'i' | b'f' => skip(buf, 4),
+        b'l' | b'd' | b'T' => skip(buf, 8),
+        b'D' => skip(buf, 5),
+        b'S' | b'x' => wire::read_longstr_bytes(buf).map(|_| ()),
+        b'V' => Ok(()),
+        b'F' => scan_table_depth(buf, depth),
+        b'A' => {
+            if depth >= MAX_DEPTH {
+                return Err(DecodeError::Other("field array nesting too deep"));
+            }
+            let mut body = wire::read_longstr_bytes(buf)?;
+            while !body.is_empty() {
+                scan_value(&mut body, depth + 1)?;
+            }
+            Ok(())
+        }
+        other => Err(DecodeError::BadFieldType(other)),
+    }
+}
+
 impl FieldValue {
     /// Decode one tagged value (type octet followed by the value).
     pub fn decode(buf: &mut &[u8]) -> Result<FieldValue, DecodeError> {

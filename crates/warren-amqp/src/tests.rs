@@ -574,3 +574,45 @@ fn known_wire_bytes() {
     assert_eq!(ConnectionStartOk::NAME, "connection.start-ok");
     assert_eq!(ConfirmSelect::CLASS_ID, 85);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// The allocation-free scan agrees with the decoder: every encoded table scans to its
+    /// exact length, and any mutation the decoder accepts the scan accepts too (the scan
+    /// does not check UTF-8 in keys, so it may accept a little more; it never refuses what
+    /// the decoder takes).
+    #[test]
+    fn scan_table_agrees_with_decode(
+        table in arb_table(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let mut encoded = BytesMut::new();
+        table.encode(&mut encoded);
+        let mut data = encoded.to_vec();
+        data.extend_from_slice(b"rest");
+        let mut at = &data[..];
+        prop_assert!(crate::table::scan_table(&mut at).is_ok());
+        prop_assert_eq!(at, &b"rest"[..]);
+        for (pos, byte) in flips {
+            let len = data.len();
+            data[pos % len] = byte;
+        }
+        let (mut a, mut b) = (&data[..], &data[..]);
+        if FieldTable::decode(&mut a).is_ok() {
+            prop_assert!(crate::table::scan_table(&mut b).is_ok());
+            prop_assert_eq!(a.len(), b.len());
+        }
+    }
+}
+
+#[test]
+fn scan_table_refuses_unknown_types_and_deep_nesting() {
+    // {"k": <type 'Z'>}
+    let bad = [0, 0, 0, 3, 1, b'k', b'Z'];
+    assert!(matches!(
+        crate::table::scan_table(&mut &bad[..]),
+        Err(DecodeError::BadFieldType(b'Z'))
+    ));
+    let deep = nested_tables(MAX_DEPTH + 5);
+    assert!(crate::table::scan_table(&mut &deep[..]).is_err());
+}

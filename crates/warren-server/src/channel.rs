@@ -254,6 +254,17 @@ impl Channel {
                 ),
             ));
         }
+        // The headers table is kept raw and passed on; a scan (no decode) refuses what
+        // RabbitMQ's full decode refuses. RabbitMQ 3.10 answers an unknown field type there
+        // with a bare 541 "INTERNAL_ERROR" on 0.0 (its channel process crashes); so do we.
+        if header.properties_raw.first().is_some_and(|b| b & 0x20 != 0) {
+            if let Err(e) = prop::check_headers(&header.properties_raw) {
+                debug!(channel = self.id, error = %e, "malformed headers table in a content header");
+                let mut err = AmqpError::connection(INTERNAL_ERROR, "");
+                err.text = "INTERNAL_ERROR".into();
+                return Err(err);
+            }
+        }
         if header.body_size > ctx.config.max_message_size {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,

@@ -1295,3 +1295,35 @@ async fn unsolicited_connection_close_ok_is_504() {
     );
     broker_still_healthy(&broker).await;
 }
+
+/// A headers table with an unknown field type in a message's content header. Warren keeps
+/// the table raw but scans it; RabbitMQ 3.10 decodes it, fails, and answers with a bare
+/// 541 "INTERNAL_ERROR" on 0.0 (its channel process crashes). We answer the same.
+#[tokio::test]
+async fn unknown_field_type_in_message_headers_is_541() {
+    let broker = Broker::start();
+    let mut c = Conn::open(&broker);
+    c.open_channel(1);
+    let publish = Args::default()
+        .u16(0)
+        .shortstr("")
+        .shortstr("nowhere")
+        .u8(0)
+        .done();
+    c.send(&method_frame(1, 60, 40, &publish));
+    let table = [1, b'k', b'Z']; // key "k", type 'Z' (no such type)
+    let header = Args::default()
+        .u16(60)
+        .u16(0)
+        .u64(1)
+        .u16(0x2000) // headers present
+        .u32(table.len() as u32)
+        .done();
+    let mut header = header;
+    header.extend_from_slice(&table);
+    c.send(&frame(FRAME_HEADER, 1, &header));
+    c.send(&frame(FRAME_BODY, 1, b"a"));
+    let text = assert_conn_close(c.outcome(), 541, 0, 0);
+    assert_eq!(text, "INTERNAL_ERROR");
+    broker_still_healthy(&broker).await;
+}
