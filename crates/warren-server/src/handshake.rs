@@ -141,10 +141,11 @@ pub(crate) async fn handshake(
     let start_ok = match read_handshake_method(reader, inbuf, config.frame_max).await? {
         Method::ConnectionStartOk(m) => m,
         other => {
-            return Err(HandshakeError::close(AmqpError::connection(
-                COMMAND_INVALID,
-                format!("expected connection.start-ok, got {}", other.name()),
-            )))
+            // RabbitMQ 3.10: any other method here gets the socket closed, no close frame.
+            return Err(HandshakeError::silent(format!(
+                "expected connection.start-ok, got {}",
+                other.name()
+            )));
         }
     };
     let caps = start_ok
@@ -200,41 +201,32 @@ pub(crate) async fn handshake(
     let tune_ok = match read_handshake_method(reader, inbuf, config.frame_max).await? {
         Method::ConnectionTuneOk(m) => m,
         other => {
-            return Err(HandshakeError::close(AmqpError::connection(
-                COMMAND_INVALID,
-                format!("expected connection.tune-ok, got {}", other.name()),
+            return Err(HandshakeError::silent(format!(
+                "expected connection.tune-ok, got {}",
+                other.name()
             )))
         }
     };
-    let frame_max = if tune_ok.frame_max == 0 {
-        config.frame_max
-    } else {
-        tune_ok.frame_max
-    };
+    // RabbitMQ 3.10 (raw frames against a local node): a tune-ok outside the offer, below
+    // the minimum, or zero (RabbitMQ does not read 0 as "no limit") gets the socket closed
+    // without a close frame; the reason is only logged.
+    let frame_max = tune_ok.frame_max;
     if frame_max < FRAME_MIN_SIZE {
-        return Err(HandshakeError::close(AmqpError::connection(
-            NOT_ALLOWED,
-            format!("frame_max={frame_max} < {FRAME_MIN_SIZE} min size"),
+        return Err(HandshakeError::silent(format!(
+            "tune-ok frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
         )));
     }
     if frame_max > config.frame_max {
-        return Err(HandshakeError::close(AmqpError::connection(
-            NOT_ALLOWED,
-            format!("frame_max={frame_max} > {} max size", config.frame_max),
+        return Err(HandshakeError::silent(format!(
+            "tune-ok frame_max={frame_max} > {} max size",
+            config.frame_max
         )));
     }
-    let channel_max = if tune_ok.channel_max == 0 {
-        config.channel_max
-    } else {
-        tune_ok.channel_max
-    };
-    if channel_max > config.channel_max {
-        return Err(HandshakeError::close(AmqpError::connection(
-            NOT_ALLOWED,
-            format!(
-                "channel_max={channel_max} > {} max size",
-                config.channel_max
-            ),
+    let channel_max = tune_ok.channel_max;
+    if channel_max == 0 || channel_max > config.channel_max {
+        return Err(HandshakeError::silent(format!(
+            "tune-ok channel_max={channel_max} outside 1..={}",
+            config.channel_max
         )));
     }
 

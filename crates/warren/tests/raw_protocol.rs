@@ -1327,3 +1327,87 @@ async fn unknown_field_type_in_message_headers_is_541() {
     assert_eq!(text, "INTERNAL_ERROR");
     broker_still_healthy(&broker).await;
 }
+
+/// Up to `connection.tune` by hand; returns the socket and the bytes read past tune.
+fn up_to_tune(broker: &Broker) -> Conn {
+    let mut c = Conn {
+        sock: Conn::tcp(broker),
+        buf: Vec::new(),
+        frame_max: 0,
+        channel_max: 0,
+        server_properties: BTreeMap::new(),
+        mechanisms: String::new(),
+        locales: String::new(),
+    };
+    c.send(PROTOCOL_HEADER);
+    c.expect_method(10, 10);
+    let start_ok = Args::default()
+        .empty_table()
+        .shortstr("PLAIN")
+        .longstr(b"\0guest\0guest")
+        .shortstr("en_US")
+        .done();
+    c.send(&method_frame(0, 10, 11, &start_ok));
+    c.expect_method(10, 30);
+    c
+}
+
+/// The broker closes the socket without sending anything more (no connection.close).
+#[track_caller]
+fn assert_dropped_silently(c: &mut Conn) {
+    match c.read_frame() {
+        None => {}
+        Some(f) => panic!("expected the socket closed without a frame, got {f:?}"),
+    }
+}
+
+/// RabbitMQ 3.10 (raw frames against a local node; it resets the socket): a `tune-ok`
+/// outside the offer, below the minimum frame size, or with zero (which RabbitMQ does not
+/// read as "no limit") ends the connection without a close frame.
+#[tokio::test]
+async fn bad_tune_ok_values_drop_the_socket_without_a_close() {
+    let broker = Broker::start();
+    for (channel_max, frame_max) in [
+        (2047u16, 10_000_000u32),
+        (2047, 100),
+        (2047, 0),
+        (65535, 131_072),
+        (0, 131_072),
+    ] {
+        let mut c = up_to_tune(&broker);
+        let tune_ok = Args::default()
+            .u16(channel_max)
+            .u32(frame_max)
+            .u16(0)
+            .done();
+        c.send(&method_frame(0, 10, 31, &tune_ok));
+        assert_dropped_silently(&mut c);
+    }
+    broker_still_healthy(&broker).await;
+}
+
+/// RabbitMQ 3.10: `connection.open` before `tune-ok` (or before `start-ok`) ends the
+/// connection without a close frame.
+#[tokio::test]
+async fn methods_out_of_handshake_order_drop_the_socket() {
+    let broker = Broker::start();
+    let open = Args::default().shortstr("/").shortstr("").u8(0).done();
+    let mut c = up_to_tune(&broker);
+    c.send(&method_frame(0, 10, 40, &open));
+    assert_dropped_silently(&mut c);
+
+    let mut early = Conn {
+        sock: Conn::tcp(&broker),
+        buf: Vec::new(),
+        frame_max: 0,
+        channel_max: 0,
+        server_properties: BTreeMap::new(),
+        mechanisms: String::new(),
+        locales: String::new(),
+    };
+    early.send(PROTOCOL_HEADER);
+    early.expect_method(10, 10);
+    early.send(&method_frame(0, 10, 40, &open));
+    assert_dropped_silently(&mut early);
+    broker_still_healthy(&broker).await;
+}
