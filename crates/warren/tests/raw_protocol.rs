@@ -492,6 +492,15 @@ async fn wrong_protocol_revision_gets_supported_header_and_close() {
     bad_header_case(b"AMQP\x00\x00\x09\x02").await;
 }
 
+/// RabbitMQ 3.10 still speaks AMQP 0-8 to the 0-8 header (`AMQP 1 1 8 0`, and to the old
+/// 0-9 form `AMQP 1 1 9 1`): it sends a version-8.0 connection.start. Warren does not speak
+/// 0-8; it answers as RabbitMQ answers any version it does not speak (as for `AMQP 0 0 9 0`,
+/// checked side by side): its own header, then close. See compatibility.md.
+#[tokio::test]
+async fn amqp_0_8_header_gets_supported_header_and_close() {
+    bad_header_case(b"AMQP\x01\x01\x08\x00").await;
+}
+
 #[tokio::test]
 async fn amqp_1_0_header_gets_supported_header_and_close() {
     bad_header_case(b"AMQP\x00\x01\x00\x00").await;
