@@ -112,34 +112,40 @@ enum End {
     Dropped(String),
 }
 
-/// Writes the queued chunks and then `out`, with vectored writes (no copy of large bodies).
-/// A write that makes no progress for this long means the peer stopped reading.
-fn stalled(stall: Duration) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("peer read nothing for {} ms", stall.as_millis()),
-    )
+/// Waits until the socket takes bytes again, failing with `TimedOut` after `stall`: a peer
+/// that reads slowly but steadily never trips it, one that stopped reading does. Only armed
+/// once a write would block, so a socket with room costs no timer.
+async fn wait_writable(writer: &OwnedWriteHalf, stall: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(stall, writer.writable()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("peer read nothing for {} ms", stall.as_millis()),
+        )),
+    }
 }
 
-/// `write_all`, failing with `TimedOut` when one write call makes no progress for `stall`
-/// (a slow reader that keeps reading never trips it; one that stopped does).
+/// `write_all` within the stall limit of [`wait_writable`].
 async fn write_all_within(
     writer: &mut OwnedWriteHalf,
     mut buf: &[u8],
     stall: Duration,
 ) -> std::io::Result<()> {
     while !buf.is_empty() {
-        let n = tokio::time::timeout(stall, writer.write(buf))
-            .await
-            .map_err(|_| stalled(stall))??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+        match writer.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                wait_writable(writer, stall).await?
+            }
+            Err(e) => return Err(e),
         }
-        buf = &buf[n..];
     }
     Ok(())
 }
 
+/// Writes the queued chunks and then `out`, with vectored writes (no copy of large bodies),
+/// within the stall limit of [`wait_writable`].
 async fn write_all_vectored(
     writer: &mut OwnedWriteHalf,
     chunks: &mut Chunks,
@@ -158,10 +164,16 @@ async fn write_all_vectored(
             .take(64)
             .map(|b| std::io::IoSlice::new(b))
             .collect();
-        let mut n = tokio::time::timeout(stall, writer.write_vectored(&slices))
-            .await
-            .map_err(|_| stalled(stall))??;
+        let written = writer.try_write_vectored(&slices);
         drop(slices);
+        let mut n = match written {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                wait_writable(writer, stall).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

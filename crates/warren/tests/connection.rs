@@ -374,17 +374,7 @@ async fn message_over_max_size_closes_the_channel_with_406() {
     // The close arrives asynchronously; the next call on the channel reports it.
     let after = match big {
         Err(e) => Err(e),
-        Ok(_) => ch
-            .queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|_| ()),
+        Ok(_) => passive_declare(&ch, &q).await.map(|_| ()),
     };
     let text = expect_code(after, 406);
     assert!(

@@ -29,18 +29,7 @@ async fn declare_x(ch: &lapin::Channel, name: &str, kind: ExchangeKind) -> lapin
 }
 
 async fn bind_q(ch: &lapin::Channel, q: &str, x: &str, key: &str) {
-    within(
-        "queue.bind",
-        ch.queue_bind(
-            q.into(),
-            x.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("queue.bind");
+    bind_args(ch, q, x, key, FieldTable::default()).await;
 }
 
 #[tokio::test]

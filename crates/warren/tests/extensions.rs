@@ -2793,13 +2793,6 @@ async fn lower_of_policy_and_argument_wins_for_max_length_and_ttl() {
 
 // ----------------------------------------------- quirks matched against RabbitMQ 3.10
 
-fn passive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    }
-}
-
 /// RabbitMQ 3.10: a queue declared with `x-queue-type: classic` redeclares without the
 /// argument (no type is the default type), and the other way round.
 #[tokio::test]
@@ -2834,7 +2827,7 @@ async fn passive_declare_resets_the_expiry_timer() {
     let q = declare_with(&ch, "expiring", &[("x-expires", int(1500))]).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        try_declare(&ch, &q, passive(), FieldTable::default())
+        passive_declare(&ch, &q)
             .await
             .expect("still there: every passive declare restarted its 1.5 s");
     }
@@ -2881,14 +2874,9 @@ async fn requeue_into_a_full_drop_head_queue_drops_the_head() {
 async fn passive_declare_of_reply_to_reports_one_consumer() {
     let broker = Broker::start();
     let (_c, ch) = connect_channel(&broker).await;
-    let before = try_declare(
-        &ch,
-        "amq.rabbitmq.reply-to",
-        passive(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive declare");
+    let before = passive_declare(&ch, "amq.rabbitmq.reply-to")
+        .await
+        .expect("passive declare");
     assert_eq!(before.consumer_count(), 1);
     ch.basic_consume(
         "amq.rabbitmq.reply-to".into(),
@@ -2901,14 +2889,9 @@ async fn passive_declare_of_reply_to_reports_one_consumer() {
     )
     .await
     .expect("consume amq.rabbitmq.reply-to");
-    let after = try_declare(
-        &ch,
-        "amq.rabbitmq.reply-to",
-        passive(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive declare");
+    let after = passive_declare(&ch, "amq.rabbitmq.reply-to")
+        .await
+        .expect("passive declare");
     assert_eq!(after.consumer_count(), 1);
     assert_eq!(after.message_count(), 0);
 }

@@ -103,6 +103,16 @@ fn table_entry_table(key: &str, inner: &[u8]) -> Vec<u8> {
 }
 
 /// content header payload: class 60, weight 0, body size, property flags 0.
+/// `basic.publish` arguments: `exchange`, `routing_key`, no mandatory/immediate.
+fn publish_args(exchange: &str, routing_key: &str) -> Vec<u8> {
+    Args::default()
+        .u16(0)
+        .shortstr(exchange)
+        .shortstr(routing_key)
+        .u8(0)
+        .done()
+}
+
 fn content_header(body_size: u64) -> Vec<u8> {
     Args::default().u16(60).u16(0).u64(body_size).u16(0).done()
 }
@@ -258,6 +268,24 @@ impl Conn {
         sock
     }
 
+    /// A connection over `sock` with nothing negotiated yet.
+    fn over(sock: TcpStream) -> Conn {
+        Conn {
+            sock,
+            buf: Vec::new(),
+            frame_max: 0,
+            channel_max: 0,
+            server_properties: BTreeMap::new(),
+            mechanisms: String::new(),
+            locales: String::new(),
+        }
+    }
+
+    /// A new TCP connection to `broker`, before the protocol header.
+    fn fresh(broker: &Broker) -> Conn {
+        Conn::over(Self::tcp(broker))
+    }
+
     fn send(&mut self, bytes: &[u8]) {
         self.sock.write_all(bytes).expect("write");
     }
@@ -303,15 +331,7 @@ impl Conn {
 
     /// Performs the full handshake with the given tune-ok values (0 = accept server's).
     fn open_with(broker: &Broker, channel_max: u16, frame_max: u32, heartbeat: u16) -> Conn {
-        let mut c = Conn {
-            sock: Self::tcp(broker),
-            buf: Vec::new(),
-            frame_max: 0,
-            channel_max: 0,
-            server_properties: BTreeMap::new(),
-            mechanisms: String::new(),
-            locales: String::new(),
-        };
+        let mut c = Conn::fresh(broker);
         c.send(PROTOCOL_HEADER);
         let start = c.expect_method(10, 10);
         let mut a = start.args();
@@ -548,15 +568,7 @@ async fn connection_start_advertises_version_mechanisms_and_capabilities() {
 
 /// Sends header + start-ok with bad credentials; `caps` is the raw client-properties table.
 fn bad_login(broker: &Broker, client_properties: &[u8]) -> Outcome {
-    let mut c = Conn {
-        sock: Conn::tcp(broker),
-        buf: Vec::new(),
-        frame_max: 0,
-        channel_max: 0,
-        server_properties: BTreeMap::new(),
-        mechanisms: String::new(),
-        locales: String::new(),
-    };
+    let mut c = Conn::fresh(broker);
     c.send(PROTOCOL_HEADER);
     c.expect_method(10, 10);
     let start_ok = Args::default()
@@ -597,15 +609,7 @@ async fn bad_login_without_capability_just_closes_socket() {
 #[tokio::test]
 async fn unsupported_mechanism_is_rejected() {
     let broker = Broker::start();
-    let mut c = Conn {
-        sock: Conn::tcp(&broker),
-        buf: Vec::new(),
-        frame_max: 0,
-        channel_max: 0,
-        server_properties: BTreeMap::new(),
-        mechanisms: String::new(),
-        locales: String::new(),
-    };
+    let mut c = Conn::fresh(&broker);
     c.send(PROTOCOL_HEADER);
     c.expect_method(10, 10);
     let start_ok = Args::default()
@@ -626,15 +630,7 @@ async fn tune_values_from_server() {
     let broker = Broker::start();
     let mut sock = Conn::tcp(&broker);
     sock.write_all(PROTOCOL_HEADER).unwrap();
-    let mut c = Conn {
-        sock,
-        buf: Vec::new(),
-        frame_max: 0,
-        channel_max: 0,
-        server_properties: BTreeMap::new(),
-        mechanisms: String::new(),
-        locales: String::new(),
-    };
+    let mut c = Conn::over(sock);
     c.expect_method(10, 10);
     let start_ok = Args::default()
         .empty_table()
@@ -763,15 +759,7 @@ async fn client_that_stops_reading_is_disconnected_and_its_deliveries_requeued()
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(20);
     loop {
-        let info = ch
-            .queue_declare(
-                q.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
+        let info = passive_declare(&ch, &q)
             .await
             .expect("passive declare while the other client stalls");
         if info.consumer_count() == 0 && info.message_count() == 256 {
@@ -1033,12 +1021,7 @@ async fn method_instead_of_content_header_is_505() {
     let broker = Broker::start();
     let mut c = Conn::open(&broker);
     c.open_channel(1);
-    let publish = Args::default()
-        .u16(0)
-        .shortstr("")
-        .shortstr("q")
-        .u8(0)
-        .done();
+    let publish = publish_args("", "q");
     c.send(&method_frame(1, 60, 40, &publish));
     c.send(&method_frame(1, 60, 40, &publish));
     let out = c.outcome();
@@ -1057,12 +1040,7 @@ async fn body_longer_than_declared_is_tolerated() {
     let broker = Broker::start();
     let mut c = Conn::open(&broker);
     c.open_channel(1);
-    let publish = Args::default()
-        .u16(0)
-        .shortstr("")
-        .shortstr("q")
-        .u8(0)
-        .done();
+    let publish = publish_args("", "q");
     c.send(&method_frame(1, 60, 40, &publish));
     c.send(&frame(FRAME_HEADER, 1, &content_header(2)));
     c.send(&frame(FRAME_BODY, 1, b"too long"));
@@ -1174,12 +1152,7 @@ async fn confirm_acks_carry_increasing_delivery_tags() {
     c.open_channel(1);
     c.send(&method_frame(1, 85, 10, &[0]));
     c.expect_method(85, 11);
-    let publish = Args::default()
-        .u16(0)
-        .shortstr("amq.direct")
-        .shortstr("nowhere")
-        .u8(0)
-        .done();
+    let publish = publish_args("amq.direct", "nowhere");
     for _ in 0..5 {
         c.send(&method_frame(1, 60, 40, &publish));
         c.send(&frame(FRAME_HEADER, 1, &content_header(1)));
@@ -1313,12 +1286,7 @@ async fn unknown_field_type_in_message_headers_is_541() {
     let broker = Broker::start();
     let mut c = Conn::open(&broker);
     c.open_channel(1);
-    let publish = Args::default()
-        .u16(0)
-        .shortstr("")
-        .shortstr("nowhere")
-        .u8(0)
-        .done();
+    let publish = publish_args("", "nowhere");
     c.send(&method_frame(1, 60, 40, &publish));
     let table = [1, b'k', b'Z']; // key "k", type 'Z' (no such type)
     let header = Args::default()
@@ -1339,15 +1307,7 @@ async fn unknown_field_type_in_message_headers_is_541() {
 
 /// Up to `connection.tune` by hand; returns the socket and the bytes read past tune.
 fn up_to_tune(broker: &Broker) -> Conn {
-    let mut c = Conn {
-        sock: Conn::tcp(broker),
-        buf: Vec::new(),
-        frame_max: 0,
-        channel_max: 0,
-        server_properties: BTreeMap::new(),
-        mechanisms: String::new(),
-        locales: String::new(),
-    };
+    let mut c = Conn::fresh(broker);
     c.send(PROTOCOL_HEADER);
     c.expect_method(10, 10);
     let start_ok = Args::default()
@@ -1405,15 +1365,7 @@ async fn methods_out_of_handshake_order_drop_the_socket() {
     c.send(&method_frame(0, 10, 40, &open));
     assert_dropped_silently(&mut c);
 
-    let mut early = Conn {
-        sock: Conn::tcp(&broker),
-        buf: Vec::new(),
-        frame_max: 0,
-        channel_max: 0,
-        server_properties: BTreeMap::new(),
-        mechanisms: String::new(),
-        locales: String::new(),
-    };
+    let mut early = Conn::fresh(&broker);
     early.send(PROTOCOL_HEADER);
     early.expect_method(10, 10);
     early.send(&method_frame(0, 10, 40, &open));

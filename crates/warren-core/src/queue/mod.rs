@@ -179,6 +179,18 @@ impl Consumer {
 }
 
 impl QueueState {
+    /// Ready messages, with `extra_len` more messages of `extra_bytes`, would exceed
+    /// `x-max-length` or `x-max-length-bytes` (which counts bodies only, as RabbitMQ's).
+    fn over_limit(&self, extra_len: usize, extra_bytes: usize) -> bool {
+        self.config
+            .max_length
+            .is_some_and(|m| (self.ready.len + extra_len) as u64 > m)
+            || self
+                .config
+                .max_length_bytes
+                .is_some_and(|m| (self.ready.bytes + extra_bytes) as u64 > m)
+    }
+
     /// Unacked entries left the consumer's hands: their bodies no longer count as unacked.
     fn release_unacked_mem(&mut self, entries: &[Entry]) {
         let held: usize = entries
@@ -384,16 +396,7 @@ impl Queue {
         let mut st = self.state.lock();
         // RabbitMQ's length limit in bytes counts message bodies only.
         let size = msg.body.len();
-        let over = |st: &QueueState, extra_len: usize, extra_bytes: usize| {
-            st.config
-                .max_length
-                .is_some_and(|m| (st.ready.len + extra_len) as u64 > m)
-                || st
-                    .config
-                    .max_length_bytes
-                    .is_some_and(|m| (st.ready.bytes + extra_bytes) as u64 > m)
-        };
-        if st.config.overflow != Overflow::DropHead && over(&st, 1, size) {
+        if st.config.overflow != Overflow::DropHead && st.over_limit(1, size) {
             if st.config.overflow == Overflow::RejectPublishDlx {
                 let cfg = st.config.clone();
                 drop(st);
@@ -428,16 +431,7 @@ impl Queue {
     /// drop-head: the oldest ready messages make room until the queue is within its length
     /// limits (the other overflow modes refuse the publish instead, before it gets here).
     fn drop_head_over_limit(&self, st: &mut QueueState, dead: &mut Vec<DeadLetter>) {
-        let over = |st: &QueueState| {
-            st.config
-                .max_length
-                .is_some_and(|m| st.ready.len as u64 > m)
-                || st
-                    .config
-                    .max_length_bytes
-                    .is_some_and(|m| st.ready.bytes as u64 > m)
-        };
-        while over(st) {
+        while st.over_limit(0, 0) {
             let Some(dropped) = st.ready.pop_front() else {
                 break;
             };

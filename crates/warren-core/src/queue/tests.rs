@@ -249,28 +249,7 @@ fn ttl_expires_at_head_and_zero_expiration_goes_to_waiting_consumer() {
 fn paging_and_recovery_keep_order_and_content() {
     let memory = crate::storage::MemoryStore::new();
     let store: Arc<dyn MessageStore> = memory.clone();
-    let log = store.queue_index(7).unwrap();
-    let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
-    let spec = QueueSpec {
-        name: "dq".into(),
-        durable: true,
-        exclusive_owner: None,
-        auto_delete: false,
-        arguments: FieldTable::default(),
-    };
-    let storage = QueueStorage {
-        store: store.clone(),
-        log: Some(log),
-        page_threshold: 64,
-    };
-    let q = Queue::new(
-        "/",
-        spec.clone(),
-        QueueConfig::default(),
-        Timers::new(),
-        Arc::downgrade(&router),
-        Some(storage),
-    );
+    let q = stored_queue(&store, Some(store.queue_index(7).unwrap()), 64);
     let persistent = BasicProperties {
         delivery_mode: Some(2),
         ..Default::default()
@@ -301,19 +280,7 @@ fn paging_and_recovery_keep_order_and_content() {
     let log = store.queue_index(7).unwrap();
     let recovered = log.recover().unwrap();
     assert_eq!(recovered.len(), 50);
-    let storage = QueueStorage {
-        store: store.clone(),
-        log: Some(log),
-        page_threshold: 64,
-    };
-    let r = Queue::new(
-        "/",
-        spec,
-        QueueConfig::default(),
-        Timers::new(),
-        Arc::downgrade(&router),
-        Some(storage),
-    );
+    let r = stored_queue(&store, Some(log), 64);
     r.restore(recovered);
     let mut seen = Vec::new();
     while let Some((e, m, _)) = r.get(true) {
@@ -341,27 +308,7 @@ impl DeliverySink for Keep {
 fn undelivered_no_ack_deliveries_come_back_intact() {
     let memory = crate::storage::MemoryStore::new();
     let store: Arc<dyn MessageStore> = memory.clone();
-    let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
-    let spec = QueueSpec {
-        name: "dq".into(),
-        durable: true,
-        exclusive_owner: None,
-        auto_delete: false,
-        arguments: FieldTable::default(),
-    };
-    let storage = QueueStorage {
-        store: store.clone(),
-        log: Some(store.queue_index(1).unwrap()),
-        page_threshold: 16,
-    };
-    let q = Queue::new(
-        "/",
-        spec,
-        QueueConfig::default(),
-        Timers::new(),
-        Arc::downgrade(&router),
-        Some(storage),
-    );
+    let q = stored_queue(&store, Some(store.queue_index(1).unwrap()), 16);
     let persistent = BasicProperties {
         delivery_mode: Some(2),
         ..Default::default()
@@ -455,30 +402,34 @@ impl DeliverySink for Bounded {
     fn cancelled(&self, _channel: u16, _tag: &Arc<str>) {}
 }
 
-fn paging_queue(threshold: usize) -> (Arc<Queue>, Arc<crate::storage::MemoryStore>) {
-    let memory = crate::storage::MemoryStore::new();
+/// A durable queue `dq` over `store` (with `log` as its index when given), paging past
+/// `threshold` bytes.
+fn stored_queue(
+    store: &Arc<dyn MessageStore>,
+    log: Option<Arc<dyn QueueIndex>>,
+    threshold: usize,
+) -> Arc<Queue> {
     let router: Arc<dyn DeadLetterRouter> = Arc::new(DeadSink::default());
     let storage = QueueStorage {
-        store: memory.clone(),
-        log: None,
+        store: Arc::clone(store),
+        log,
         page_threshold: threshold,
     };
     let spec = QueueSpec {
-        name: "paged".into(),
-        durable: false,
+        name: "dq".into(),
+        durable: true,
         exclusive_owner: None,
         auto_delete: false,
         arguments: FieldTable::default(),
     };
-    let q = Queue::new(
+    Queue::new(
         "/",
         spec,
         QueueConfig::default(),
         Timers::new(),
         Arc::downgrade(&router),
         Some(storage),
-    );
-    (q, memory)
+    )
 }
 
 /// Prefetch 0 (unlimited) with manual acks: the sink's capacity bounds what is handed over
@@ -486,7 +437,8 @@ fn paging_queue(threshold: usize) -> (Arc<Queue>, Arc<crate::storage::MemoryStor
 /// location; everything is back to nothing once they are acked.
 #[test]
 fn unlimited_prefetch_consumer_cannot_pin_the_backlog_in_memory() {
-    let (q, memory) = paging_queue(1000);
+    let memory = crate::storage::MemoryStore::new();
+    let q = stored_queue(&(memory.clone() as Arc<dyn MessageStore>), None, 1000);
     let sink = Arc::new(Bounded {
         kept: Mutex::new(Vec::new()),
         room: 30,

@@ -46,18 +46,7 @@ impl VHost {
         scratch: &mut RouteScratch,
         lagging: &mut Vec<Arc<Queue>>,
     ) -> CoreResult<PublishOutcome> {
-        let held = {
-            let topo = self.topology.read();
-            if let Some(x) = topo.exchanges.get(&msg.exchange) {
-                if x.spec.internal {
-                    return Err(CoreError::access_refused(format!(
-                        "cannot publish to internal exchange '{}' in vhost '{}'",
-                        msg.exchange, self.name
-                    )));
-                }
-            }
-            self.route_in(&topo, msg, None, scratch)?
-        };
+        let held = self.route_in(&self.topology.read(), msg, Via::Client, scratch)?;
         Ok(self.enqueue(msg, held, scratch, lagging))
     }
 
@@ -76,18 +65,23 @@ impl VHost {
     /// Checks that a client may publish to `exchange`: it exists and is not internal (a
     /// publish inside a transaction is checked when it is made, and routed at commit).
     pub fn check_publish(&self, exchange: &str) -> CoreResult<()> {
-        let topo = self.topology.read();
+        self.client_exchange(&self.topology.read(), exchange)
+            .map(|_| ())
+    }
+
+    /// The exchange a client publishes to: it must exist and not be internal.
+    fn client_exchange<'t>(&self, topo: &'t Topology, name: &str) -> CoreResult<&'t Exchange> {
         let x = topo
             .exchanges
-            .get(exchange)
-            .ok_or_else(|| self.no_exchange(exchange))?;
+            .get(name)
+            .ok_or_else(|| self.no_exchange(name))?;
         if x.spec.internal {
             return Err(CoreError::access_refused(format!(
-                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                "cannot publish to internal exchange '{name}' in vhost '{}'",
                 self.name
             )));
         }
-        Ok(())
+        Ok(x)
     }
 
     /// Routes a message and appends each receiving queue once, without enqueueing. Returns
@@ -97,7 +91,7 @@ impl VHost {
             queues: std::mem::take(out),
             targets: Vec::new(),
         };
-        let held = self.route_in(&self.topology.read(), msg, None, &mut scratch);
+        let held = self.route_in(&self.topology.read(), msg, Via::Broker, &mut scratch);
         *out = scratch.queues;
         held
     }
@@ -106,7 +100,12 @@ impl VHost {
     /// due (past the delay, routed as the exchange's `x-delayed-type`).
     pub(super) fn route_delayed(&self, exchange: &str, msg: Arc<Message>) {
         let mut scratch = RouteScratch::default();
-        let routed = self.route_in(&self.topology.read(), &msg, Some(exchange), &mut scratch);
+        let routed = self.route_in(
+            &self.topology.read(),
+            &msg,
+            Via::DelayPassed(exchange),
+            &mut scratch,
+        );
         if routed.is_ok() {
             self.enqueue(&msg, false, &mut scratch, &mut Vec::new());
         }
@@ -144,13 +143,12 @@ impl VHost {
     }
 
     /// Routes `msg` on the topology `topo` into `scratch.queues` (each queue once). True
-    /// when a delayed-message exchange held it; `delay_done_at` names the delayed exchange
-    /// whose delay has already passed.
+    /// when a delayed-message exchange held it.
     fn route_in(
         &self,
         topo: &Topology,
         msg: &Arc<Message>,
-        delay_done_at: Option<&str>,
+        via: Via<'_>,
         scratch: &mut RouteScratch,
     ) -> CoreResult<bool> {
         let exchange = msg.exchange.as_str();
@@ -160,18 +158,21 @@ impl VHost {
         if exchange.is_empty() {
             for key in keys {
                 if let Some(q) = topo.queues.get(key) {
-                    push_once(out, q);
+                    push_once(out, Arc::clone(q));
                 }
             }
             return Ok(false);
         }
-        let first = topo
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| self.no_exchange(exchange))?;
+        let first = match via {
+            Via::Client => self.client_exchange(topo, exchange)?,
+            _ => topo
+                .exchanges
+                .get(exchange)
+                .ok_or_else(|| self.no_exchange(exchange))?,
+        };
         let mut headers = LazyHeaders::new(&msg.properties_raw);
         if let Some(delayed) = &first.delayed {
-            if delay_done_at != Some(first.name()) {
+            if !matches!(via, Via::DelayPassed(x) if x == first.name()) {
                 if let Some(ms) = delay_of(headers.get()) {
                     delayed.hold(Arc::clone(msg), ms, &self.timers);
                     return Ok(true);
@@ -200,7 +201,7 @@ impl VHost {
                 }
                 for t in targets.drain(..) {
                     match t {
-                        Target::Queue(q) => push_once(out, &q),
+                        Target::Queue(q) => push_once(out, q),
                         Target::Exchange(name) => {
                             if let Some(next) = topo.exchanges.get(&*name) {
                                 if !visited(first, &seen, next.name()) {
@@ -221,10 +222,22 @@ impl VHost {
     }
 }
 
-fn push_once(out: &mut Vec<Arc<Queue>>, q: &Arc<Queue>) {
-    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
-        out.push(Arc::clone(q));
+fn push_once(out: &mut Vec<Arc<Queue>>, q: Arc<Queue>) {
+    if !out.iter().any(|o| Arc::ptr_eq(o, &q)) {
+        out.push(q);
     }
+}
+
+/// Where a message to route comes from.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// A client's publish: internal exchanges refuse it.
+    Client,
+    /// The broker itself (dead letters): internal exchanges take it.
+    Broker,
+    /// A delayed-message exchange whose delay has passed: that exchange routes it on
+    /// instead of holding it again.
+    DelayPassed(&'a str),
 }
 
 fn visited(first: &Exchange, seen: &[&str], name: &str) -> bool {

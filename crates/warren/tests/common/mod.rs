@@ -266,19 +266,24 @@ pub async fn get_body(ch: &lapin::Channel, queue: &str) -> Option<Vec<u8>> {
     .map(|m| m.delivery.data)
 }
 
+/// `queue.declare` passive: the queue's counts, or the broker's error.
+pub async fn passive_declare(ch: &lapin::Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+}
+
 /// Waits (bounded) until `queue` holds `n` ready messages, polling with a passive declare.
 pub async fn wait_ready(ch: &lapin::Channel, queue: &str, n: u32) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
+        let q = passive_declare(ch, queue)
             .await
             .expect("passive queue.declare");
         if q.message_count() == n {
