@@ -164,6 +164,8 @@ pub(crate) struct Channel {
     channel_credit: Arc<Credit>,
     confirms: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
+    /// What the uncommitted publishes of `tx` hold in memory, against `transaction_max_bytes`.
+    tx_bytes: u64,
     /// For the empty-name shortcut of queue methods.
     last_queue: Option<String>,
     /// Direct reply-to: the routing key handed out and the consumer that receives on it.
@@ -198,6 +200,7 @@ impl Channel {
             channel_credit: Arc::new(Credit::new(0)),
             confirms: None,
             tx: None,
+            tx_bytes: 0,
             last_queue: None,
             reply_to: None,
         }
@@ -516,8 +519,16 @@ impl Channel {
         for tag in tags {
             self.cancel_consumer(ctx, &tag);
         }
-        self.tx = None;
-        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        // Uncommitted settlements never happened: their messages go back like any unacked.
+        let mut all: Vec<Unacked> = Vec::new();
+        for op in self.tx.take().into_iter().flatten() {
+            if let TxOp::Settle { entries, .. } = op {
+                all.extend(entries);
+            }
+        }
+        self.tx_bytes = 0;
+        all.extend(self.unacked.drain(..));
+        all.sort_by_key(|u| u.tag);
         self.apply_settle(all, Settle::Requeue);
         self.content = Content::Idle;
         debug!(channel = self.id, "channel resources released");

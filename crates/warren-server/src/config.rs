@@ -21,6 +21,17 @@ pub struct ServerConfig {
     pub send_timeout: Duration,
     /// Cluster name reported in the server properties.
     pub cluster_name: String,
+    /// Open AMQP connections the broker accepts at once, over all listeners (RabbitMQ's
+    /// `connection_max`, default unlimited). Beyond it, new TCP connections wait in the
+    /// listen backlog until one closes.
+    pub connection_max: Option<usize>,
+    /// Consumers one channel may hold (RabbitMQ 3.12's `consumer_max_per_channel`, default
+    /// unlimited). One more is a 530 NOT_ALLOWED connection error.
+    pub consumer_max_per_channel: Option<usize>,
+    /// Bytes of uncommitted publishes one transactional channel may buffer. RabbitMQ has no
+    /// such limit; without one a client could grow broker memory without bound. Beyond it,
+    /// the channel is closed with 406 PRECONDITION_FAILED and the transaction discarded.
+    pub transaction_max_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +44,9 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(15),
             cluster_name: "warren".to_string(),
+            connection_max: None,
+            consumer_max_per_channel: None,
+            transaction_max_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Accept loop: one task per accepted TCP connection, and a shutdown signal that stops
-//! accepting and asks every open connection to close (`connection.close` 320).
+//! Accept loop: one task per accepted TCP connection, at most `connection_max` at once, and
+//! a shutdown signal that stops accepting and asks every open connection to close
+//! (`connection.close` 320).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 use warren_core::Broker;
@@ -28,13 +29,23 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
     let mut acceptors = JoinSet::new();
+    // One permit per open connection, shared by all listeners; held by the connection's
+    // task until it ends, however it ends.
+    let slots = config
+        .connection_max
+        .map(|max| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))));
     for listener in listeners {
         let tx = accepted_tx.clone();
+        let slots = slots.clone();
         acceptors.spawn(async move {
             loop {
+                let permit = match &slots {
+                    Some(slots) => Some(take_slot(slots).await),
+                    None => None,
+                };
                 match listener.accept().await {
-                    Ok(pair) => {
-                        if tx.send(pair).await.is_err() {
+                    Ok((stream, peer)) => {
+                        if tx.send((stream, peer, permit)).await.is_err() {
                             return;
                         }
                     }
@@ -51,11 +62,14 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = accepted_rx.recv() => {
-                let Some((stream, peer)) = accepted else { break };
+                let Some((stream, peer, permit)) = accepted else { break };
                 let broker = Arc::clone(&broker);
                 let config = Arc::clone(&config);
                 let shutdown = shutdown.clone();
-                connections.spawn(serve_connection(stream, peer, broker, config, shutdown));
+                connections.spawn(async move {
+                    serve_connection(stream, peer, broker, config, shutdown).await;
+                    drop(permit);
+                });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
@@ -72,5 +86,22 @@ pub async fn serve(
         .is_err()
     {
         connections.abort_all();
+    }
+}
+
+/// Waits for a free connection slot. Like RabbitMQ (whose acceptor stops accepting at
+/// `connection_max`), a connection over the limit is not refused: it stays in the kernel's
+/// listen backlog, and the client's handshake times out unless a slot frees up first.
+async fn take_slot(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    match Arc::clone(slots).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            warn!("connection_max reached: not accepting connections until one closes");
+            // The semaphore is never closed, so acquiring only waits.
+            Arc::clone(slots)
+                .acquire_owned()
+                .await
+                .expect("connection slots are never closed")
+        }
     }
 }

@@ -45,6 +45,15 @@ pub struct Cli {
     /// Seconds a connection without heartbeats may go without its peer reading anything.
     #[arg(long, env = "WARREN_SEND_TIMEOUT")]
     pub send_timeout: Option<u64>,
+    /// Open connections accepted at once (default unlimited); more wait to be accepted.
+    #[arg(long, env = "WARREN_CONNECTION_MAX")]
+    pub connection_max: Option<usize>,
+    /// Consumers one channel may hold (default unlimited).
+    #[arg(long, env = "WARREN_CONSUMER_MAX_PER_CHANNEL")]
+    pub consumer_max_per_channel: Option<usize>,
+    /// Bytes of uncommitted publishes one transactional channel may buffer.
+    #[arg(long, env = "WARREN_TRANSACTION_MAX_BYTES")]
+    pub transaction_max_bytes: Option<u64>,
     /// Bytes of ready messages a queue keeps in memory; beyond, bodies live on disk only.
     #[arg(long, env = "WARREN_QUEUE_MEMORY_LIMIT")]
     pub queue_memory_limit: Option<usize>,
@@ -82,6 +91,9 @@ pub struct FileConfig {
     pub max_message_size: Option<u64>,
     pub handshake_timeout: Option<u64>,
     pub send_timeout: Option<u64>,
+    pub connection_max: Option<usize>,
+    pub consumer_max_per_channel: Option<usize>,
+    pub transaction_max_bytes: Option<u64>,
     pub queue_memory_limit: Option<usize>,
     pub fsync: Option<bool>,
     pub memory_high_watermark: Option<String>,
@@ -121,6 +133,9 @@ impl Settings {
             max_message_size: cli.max_message_size,
             handshake_timeout: cli.handshake_timeout,
             send_timeout: cli.send_timeout,
+            connection_max: cli.connection_max,
+            consumer_max_per_channel: cli.consumer_max_per_channel,
+            transaction_max_bytes: cli.transaction_max_bytes,
             queue_memory_limit: cli.queue_memory_limit,
             fsync: cli.fsync,
             memory_high_watermark: cli.memory_high_watermark.clone(),
@@ -186,7 +201,18 @@ impl Settings {
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.send_timeout),
             cluster_name: defaults.cluster_name,
+            connection_max: cli.connection_max.or(file.connection_max),
+            consumer_max_per_channel: cli
+                .consumer_max_per_channel
+                .or(file.consumer_max_per_channel),
+            transaction_max_bytes: cli
+                .transaction_max_bytes
+                .or(file.transaction_max_bytes)
+                .unwrap_or(defaults.transaction_max_bytes),
         };
+        if server.connection_max == Some(0) {
+            return Err("connection_max 0 would accept no connection at all".into());
+        }
         Ok(Settings {
             listen,
             data_dir: cli

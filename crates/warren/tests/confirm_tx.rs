@@ -279,6 +279,30 @@ async fn tx_uncommitted_publishes_lost_on_channel_close() {
     wait_ready(&obs, &q, 0).await;
 }
 
+/// An ack inside a transaction that is never committed did not happen: when the channel
+/// closes, the message goes back to the queue like any unacked one.
+#[tokio::test]
+async fn tx_uncommitted_ack_is_void_when_the_channel_closes() {
+    let broker = Broker::start();
+    let (conn, ch) = connect_channel(&broker).await;
+    let q = declare_queue(&ch, "tx-ack-close").await;
+    publish(&ch, "", &q, b"keep").await;
+    wait_ready(&ch, &q, 1).await;
+    let tch = conn.create_channel().await.unwrap();
+    tch.tx_select().await.unwrap();
+    let m = tch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+        .expect("a message");
+    tch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+        .await
+        .unwrap();
+    tch.close(200, "no commit".into()).await.unwrap();
+    wait_ready(&ch, &q, 1).await;
+    assert_eq!(get_body(&ch, &q).await.as_deref(), Some(&b"keep"[..]));
+}
+
 #[tokio::test]
 async fn tx_ack_takes_effect_on_commit() {
     let broker = Broker::start();

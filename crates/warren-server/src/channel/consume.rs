@@ -39,6 +39,15 @@ impl Channel {
                 format!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
+        if let Some(max) = ctx.config.consumer_max_per_channel {
+            if self.consumers.len() >= max {
+                // RabbitMQ 3.12's words and code for its consumer_max_per_channel.
+                return Err(AmqpError::connection(
+                    NOT_ALLOWED,
+                    format!("reached maximum ({max}) of consumers per channel"),
+                ));
+            }
+        }
         let consumer_credit = Arc::new(Credit::new(if m.no_ack {
             0
         } else {

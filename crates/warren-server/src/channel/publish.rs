@@ -53,6 +53,16 @@ impl Channel {
             ctx.vhost
                 .check_publish(&msg.exchange)
                 .map_err(|e| fail(e.into()))?;
+            self.tx_bytes += tx_cost(&msg);
+            let max = ctx.config.transaction_max_bytes;
+            if self.tx_bytes > max {
+                return Err(fail(AmqpError::channel(
+                    PRECONDITION_FAILED,
+                    format!(
+                        "uncommitted publishes exceed transaction_max_bytes ({max} bytes): commit more often"
+                    ),
+                )));
+            }
             ops.push(TxOp::Publish {
                 msg,
                 mandatory: publish.mandatory,
@@ -228,4 +238,12 @@ fn ack_upto(acked: u64, upto: u64) -> BasicAck {
         delivery_tag: upto,
         multiple: upto - acked > 1,
     }
+}
+
+/// What a buffered transactional publish holds: its body, properties and names, and a
+/// fixed share for the message and the operation themselves (so even empty messages count).
+pub(super) fn tx_cost(msg: &Message) -> u64 {
+    const OVERHEAD: u64 = 256;
+    (msg.body.len() + msg.properties_raw.len() + msg.exchange.len() + msg.routing_key.len()) as u64
+        + OVERHEAD
 }

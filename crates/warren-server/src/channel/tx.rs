@@ -13,6 +13,7 @@ impl Channel {
                 "channel is not transactional",
             ));
         };
+        self.tx_bytes = 0;
         let mut wrote_durable = false;
         for op in ops {
             match op {
@@ -51,6 +52,7 @@ impl Channel {
                 "channel is not transactional",
             ));
         };
+        self.tx_bytes = 0;
         // Settlements go back to unacked, in delivery-tag order.
         for op in ops {
             if let TxOp::Settle { entries, .. } = op {
