@@ -297,10 +297,12 @@ pub(crate) async fn serve_connection(
         }
         _ => warn!(%peer, connection = id, reason = ?end, "connection closed"),
     }
-    if matches!(end, End::ClientClosed | End::Error(_)) {
-        // After close/close-ok the client closes the socket first (as the spec has it, and
-        // as RabbitMQ waits for); closing it under a client that is still reading the
-        // close-ok makes some clients report an error instead of a clean close.
+    if matches!(end, End::ClientClosed) {
+        // After the client's close and our close-ok the client closes the socket first (as
+        // the spec has it, and as RabbitMQ waits for); closing it under a client that is
+        // still reading the close-ok makes some clients report an error instead of a clean
+        // close. After our close and the client's close-ok (End::Error) there is nothing
+        // left to read: RabbitMQ 3.10 closes the socket at once, and so do we.
         let mut sink = [0u8; 1024];
         let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
             while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}

@@ -1372,3 +1372,9 @@ async fn methods_out_of_handshake_order_drop_the_socket() {
     assert_dropped_silently(&mut early);
     broker_still_healthy(&broker).await;
 }
+
+#[path = "raw_protocol/closing.rs"]
+mod closing;
+
+#[path = "raw_protocol/net_fuzz.rs"]
+mod net_fuzz;

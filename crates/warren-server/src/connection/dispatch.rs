@@ -50,9 +50,12 @@ impl Connection {
                     Ok(Method::ConnectionCloseOk(_)) => {
                         return Ok(Next::Stop(End::Error(err.clone())))
                     }
+                    // Crossing closes: the client now waits for our close-ok and closes
+                    // the socket itself, as after any close it starts (the error that
+                    // started ours is logged already).
                     Ok(Method::ConnectionClose(_)) => {
                         encode_method_frame(&mut self.ctx.out, 0, &ConnectionCloseOk {}.into());
-                        return Ok(Next::Stop(End::Error(err.clone())));
+                        return Ok(Next::Stop(End::ClientClosed));
                     }
                     _ => {}
                 }
@@ -197,9 +200,17 @@ impl Connection {
                 Method::ChannelCloseOk(_) => {
                     self.channels.remove(&ch);
                 }
+                // RabbitMQ 3.10: closes that cross are answered with close-ok, and the
+                // channel still waits for the close-ok of its own close (until then a
+                // `channel.open` of it is "second 'channel.open' seen").
                 Method::ChannelClose(_) => {
                     encode_method_frame(&mut self.ctx.out, ch, &ChannelCloseOk {}.into());
-                    self.channels.remove(&ch);
+                }
+                Method::ChannelOpen(_) => {
+                    return Err(
+                        AmqpError::connection(CHANNEL_ERROR, "second 'channel.open' seen")
+                            .on(class_id, method_id),
+                    )
                 }
                 _ => {}
             }
