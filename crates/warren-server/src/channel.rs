@@ -166,6 +166,9 @@ pub(crate) struct Channel {
     tx: Option<Vec<TxOp>>,
     /// What the uncommitted publishes of `tx` hold in memory, against `transaction_max_bytes`.
     tx_bytes: u64,
+    /// For the acknowledgement timeout: the oldest unacked delivery at the last check and
+    /// when that check first saw it (no timestamp per delivery on the hot path).
+    ack_watch: Option<(u64, std::time::Instant)>,
     /// For the empty-name shortcut of queue methods.
     last_queue: Option<String>,
     /// Direct reply-to: the routing key handed out and the consumer that receives on it.
@@ -201,6 +204,7 @@ impl Channel {
             confirms: None,
             tx: None,
             tx_bytes: 0,
+            ack_watch: None,
             last_queue: None,
             reply_to: None,
         }

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     /// such limit; without one a client could grow broker memory without bound. Beyond it,
     /// the channel is closed with 406 PRECONDITION_FAILED and the transaction discarded.
     pub transaction_max_bytes: u64,
+    /// A delivery not acknowledged for this long closes its channel with 406 (RabbitMQ's
+    /// `consumer_timeout`, 30 minutes by default); `None` disables the check.
+    pub consumer_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             connection_max: None,
             consumer_max_per_channel: None,
             transaction_max_bytes: 256 * 1024 * 1024,
+            consumer_timeout: Some(Duration::from_millis(1_800_000)),
         }
     }
 }

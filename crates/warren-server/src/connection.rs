@@ -314,6 +314,15 @@ pub(crate) async fn serve_connection(
 
 // ----- handshake -----
 
+/// How often unacked deliveries are checked against `consumer_timeout`: half of it, within
+/// 250 ms and RabbitMQ's one minute (its channel tick).
+fn ack_check_interval(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) => (t / 2).clamp(Duration::from_millis(250), Duration::from_secs(60)),
+        None => Duration::from_secs(3600),
+    }
+}
+
 fn write_connection_close(out: &mut BytesMut, e: &AmqpError) {
     encode_method_frame(
         out,
@@ -391,6 +400,9 @@ impl Connection {
         };
         let mut ticker = tokio::time::interval(tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ack_timeout = self.ctx.config.consumer_timeout;
+        let mut ack_ticker = tokio::time::interval(ack_check_interval(ack_timeout));
+        ack_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
         // Frames already buffered by the handshake are handled first.
@@ -444,6 +456,11 @@ impl Connection {
                         self.confirm_dirty.extend(waiting);
                     }
                     _ = tokio::time::sleep(THROTTLE_POLL), if self.throttled => {}
+                    _ = ack_ticker.tick(), if ack_timeout.is_some() && self.closing_since.is_none() => {
+                        if let Some(timeout) = ack_timeout {
+                            self.check_ack_timeouts(timeout);
+                        }
+                    }
                     _ = ticker.tick() => {
                         if self.heartbeat > 0 {
                             // While blocked or throttled we do not read, so we cannot see

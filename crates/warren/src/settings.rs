@@ -54,6 +54,9 @@ pub struct Cli {
     /// Bytes of uncommitted publishes one transactional channel may buffer.
     #[arg(long, env = "WARREN_TRANSACTION_MAX_BYTES")]
     pub transaction_max_bytes: Option<u64>,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed (0: never).
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
+    pub consumer_timeout: Option<u64>,
     /// Bytes of ready messages a queue keeps in memory; beyond, bodies live on disk only.
     #[arg(long, env = "WARREN_QUEUE_MEMORY_LIMIT")]
     pub queue_memory_limit: Option<usize>,
@@ -94,6 +97,7 @@ pub struct FileConfig {
     pub connection_max: Option<usize>,
     pub consumer_max_per_channel: Option<usize>,
     pub transaction_max_bytes: Option<u64>,
+    pub consumer_timeout: Option<u64>,
     pub queue_memory_limit: Option<usize>,
     pub fsync: Option<bool>,
     pub memory_high_watermark: Option<String>,
@@ -136,6 +140,7 @@ impl Settings {
             connection_max: cli.connection_max,
             consumer_max_per_channel: cli.consumer_max_per_channel,
             transaction_max_bytes: cli.transaction_max_bytes,
+            consumer_timeout: cli.consumer_timeout,
             queue_memory_limit: cli.queue_memory_limit,
             fsync: cli.fsync,
             memory_high_watermark: cli.memory_high_watermark.clone(),
@@ -209,6 +214,11 @@ impl Settings {
                 .transaction_max_bytes
                 .or(file.transaction_max_bytes)
                 .unwrap_or(defaults.transaction_max_bytes),
+            consumer_timeout: match cli.consumer_timeout.or(file.consumer_timeout) {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => defaults.consumer_timeout,
+            },
         };
         if server.connection_max == Some(0) {
             return Err("connection_max 0 would accept no connection at all".into());

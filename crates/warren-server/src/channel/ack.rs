@@ -4,6 +4,39 @@
 use super::*;
 
 impl Channel {
+    /// RabbitMQ's `consumer_timeout`: a delivery (to a consumer or by `basic.get`) left
+    /// unacknowledged for `timeout` closes the channel with 406, and its unacked messages
+    /// go back to their queues. Called every check interval: the oldest unacked delivery
+    /// times out once it has been the oldest for `timeout` of checks, so the channel closes
+    /// between `timeout` and `timeout` plus one interval after the delivery.
+    pub fn check_ack_timeout(
+        &mut self,
+        now: std::time::Instant,
+        timeout: std::time::Duration,
+    ) -> AmqpResult<()> {
+        let Some(oldest) = self.unacked.front().map(|u| u.tag) else {
+            self.ack_watch = None;
+            return Ok(());
+        };
+        match self.ack_watch {
+            Some((tag, since)) if tag == oldest => {
+                if now.duration_since(since) >= timeout {
+                    // RabbitMQ 3.10's text.
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        format!(
+                            "delivery acknowledgement on channel {} timed out. Timeout value used: {} ms. This timeout value can be configured, see consumers doc guide to learn more",
+                            self.id,
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+            _ => self.ack_watch = Some((oldest, now)),
+        }
+        Ok(())
+    }
+
     /// Takes the deliveries an ack/nack/reject names out of the unacked list.
     pub(super) fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
         if multiple && tag == 0 {

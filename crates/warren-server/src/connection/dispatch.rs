@@ -270,6 +270,20 @@ impl Connection {
         self.after_channel_op(ch, result)
     }
 
+    /// Closes (406) every channel with a delivery unacknowledged for longer than `timeout`.
+    pub(super) fn check_ack_timeouts(&mut self, timeout: Duration) {
+        let now = std::time::Instant::now();
+        let expired: Vec<(u16, AmqpError)> = self
+            .channels
+            .iter_mut()
+            .filter(|(_, c)| c.state == ChannelState::Open)
+            .filter_map(|(&id, c)| c.check_ack_timeout(now, timeout).err().map(|e| (id, e)))
+            .collect();
+        for (ch, e) in expired {
+            let _ = self.after_channel_op(ch, Err(e));
+        }
+    }
+
     /// Turns a channel error into `channel.close`; passes connection errors up.
     pub(super) fn after_channel_op(
         &mut self,

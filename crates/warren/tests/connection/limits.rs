@@ -270,3 +270,88 @@ async fn transaction_over_max_bytes_closes_the_channel_and_routes_nothing() {
         .expect("the count starts again after a commit");
     wait_ready(&ch2, &q, 4).await;
 }
+
+/// `--consumer-timeout` (RabbitMQ's `consumer_timeout`, 30 min by default): RabbitMQ 3.10
+/// with `consumer_timeout = 5000` closed both a consumer's channel and a `basic.get`
+/// channel holding an unacked delivery with 406 "delivery acknowledgement on channel 1
+/// timed out. Timeout value used: 5000 ms. ..." on class 0 method 0 (at its next one-minute
+/// channel tick; raw frames), and requeued the messages. A channel that acks in time is left
+/// alone.
+#[tokio::test]
+async fn unacked_delivery_past_the_consumer_timeout_closes_its_channel_with_406() {
+    if external_broker() {
+        return; // consumer_timeout is a config-file setting in RabbitMQ.
+    }
+    use futures_lite::StreamExt;
+    let broker = Broker::start_with_args(&["--consumer-timeout", "1000"]);
+    let (conn, ch) = connect_channel(&broker).await;
+    let q = declare_queue(&ch, "ack-timeout").await;
+    for body in [&b"consumed"[..], b"got", b"acked"] {
+        publish(&ch, "", &q, body).await;
+    }
+    wait_ready(&ch, &q, 3).await;
+    let acking = conn.create_channel().await.unwrap();
+    let getter = conn.create_channel().await.unwrap();
+    let mut getter_watch = watch_channel(&getter).await;
+    let got = getter
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+        .expect("a message");
+    let consuming = conn.create_channel().await.unwrap();
+    consuming
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consuming
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let first = within("delivery", consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("a delivery");
+    // The acking channel takes and acks a message well within the timeout, repeatedly.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        if let Some(m) = acking
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            acking
+                .basic_reject(
+                    m.delivery.delivery_tag,
+                    BasicRejectOptions { requeue: true },
+                )
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let closed = loop {
+        match within("channel.close of the consumer", consumer.next()).await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("consumer ended without an error"),
+        }
+    };
+    assert_eq!(reply_code(&closed), Some(406), "{closed:?}");
+    let text = reply_text(&closed).unwrap_or_default();
+    assert!(
+        text.contains("PRECONDITION_FAILED - delivery acknowledgement on channel")
+            && text.contains(
+                "timed out. Timeout value used: 1000 ms. This timeout value can be configured, see consumers doc guide to learn more"
+            ),
+        "{text}"
+    );
+    assert_eq!(channel_closed_code(&mut getter_watch).await, 406);
+    drop((got, first));
+    // Both unacked messages are back; the acking channel is open and sees them.
+    wait_ready(&acking, &q, 3).await;
+}
