@@ -348,13 +348,19 @@ pub async fn watch_channel(ch: &lapin::Channel) -> lapin::Consumer {
 
 /// Waits for the broker to close the channel being watched by `watch` and returns its code.
 pub async fn channel_closed_code(watch: &mut lapin::Consumer) -> u16 {
+    let e = channel_close_error(watch).await;
+    reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}"))
+}
+
+/// The error the broker closed a channel with, seen through a consumer on it (its reply
+/// code and text: [`reply_code`], [`reply_text`]). Unlike the next call on the channel, this
+/// does not race with lapin's own close handshake.
+pub async fn channel_close_error(watch: &mut lapin::Consumer) -> lapin::Error {
     use futures_lite::StreamExt;
     loop {
         match within("channel.close from broker", watch.next()).await {
             Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                return reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}"))
-            }
+            Some(Err(e)) => return e,
             None => panic!("consumer ended without an error"),
         }
     }
@@ -365,12 +371,19 @@ pub async fn channel_closed_code(watch: &mut lapin::Consumer) -> u16 {
 pub async fn connection_closed_code(
     events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
 ) -> u16 {
+    let e = connection_close_error(events).await;
+    reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}"))
+}
+
+/// The error the broker closed the connection with (subscribe with `conn.events_listener()`
+/// BEFORE provoking it).
+pub async fn connection_close_error(
+    events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
+) -> lapin::Error {
     use futures_lite::StreamExt;
     loop {
         match within("connection.close from broker", events.next()).await {
-            Some(lapin::Event::Error(e)) => {
-                return reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}"))
-            }
+            Some(lapin::Event::Error(e)) => return e,
             Some(_) => continue,
             None => panic!("event stream ended without an error"),
         }

@@ -91,7 +91,9 @@ async fn message_over_max_size_closes_the_channel_with_406() {
     let q = declare_queue(&ch, "sized").await;
     publish(&ch, "", &q, &[b'a'; 1024]).await;
     wait_ready(&ch, &q, 1).await;
-    let big = ch
+    let mut watch = watch_channel(&ch).await;
+    // The publish itself may succeed: the close arrives asynchronously.
+    let _ = ch
         .basic_publish(
             "".into(),
             q.as_str().into(),
@@ -100,12 +102,9 @@ async fn message_over_max_size_closes_the_channel_with_406() {
             lapin::BasicProperties::default(),
         )
         .await;
-    // The close arrives asynchronously; the next call on the channel reports it.
-    let after = match big {
-        Err(e) => Err(e),
-        Ok(_) => passive_declare(&ch, &q).await.map(|_| ()),
-    };
-    let text = expect_code(after, 406);
+    let closed = channel_close_error(&mut watch).await;
+    assert_eq!(reply_code(&closed), Some(406), "{closed:?}");
+    let text = reply_text(&closed).unwrap_or_default();
     assert!(
         text.contains("message size 2000 is larger than configured max size 1024"),
         "{text}"
@@ -194,7 +193,8 @@ async fn consumer_over_the_per_channel_limit_is_530() {
         )
         .await
         .expect("the limit is per channel");
-    let third = ch
+    let mut events = conn.events_listener();
+    let _ = ch
         .basic_consume(
             q.as_str().into(),
             "".into(),
@@ -202,12 +202,9 @@ async fn consumer_over_the_per_channel_limit_is_530() {
             FieldTable::default(),
         )
         .await;
-    // lapin may hand out the consumer before it reads the close; the next call sees it.
-    let outcome = match third {
-        Err(e) => Err(e),
-        Ok(_) => passive_declare(&ch, &q).await.map(|_| ()),
-    };
-    let text = expect_code(outcome, 530);
+    let closed = connection_close_error(&mut events).await;
+    assert_eq!(reply_code(&closed), Some(530), "{closed:?}");
+    let text = reply_text(&closed).unwrap_or_default();
     assert!(
         text.contains("NOT_ALLOWED - reached maximum (2) of consumers per channel"),
         "{text}"
@@ -228,7 +225,7 @@ async fn transaction_over_max_bytes_closes_the_channel_and_routes_nothing() {
     let (conn, ch) = connect_channel(&broker).await;
     let q = declare_queue(&ch, "tx-limit").await;
     ch.tx_select().await.unwrap();
-    let mut outcome = Ok(());
+    let mut watch = watch_channel(&ch).await;
     for _ in 0..3 {
         // 4000-byte bodies: the third passes 10000 bytes.
         let sent = ch
@@ -240,16 +237,13 @@ async fn transaction_over_max_bytes_closes_the_channel_and_routes_nothing() {
                 BasicProperties::default(),
             )
             .await;
-        if let Err(e) = sent {
-            outcome = Err(e);
+        if sent.is_err() {
             break;
         }
     }
-    let outcome = match outcome {
-        Err(e) => Err(e),
-        Ok(()) => ch.tx_commit().await,
-    };
-    let text = expect_code(outcome, 406);
+    let closed = channel_close_error(&mut watch).await;
+    assert_eq!(reply_code(&closed), Some(406), "{closed:?}");
+    let text = reply_text(&closed).unwrap_or_default();
     assert!(
         text.contains("uncommitted publishes exceed transaction_max_bytes (10000 bytes)"),
         "{text}"
