@@ -37,6 +37,19 @@ class Broker:
     password: str = "guest"
     process: Optional[subprocess.Popen] = None
     output: list = field(default_factory=list)
+    data_dir: Optional[str] = None
+
+    def ctl(self, *args, check=True):
+        """`warren ctl` on our Warren, `rabbitmqctl` on an external RabbitMQ (same verbs)."""
+        if self.external:
+            node = os.environ.get("WARREN_TEST_RABBIT_NODE", "rabbit@localhost")
+            cmd = ["rabbitmqctl", "-n", node, *args]
+        else:
+            cmd = [warren_binary(), "ctl", "--data-dir", self.data_dir, *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{cmd} failed: {out.stdout}{out.stderr}")
+        return out
 
     def params(self, **overrides):
         """pika.ConnectionParameters for this broker with sane bounded timeouts."""
@@ -120,7 +133,7 @@ def _start_warren(data_dir=None, fatal=True):
             pytest.exit(msg, returncode=2)
         raise WarrenStartError(msg)
     url = f"amqp://guest:guest@{host}:{port}/%2f"
-    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output), data_dir
+    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir), data_dir
 
 
 @pytest.fixture(scope="session")

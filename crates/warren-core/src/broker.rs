@@ -1,4 +1,4 @@
-//! The broker as a whole: its virtual hosts and users. One `Broker` is shared by every
+//! The broker as a whole: its virtual hosts, users and permissions. One `Broker` is shared by every
 //! front-end connection.
 
 use std::collections::HashMap;
@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::access::AccessControl;
 use crate::alarms::{resident_bytes, total_memory_bytes, Alarms};
-use crate::persist::Persistence;
+use crate::connections::Connections;
+use crate::error::{CoreError, CoreResult};
+use crate::persist::{Persistence, VHostMeta};
 use crate::queue::Queue;
 use crate::timers::Timers;
 use crate::vhost::VHost;
@@ -18,18 +21,27 @@ pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
 /// Prefix of the per-channel routing keys that direct reply-to hands out.
 pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
-/// A user who may log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+/// The user created at first start (no user saved yet), with every permission on `/`:
+/// RabbitMQ's `default_user` / `default_pass`, `guest`/`guest` unless configured.
+#[derive(Debug, Clone)]
+pub struct DefaultUser {
     pub name: String,
     pub password: String,
-    /// Like RabbitMQ's `loopback_users`: may connect only from a loopback address.
-    pub loopback_only: bool,
+}
+
+impl Default for DefaultUser {
+    fn default() -> Self {
+        DefaultUser {
+            name: "guest".into(),
+            password: "guest".into(),
+        }
+    }
 }
 
 pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    users: RwLock<HashMap<String, User>>,
+    access: AccessControl,
+    connections: Arc<Connections>,
     next_connection_id: AtomicU64,
     /// Direct reply-to targets: full `amq.rabbitmq.reply-to.<token>` name to the private,
     /// unlisted queue that feeds the requesting channel's no-ack consumer.
@@ -49,13 +61,20 @@ impl Broker {
     /// A broker with the default vhost `/` and the user `guest`/`guest` (loopback only), as
     /// RabbitMQ starts.
     pub fn new() -> Broker {
-        Self::build(None)
+        let broker = Self::build(None);
+        broker.add_default_vhost();
+        broker
+            .access
+            .create_default_user("guest", "guest", "/")
+            .expect("an in-memory registry cannot fail to save");
+        broker
     }
 
     fn build(persistence: Option<Arc<Persistence>>) -> Broker {
-        let broker = Broker {
+        Broker {
             vhosts: RwLock::new(HashMap::new()),
-            users: RwLock::new(HashMap::new()),
+            access: AccessControl::load(persistence.clone()),
+            connections: Arc::new(Connections::default()),
             next_connection_id: AtomicU64::new(1),
             reply_targets: RwLock::new(HashMap::new()),
             timers: Timers::new(),
@@ -65,14 +84,13 @@ impl Broker {
                 total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
                 50_000_000,
             ),
-        };
-        broker.add_vhost("/");
-        broker.add_user(User {
-            name: "guest".into(),
-            password: "guest".into(),
-            loopback_only: true,
-        });
-        broker
+        }
+    }
+
+    /// `/`, as RabbitMQ creates it at its first start.
+    fn add_default_vhost(&self) {
+        self.add_vhost("/")
+            .set_meta_description("Default virtual host");
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
@@ -90,8 +108,19 @@ impl Broker {
     /// durable queue's log), logs no queue refers to any more are removed, and unreferenced
     /// segments are collected before the broker takes traffic.
     pub fn with_persistence(persistence: Arc<Persistence>) -> Result<Arc<Broker>, String> {
+        Self::with_persistence_and_default_user(persistence, &DefaultUser::default())
+    }
+
+    /// As [`Broker::with_persistence`], creating `default_user` if no user is saved yet.
+    pub fn with_persistence_and_default_user(
+        persistence: Arc<Persistence>,
+        default_user: &DefaultUser,
+    ) -> Result<Arc<Broker>, String> {
         let saved = persistence.load()?;
         let broker = Arc::new(Self::build(Some(Arc::clone(&persistence))));
+        if saved.is_empty() {
+            broker.add_default_vhost();
+        }
         for v in saved {
             let vhost = broker.add_vhost(&v.name);
             vhost.restore(v);
@@ -118,12 +147,16 @@ impl Broker {
         let vhosts: Vec<_> = broker
             .vhosts
             .read()
-            .keys()
-            .map(|v| crate::persist::put_vhost(v))
+            .values()
+            .map(|v| crate::persist::put_vhost_meta(&v.name, &v.meta()))
             .collect();
         persistence
             .apply(vhosts)
             .map_err(|e| format!("cannot write the definitions log: {}", e.text))?;
+        broker
+            .access
+            .create_default_user(&default_user.name, &default_user.password, "/")
+            .map_err(|e| format!("cannot create the default user: {e}"))?;
         Ok(broker)
     }
 
@@ -135,18 +168,70 @@ impl Broker {
         self.vhosts.read().get(name).cloned()
     }
 
-    pub fn add_user(&self, user: User) {
-        self.users.write().insert(user.name.clone(), user);
+    /// Users and permissions.
+    pub fn access(&self) -> &AccessControl {
+        &self.access
     }
 
-    /// Checks a username and password; `from_loopback` says where the client connects from.
-    pub fn authenticate(&self, name: &str, password: &str, from_loopback: bool) -> Option<User> {
-        let users = self.users.read();
-        let user = users.get(name)?;
-        if user.password != password || (user.loopback_only && !from_loopback) {
-            return None;
+    /// The open connections of every front end.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
+    }
+
+    /// Every vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// `add_vhost`: creates the vhost, durably; an existing one is left as it is (as
+    /// RabbitMQ does). Only the classic queue type exists here, so a default queue type
+    /// other than `classic` is refused.
+    pub fn create_vhost(&self, name: &str, meta: VHostMeta) -> CoreResult<()> {
+        if let Some(t) = &meta.default_queue_type {
+            if t != "classic" {
+                return Err(CoreError::precondition(format!(
+                    "invalid_queue_type: '{t}' (this broker has classic queues only)"
+                )));
+            }
         }
-        Some(user.clone())
+        if name.is_empty() {
+            return Err(CoreError::precondition("vhost name cannot be empty"));
+        }
+        let mut vhosts = self.vhosts.write();
+        if vhosts.contains_key(name) {
+            return Ok(());
+        }
+        if let Some(p) = &self.persistence {
+            p.apply(vec![crate::persist::put_vhost_meta(name, &meta)])?;
+        }
+        let vhost = VHost::new(name, Arc::clone(&self.timers), self.persistence.clone());
+        vhost.set_meta(meta);
+        vhosts.insert(name.to_string(), vhost);
+        Ok(())
+    }
+
+    /// `delete_vhost`: everything in it goes (durably first), so do the permissions on it,
+    /// and its connections are closed as RabbitMQ closes them (320 "vhost 'v' is deleted").
+    pub fn delete_vhost(&self, name: &str) -> CoreResult<()> {
+        let vhost = self
+            .vhost(name)
+            .ok_or_else(|| CoreError::not_found(format!("Virtual host '{name}' does not exist")))?;
+        vhost.delete_everything()?;
+        self.vhosts.write().remove(name);
+        if let Err(e) = self.access.remove_vhost(name) {
+            tracing::error!(vhost = name, error = %e, "permissions of a deleted vhost could not be removed durably");
+        }
+        self.connections
+            .close_where(|_, v| v == name, &format!("vhost '{name}' is deleted"));
+        Ok(())
+    }
+
+    /// Closes a deleted user's connections, as RabbitMQ does (320 "user 'u' is deleted").
+    pub fn close_user_connections(&self, user: &str) -> usize {
+        self.connections
+            .close_where(|u, _| u == user, &format!("user '{user}' is deleted"))
     }
 
     /// Registers a direct reply-to target under its full name.

@@ -3,9 +3,11 @@
 //! (`warren-server`) drives it with plain method calls, which keeps it testable without I/O and
 //! reusable by other protocols later (MQTT, STOMP).
 
+pub mod access;
 pub mod alarms;
 pub mod broker;
 pub mod clock;
+pub mod connections;
 pub mod credit;
 pub mod dead_letter;
 pub mod delayed;
@@ -22,7 +24,7 @@ pub mod storage;
 pub mod timers;
 pub mod vhost;
 
-pub use broker::{Broker, User, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+pub use broker::{Broker, DefaultUser, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 pub use credit::Credit;
 pub use error::{CoreError, ErrorKind};
 pub use exchange::{Destination, ExchangeKind, ExchangeSpec};

@@ -57,10 +57,20 @@ pub struct SavedExchange {
     pub delayed_log: Option<u64>,
 }
 
+/// What describes a vhost (RabbitMQ's `add_vhost --description --tags
+/// --default-queue-type`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VHostMeta {
+    pub description: String,
+    pub tags: Vec<String>,
+    pub default_queue_type: Option<String>,
+}
+
 /// Everything durable in one vhost.
 #[derive(Default)]
 pub struct SavedVHost {
     pub name: String,
+    pub meta: VHostMeta,
     pub exchanges: Vec<SavedExchange>,
     pub queues: Vec<SavedQueue>,
     pub bindings: Vec<SavedBinding>,
@@ -154,6 +164,31 @@ impl Persistence {
         Ok(vhosts)
     }
 
+    /// The records of one kind (`KEY_USER`, ...) as (key parts, value) pairs; a record that
+    /// does not decode is skipped with a warning.
+    pub(crate) fn records(&self, kind: u8) -> Vec<(Vec<String>, FieldTable)> {
+        let mut out = Vec::new();
+        for (k, v) in self.store.definitions() {
+            let Some((found, parts)) = key_parts(&k) else {
+                continue;
+            };
+            if found != kind {
+                continue;
+            }
+            let parts: Option<Vec<String>> = parts
+                .iter()
+                .map(|p| std::str::from_utf8(p).ok().map(str::to_string))
+                .collect();
+            match (parts, FieldTable::decode(&mut &v[..])) {
+                (Some(parts), Ok(value)) => out.push((parts, value)),
+                _ => {
+                    tracing::warn!(kind = %(kind as char), "undecodable definitions record skipped")
+                }
+            }
+        }
+        out
+    }
+
     fn note_ids(&self, vhosts: &[SavedVHost]) {
         for v in vhosts {
             for q in &v.queues {
@@ -176,8 +211,12 @@ const KEY_QUEUE: u8 = b'q';
 const KEY_BINDING: u8 = b'b';
 const KEY_POLICY: u8 = b'p';
 const KEY_LIMITS: u8 = b'l';
+/// Users and permissions, written by `access`: not part of any vhost's state.
+pub(crate) const KEY_USER: u8 = b'u';
+pub(crate) const KEY_PERMISSIONS: u8 = b'P';
+pub(crate) const KEY_TOPIC_PERMISSIONS: u8 = b'T';
 
-fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
     for p in parts {
         k.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -186,7 +225,7 @@ fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-fn key_parts(k: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
+pub(crate) fn key_parts(k: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
     let (&kind, mut rest) = k.split_first()?;
     let mut parts = Vec::new();
     while !rest.is_empty() {
@@ -201,7 +240,7 @@ fn key_parts(k: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
     Some((kind, parts))
 }
 
-fn encoded(t: FieldValue) -> Vec<u8> {
+pub(crate) fn encoded(t: FieldValue) -> Vec<u8> {
     let mut out = BytesMut::new();
     if let FieldValue::Table(t) = t {
         t.encode(&mut out);
@@ -209,12 +248,30 @@ fn encoded(t: FieldValue) -> Vec<u8> {
     out.to_vec()
 }
 
-/// The record of a vhost.
+/// The record of a vhost (with no description, for vhosts saved before vhosts had one).
 pub fn put_vhost(vhost: &str) -> DefinitionChange {
+    put_vhost_meta(vhost, &VHostMeta::default())
+}
+
+pub fn put_vhost_meta(vhost: &str, meta: &VHostMeta) -> DefinitionChange {
+    let mut fields = vec![
+        ("description", s(&meta.description)),
+        (
+            "tags",
+            FieldValue::Array(meta.tags.iter().map(|t| s(t)).collect()),
+        ),
+    ];
+    if let Some(t) = &meta.default_queue_type {
+        fields.push(("default_queue_type", s(t)));
+    }
     (
         key(KEY_VHOST, &[vhost.as_bytes()]),
-        Some(encoded(table(vec![]))),
+        Some(encoded(table(fields))),
     )
+}
+
+pub fn delete_vhost(vhost: &str) -> DefinitionChange {
+    (key(KEY_VHOST, &[vhost.as_bytes()]), None)
 }
 
 /// The record of a durable exchange.
@@ -298,7 +355,7 @@ pub fn put_limits(vhost: &str, limits: &VHostLimits) -> DefinitionChange {
 
 /// Every record of one vhost's saved state.
 fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
-    let mut out = vec![put_vhost(&v.name)];
+    let mut out = vec![put_vhost_meta(&v.name, &v.meta)];
     out.extend(v.exchanges.iter().map(|x| put_exchange(&v.name, x)));
     out.extend(v.queues.iter().map(|q| put_queue(&v.name, q)));
     out.extend(v.bindings.iter().map(|b| {
@@ -322,11 +379,15 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
     let mut by_vhost: std::collections::BTreeMap<String, FieldTable> = Default::default();
     let mut lists: std::collections::BTreeMap<String, [Vec<FieldValue>; 4]> = Default::default();
     let mut limits: std::collections::BTreeMap<String, FieldTable> = Default::default();
+    let mut metas: std::collections::BTreeMap<String, FieldTable> = Default::default();
     for (k, v) in entries {
         let Some((kind, parts)) = key_parts(&k) else {
             tracing::warn!("undecodable definitions key skipped");
             continue;
         };
+        if matches!(kind, KEY_USER | KEY_PERMISSIONS | KEY_TOPIC_PERMISSIONS) {
+            continue;
+        }
         let Some(vhost) = parts.first().and_then(|p| std::str::from_utf8(p).ok()) else {
             continue;
         };
@@ -336,7 +397,10 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
         };
         by_vhost.entry(vhost.to_string()).or_default();
         let slot = match kind {
-            KEY_VHOST => continue,
+            KEY_VHOST => {
+                metas.insert(vhost.to_string(), value);
+                continue;
+            }
             KEY_EXCHANGE => 0,
             KEY_QUEUE => 1,
             KEY_BINDING => 2,
@@ -356,7 +420,9 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
         .map(|name| {
             let [x, q, b, p] = lists.remove(&name).unwrap_or_default();
             let l = limits.remove(&name).unwrap_or_default();
+            let m = metas.remove(&name).unwrap_or_default();
             table(vec![
+                ("meta", FieldValue::Table(m)),
                 ("limits", FieldValue::Table(l)),
                 ("name", s(&name)),
                 ("exchanges", FieldValue::Array(x)),
@@ -370,11 +436,11 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
     decode_snapshot(&root).unwrap_or_default()
 }
 
-fn s(v: &str) -> FieldValue {
+pub(crate) fn s(v: &str) -> FieldValue {
     FieldValue::LongString(bytes::Bytes::copy_from_slice(v.as_bytes()))
 }
 
-fn table(pairs: Vec<(&str, FieldValue)>) -> FieldValue {
+pub(crate) fn table(pairs: Vec<(&str, FieldValue)>) -> FieldValue {
     let mut t = FieldTable::default();
     for (k, v) in pairs {
         t.insert(k, v);
@@ -463,6 +529,16 @@ fn decode_snapshot(root: &FieldTable) -> Result<Vec<SavedVHost>, String> {
             name: text(&v, "name"),
             ..Default::default()
         };
+        if let Some(m) = v.get("meta").and_then(FieldValue::as_table) {
+            saved.meta = VHostMeta {
+                description: text(m, "description"),
+                tags: list_of_text(m, "tags"),
+                default_queue_type: m
+                    .get("default_queue_type")
+                    .and_then(FieldValue::as_str)
+                    .map(str::to_string),
+            };
+        }
         if let Some(l) = v.get("limits").and_then(FieldValue::as_table) {
             match VHostLimits::from_definition(l) {
                 Ok(l) => saved.limits = l,
@@ -541,4 +617,15 @@ fn decode_snapshot(root: &FieldTable) -> Result<Vec<SavedVHost>, String> {
         out.push(saved);
     }
     Ok(out)
+}
+
+fn list_of_text(t: &FieldTable, key: &str) -> Vec<String> {
+    match t.get(key) {
+        Some(FieldValue::Array(items)) => items
+            .iter()
+            .filter_map(FieldValue::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
 }

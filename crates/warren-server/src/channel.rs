@@ -12,6 +12,7 @@ use tracing::debug;
 use warren_amqp::constants::*;
 use warren_amqp::properties::{self as prop, peek_user_id};
 use warren_amqp::*;
+use warren_core::access::{Perm, ResourceKind};
 use warren_core::queue::{ConsumerSpec, Entry};
 use warren_core::vhost::{PublishOutcome, RouteScratch, VHost};
 use warren_core::{
@@ -21,6 +22,7 @@ use warren_core::{Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 
 mod ack;
 mod consume;
+mod permission;
 mod publish;
 mod topology;
 mod tx;
@@ -36,6 +38,8 @@ pub(crate) struct ConnCtx {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
     pub user: String,
+    /// The user has the `impersonator` tag: the `user-id` property is not checked.
+    pub impersonator: bool,
     pub frame_max: u32,
     pub out: BytesMut,
     /// Output queued before `out` (large bodies written without copying).
@@ -169,6 +173,10 @@ pub(crate) struct Channel {
     /// For the acknowledgement timeout: the oldest unacked delivery at the last check and
     /// when that check first saw it (no timestamp per delivery on the hot path).
     ack_watch: Option<(u64, std::time::Instant)>,
+    /// Permission checks that passed on this channel (RabbitMQ's permission cache).
+    permission_cache: Vec<permission::Allowed>,
+    /// Topic permission checks that passed: (permission, exchange, key).
+    topic_cache: Vec<(Perm, String, String)>,
     /// For the empty-name shortcut of queue methods.
     last_queue: Option<String>,
     /// Direct reply-to: the routing key handed out and the consumer that receives on it.
@@ -205,6 +213,8 @@ impl Channel {
             tx: None,
             tx_bytes: 0,
             ack_watch: None,
+            permission_cache: Vec::new(),
+            topic_cache: Vec::new(),
             last_queue: None,
             reply_to: None,
         }
@@ -344,12 +354,18 @@ impl Channel {
             Method::AccessRequest(_) => self.send(ctx, AccessRequestOk { reserved_1: 1 }),
             Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m)?,
             Method::ExchangeDelete(m) => {
+                // RabbitMQ 3.10: the system exchange check comes before the permission's.
+                warren_core::vhost::check_exchange_deletion(&ctx.vhost.name, &m.exchange)?;
+                self.check_exchange(ctx, Perm::Configure, &m.exchange)?;
                 ctx.vhost.delete_exchange(&m.exchange, m.if_unused)?;
                 if !m.no_wait {
                     self.send(ctx, ExchangeDeleteOk {});
                 }
             }
             Method::ExchangeBind(m) => {
+                self.check_exchange(ctx, Perm::Write, &m.destination)?;
+                self.check_exchange(ctx, Perm::Read, &m.source)?;
+                self.check_topic(ctx, Perm::Read, &m.source, &m.routing_key)?;
                 ctx.vhost.bind(
                     &m.source,
                     Destination::Exchange(m.destination),
@@ -362,6 +378,9 @@ impl Channel {
                 }
             }
             Method::ExchangeUnbind(m) => {
+                self.check_exchange(ctx, Perm::Write, &m.destination)?;
+                self.check_exchange(ctx, Perm::Read, &m.source)?;
+                self.check_topic(ctx, Perm::Read, &m.source, &m.routing_key)?;
                 ctx.vhost.unbind(
                     &m.source,
                     Destination::Exchange(m.destination),
@@ -377,6 +396,9 @@ impl Channel {
             Method::QueueBind(m) => {
                 let queue = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, &m.routing_key);
+                self.check_queue(ctx, Perm::Write, &queue)?;
+                self.check_exchange(ctx, Perm::Read, &m.exchange)?;
+                self.check_topic(ctx, Perm::Read, &m.exchange, &key)?;
                 ctx.vhost.bind(
                     &m.exchange,
                     Destination::Queue(queue),
@@ -391,6 +413,9 @@ impl Channel {
             Method::QueueUnbind(m) => {
                 let queue = self.queue_name(&m.queue)?;
                 let key = self.routing_key_shortcut(&m.queue, &m.routing_key);
+                self.check_queue(ctx, Perm::Write, &queue)?;
+                self.check_exchange(ctx, Perm::Read, &m.exchange)?;
+                self.check_topic(ctx, Perm::Read, &m.exchange, &key)?;
                 ctx.vhost.unbind(
                     &m.exchange,
                     Destination::Queue(queue),
@@ -401,7 +426,9 @@ impl Channel {
                 self.send(ctx, QueueUnbindOk {});
             }
             Method::QueuePurge(m) => {
-                let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+                let name = self.queue_name(&m.queue)?;
+                self.check_queue(ctx, Perm::Read, &name)?;
+                let queue = ctx.vhost.queue(&name, ctx.id)?;
                 let message_count = queue.purge();
                 if !m.no_wait {
                     self.send(ctx, QueuePurgeOk { message_count });
@@ -409,6 +436,7 @@ impl Channel {
             }
             Method::QueueDelete(m) => {
                 let name = self.queue_name(&m.queue)?;
+                self.check_queue(ctx, Perm::Configure, &name)?;
                 let message_count =
                     ctx.vhost
                         .delete_queue(&name, m.if_unused, m.if_empty, ctx.id)?;

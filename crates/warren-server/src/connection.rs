@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use warren_amqp::constants::*;
 use warren_amqp::*;
 use warren_core::alarms::AlarmState;
+use warren_core::connections::{ConnectionControl, Registration};
 use warren_core::{Broker, Delivery, DeliverySink};
 
 use crate::channel::{Channel, ChannelState, ConnCtx};
@@ -57,7 +58,12 @@ const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 /// What queues tell a connection, through its event queue.
 pub(crate) enum ConnEvent {
     Deliver(Delivery),
-    Cancelled { channel: u16, tag: Arc<str> },
+    Cancelled {
+        channel: u16,
+        tag: Arc<str>,
+    },
+    /// The broker closes the connection (its user or vhost was deleted).
+    ForceClose(String),
 }
 
 /// The connection's [`DeliverySink`]: sends events to the connection task.
@@ -93,6 +99,12 @@ impl DeliverySink for ConnSink {
             channel,
             tag: Arc::clone(consumer_tag),
         });
+    }
+}
+
+impl ConnectionControl for ConnSink {
+    fn force_close(&self, reason: String) {
+        let _ = self.tx.send(ConnEvent::ForceClose(reason));
     }
 }
 
@@ -243,7 +255,7 @@ pub(crate) async fn serve_connection(
             return;
         }
     };
-    info!(%peer, connection = id, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
+    info!(%peer, connection = id, user = %negotiated.user.name, vhost = %negotiated.vhost.name, "connection opened");
 
     let (tx, rx) = mpsc::unbounded_channel();
     let sink = Arc::new(ConnSink {
@@ -251,11 +263,20 @@ pub(crate) async fn serve_connection(
         pending_bytes: AtomicUsize::new(0),
         starved: AtomicBool::new(false),
     });
+    let control: Arc<dyn ConnectionControl> = Arc::clone(&sink) as Arc<dyn ConnectionControl>;
+    let registration = broker.connections().register(
+        id,
+        &negotiated.user.name,
+        &negotiated.vhost.name,
+        Arc::downgrade(&control),
+    );
     let ctx = ConnCtx {
         id,
         broker: Arc::clone(&broker),
         vhost: Arc::clone(&negotiated.vhost),
-        user: negotiated.user,
+        user: negotiated.user.name.clone(),
+        // RabbitMQ: an impersonator may publish with another user's user-id.
+        impersonator: negotiated.user.has_tag("impersonator"),
         frame_max: negotiated.frame_max,
         out: BytesMut::with_capacity(READ_CHUNK),
         chunks: Chunks::default(),
@@ -283,6 +304,7 @@ pub(crate) async fn serve_connection(
         large_frames: false,
         rx,
         _slot: negotiated.slot,
+        _registration: registration,
     };
     let end = conn
         .run(&mut reader, &mut writer, inbuf, &mut shutdown)
@@ -342,6 +364,8 @@ struct Connection {
     ctx: ConnCtx,
     /// Given back to the vhost when the connection is dropped.
     _slot: warren_core::vhost::ConnectionSlot,
+    /// In the broker's list of open connections until the connection is dropped.
+    _registration: Registration,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,

@@ -45,7 +45,7 @@ impl From<std::io::Error> for HandshakeError {
 }
 
 pub(crate) struct Negotiated {
-    pub(crate) user: String,
+    pub(crate) user: Arc<warren_core::access::UserRecord>,
     pub(crate) vhost: Arc<warren_core::VHost>,
     /// The connection's place in the vhost's `max-connections`, held until it ends.
     pub(crate) slot: warren_core::vhost::ConnectionSlot,
@@ -112,7 +112,7 @@ pub(crate) async fn handshake(
     writer: &mut OwnedWriteHalf,
     inbuf: &mut BytesMut,
     peer: SocketAddr,
-    broker: &Broker,
+    broker: &Arc<Broker>,
     config: &ServerConfig,
 ) -> Result<Negotiated, HandshakeError> {
     let mut header = [0u8; 8];
@@ -169,22 +169,41 @@ pub(crate) async fn handshake(
             )));
         }
     };
-    let user = credentials.and_then(|(user, pass)| {
-        broker
-            .authenticate(&user, &pass, peer.ip().is_loopback())
-            .map(|u| u.name)
-    });
-    let Some(user) = user else {
-        let reason = format!(
-            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-            start_ok.mechanism
-        );
-        warn!(%peer, mechanism = %start_ok.mechanism, "authentication failed");
-        return Err(if auth_failure_close {
-            HandshakeError::close(AmqpError::connection(ACCESS_REFUSED, reason))
-        } else {
-            HandshakeError::silent(reason)
-        });
+    // One hash per attempt, off the I/O threads, so a client hammering wrong passwords
+    // does not hold up other connections.
+    let from_loopback = peer.ip().is_loopback();
+    let login = match credentials {
+        Some((name, password)) => {
+            let access_broker = Arc::clone(broker);
+            let checked = tokio::task::spawn_blocking(move || {
+                let result = access_broker
+                    .access()
+                    .authenticate(&name, &password, from_loopback);
+                (name, result)
+            })
+            .await;
+            match checked {
+                Ok((name, Ok(user))) => Ok((name, user)),
+                Ok((name, Err(why))) => Err((Some(name), why.to_string())),
+                Err(e) => Err((None, format!("login check failed: {e}"))),
+            }
+        }
+        None => Err((None, "malformed credentials".to_string())),
+    };
+    let user = match login {
+        Ok((_, user)) => user,
+        Err((name, why)) => {
+            let reason = format!(
+                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                start_ok.mechanism
+            );
+            warn!(%peer, mechanism = %start_ok.mechanism, user = name.as_deref().unwrap_or(""), reason = %why, "authentication failed");
+            return Err(if auth_failure_close {
+                HandshakeError::close(AmqpError::connection(ACCESS_REFUSED, reason))
+            } else {
+                HandshakeError::silent(reason)
+            });
+        }
     };
 
     out.clear();
@@ -249,8 +268,24 @@ pub(crate) async fn handshake(
             .on(10, 40),
         ));
     };
+    if broker
+        .access()
+        .permissions(&vhost.name, &user.name)
+        .is_none()
+    {
+        return Err(HandshakeError::close(
+            AmqpError::connection(
+                NOT_ALLOWED,
+                format!(
+                    "access to vhost '{}' refused for user '{}'",
+                    vhost.name, user.name
+                ),
+            )
+            .on(10, 40),
+        ));
+    }
     let slot = vhost
-        .open_connection(&user)
+        .open_connection(&user.name)
         .map_err(|e| HandshakeError::close(AmqpError::from(e).on(10, 40)))?;
     out.clear();
     encode_method_frame(

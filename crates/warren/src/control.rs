@@ -100,6 +100,9 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
         }
         _ => {}
     }
+    if let Some(result) = crate::control_access::execute(broker, &text("cmd"), request) {
+        return result;
+    }
     let vhost_name = request.get("vhost").and_then(Value::as_str).unwrap_or("/");
     let vhost = broker
         .vhost(vhost_name)

@@ -1,6 +1,6 @@
 //! `warren ctl`: administers a running broker through its control socket, with
-//! rabbitmqctl's command names and argument order (`set_policy`, `clear_policy`,
-//! `list_policies`, `set_vhost_limits`, `clear_vhost_limits`, `list_vhost_limits`).
+//! rabbitmqctl's command names and argument order (policies, vhost limits, users and
+//! permissions).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -76,6 +76,93 @@ pub enum CtlCommand {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
     },
+    /// Adds a user (no permissions yet): `add_user USER PASSWORD`.
+    #[command(name = "add_user")]
+    AddUser { user: String, password: String },
+    /// Deletes a user, its permissions, and closes its connections.
+    #[command(name = "delete_user")]
+    DeleteUser { user: String },
+    #[command(name = "change_password")]
+    ChangePassword { user: String, password: String },
+    /// Removes a user's password: it can then log in only by certificate.
+    #[command(name = "clear_password")]
+    ClearPassword { user: String },
+    /// Checks a user name and password.
+    #[command(name = "authenticate_user")]
+    AuthenticateUser { user: String, password: String },
+    /// Replaces a user's tags: `set_user_tags USER [TAG ...]`.
+    #[command(name = "set_user_tags")]
+    SetUserTags { user: String, tags: Vec<String> },
+    #[command(name = "list_users")]
+    ListUsers,
+    /// `set_permissions [-p VHOST] USER CONFIGURE WRITE READ` (regular expressions).
+    #[command(name = "set_permissions")]
+    SetPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        user: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    #[command(name = "clear_permissions")]
+    ClearPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        user: String,
+    },
+    /// The permissions of every user in a vhost.
+    #[command(name = "list_permissions")]
+    ListPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    /// A user's permissions in every vhost.
+    #[command(name = "list_user_permissions")]
+    ListUserPermissions { user: String },
+    /// `set_topic_permissions [-p VHOST] USER EXCHANGE WRITE READ` (expressions on routing
+    /// keys; `{username}` and `{vhost}` are replaced).
+    #[command(name = "set_topic_permissions")]
+    SetTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        user: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// `clear_topic_permissions [-p VHOST] USER [EXCHANGE]`.
+    #[command(name = "clear_topic_permissions")]
+    ClearTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        user: String,
+        exchange: Option<String>,
+    },
+    #[command(name = "list_topic_permissions")]
+    ListTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    #[command(name = "list_user_topic_permissions")]
+    ListUserTopicPermissions { user: String },
+    /// `add_vhost [--description D] [--tags T1,T2] [--default-queue-type classic] VHOST`.
+    #[command(name = "add_vhost")]
+    AddVhost {
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        tags: Option<String>,
+        #[arg(long = "default-queue-type")]
+        default_queue_type: Option<String>,
+        name: String,
+    },
+    /// Deletes a vhost and everything in it, and closes its connections.
+    #[command(name = "delete_vhost")]
+    DeleteVhost { name: String },
+    /// `list_vhosts [COLUMN ...]`: name (the default), description, tags, default_queue_type.
+    #[command(name = "list_vhosts")]
+    ListVhosts { columns: Vec<String> },
 }
 
 /// Runs a ctl command; the error is what to print.
@@ -126,6 +213,74 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
         CtlCommand::SetDiskFreeLimit { bytes } => {
             json!({ "cmd": "set_disk_free_limit", "bytes": bytes })
         }
+        CtlCommand::AddUser { user, password } => {
+            json!({ "cmd": "add_user", "user": user, "password": password })
+        }
+        CtlCommand::DeleteUser { user } => json!({ "cmd": "delete_user", "user": user }),
+        CtlCommand::ChangePassword { user, password } => {
+            json!({ "cmd": "change_password", "user": user, "password": password })
+        }
+        CtlCommand::ClearPassword { user } => json!({ "cmd": "clear_password", "user": user }),
+        CtlCommand::AuthenticateUser { user, password } => {
+            json!({ "cmd": "authenticate_user", "user": user, "password": password })
+        }
+        CtlCommand::SetUserTags { user, tags } => {
+            json!({ "cmd": "set_user_tags", "user": user, "tags": tags })
+        }
+        CtlCommand::ListUsers => json!({ "cmd": "list_users" }),
+        CtlCommand::SetPermissions {
+            vhost,
+            user,
+            configure,
+            write,
+            read,
+        } => json!({
+            "cmd": "set_permissions", "vhost": vhost, "user": user,
+            "configure": configure, "write": write, "read": read,
+        }),
+        CtlCommand::ClearPermissions { vhost, user } => {
+            json!({ "cmd": "clear_permissions", "vhost": vhost, "user": user })
+        }
+        CtlCommand::ListPermissions { vhost } => {
+            json!({ "cmd": "list_permissions", "vhost": vhost })
+        }
+        CtlCommand::ListUserPermissions { user } => {
+            json!({ "cmd": "list_user_permissions", "user": user })
+        }
+        CtlCommand::AddVhost {
+            description,
+            tags,
+            default_queue_type,
+            name,
+        } => json!({
+            "cmd": "add_vhost", "name": name, "description": description,
+            "tags": tags, "default_queue_type": default_queue_type,
+        }),
+        CtlCommand::SetTopicPermissions {
+            vhost,
+            user,
+            exchange,
+            write,
+            read,
+        } => json!({
+            "cmd": "set_topic_permissions", "vhost": vhost, "user": user,
+            "exchange": exchange, "write": write, "read": read,
+        }),
+        CtlCommand::ClearTopicPermissions {
+            vhost,
+            user,
+            exchange,
+        } => json!({
+            "cmd": "clear_topic_permissions", "vhost": vhost, "user": user, "exchange": exchange,
+        }),
+        CtlCommand::ListTopicPermissions { vhost } => {
+            json!({ "cmd": "list_topic_permissions", "vhost": vhost })
+        }
+        CtlCommand::ListUserTopicPermissions { user } => {
+            json!({ "cmd": "list_user_topic_permissions", "user": user })
+        }
+        CtlCommand::DeleteVhost { name } => json!({ "cmd": "delete_vhost", "name": name }),
+        CtlCommand::ListVhosts { .. } => json!({ "cmd": "list_vhosts" }),
     };
     let reply = call(data_dir, &request)?;
     if reply.get("ok").and_then(Value::as_bool) != Some(true) {
@@ -141,6 +296,64 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
             let vhost = l.get("vhost").and_then(Value::as_str).unwrap_or_default();
             let limits = l.get("limits").cloned().unwrap_or(Value::Null);
             println!("{vhost}\t{limits}");
+        }
+    }
+    if matches!(args.command, CtlCommand::AuthenticateUser { .. }) {
+        println!("Success");
+    }
+    if let Some(list) = reply.get("users").and_then(Value::as_array) {
+        // rabbitmqctl's columns: tags as `[a, b]`.
+        println!("user\ttags");
+        for u in list {
+            let name = u.get("user").and_then(Value::as_str).unwrap_or_default();
+            let tags: Vec<&str> = u
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!("{name}\t[{}]", tags.join(", "));
+        }
+    }
+    if let Some(list) = reply.get("permissions").and_then(Value::as_array) {
+        let first = if matches!(args.command, CtlCommand::ListUserPermissions { .. }) {
+            "vhost"
+        } else {
+            "user"
+        };
+        println!("{first}\tconfigure\twrite\tread");
+        for p in list {
+            let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+            println!(
+                "{}\t{}\t{}\t{}",
+                s(first),
+                s("configure"),
+                s("write"),
+                s("read")
+            );
+        }
+    }
+    if let (Some(list), CtlCommand::ListVhosts { columns }) =
+        (reply.get("vhosts").and_then(Value::as_array), &args.command)
+    {
+        print_vhosts(list, columns)?;
+    }
+    if let Some(list) = reply.get("topic_permissions").and_then(Value::as_array) {
+        // RabbitMQ 3.10 prints list_user_topic_permissions without a header line.
+        let first = if matches!(args.command, CtlCommand::ListUserTopicPermissions { .. }) {
+            "vhost"
+        } else {
+            println!("user\texchange\twrite\tread");
+            "user"
+        };
+        for t in list {
+            let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default();
+            println!(
+                "{}\t{}\t{}\t{}",
+                s(first),
+                s("exchange"),
+                s("write"),
+                s("read")
+            );
         }
     }
     if let Some(list) = reply.get("policies").and_then(Value::as_array) {
@@ -161,6 +374,39 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
                 s("priority")
             );
         }
+    }
+    Ok(())
+}
+
+/// rabbitmqctl's `list_vhosts` table: tags as `a,b`, or `[]` when there are none.
+fn print_vhosts(list: &[Value], columns: &[String]) -> Result<(), String> {
+    let columns: Vec<&str> = if columns.is_empty() {
+        vec!["name"]
+    } else {
+        columns.iter().map(String::as_str).collect()
+    };
+    for c in &columns {
+        if !["name", "description", "tags", "default_queue_type"].contains(c) {
+            return Err(format!("unknown column '{c}'"));
+        }
+    }
+    println!("{}", columns.join("\t"));
+    for v in list {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|&c| match (c, v.get(c)) {
+                ("tags", Some(Value::Array(tags))) if tags.is_empty() => "[]".to_string(),
+                ("tags", Some(Value::Array(tags))) => tags
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                ("default_queue_type", Some(Value::Null) | None) => "undefined".to_string(),
+                (_, Some(Value::String(s))) => s.clone(),
+                (_, other) => other.map(Value::to_string).unwrap_or_default(),
+            })
+            .collect();
+        println!("{}", cells.join("\t"));
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use warren_core::Broker;
 
 pub mod control;
+pub mod control_access;
 
 /// How to start an embedded broker.
 #[derive(Debug, Clone)]

@@ -279,3 +279,6 @@ async fn embedded_broker_serves_clients_and_stops_on_drop() {
 
 #[path = "connection/limits.rs"]
 mod limits;
+
+#[path = "connection/access.rs"]
+mod access;

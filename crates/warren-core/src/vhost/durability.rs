@@ -47,6 +47,13 @@ impl VHost {
 
     /// Makes definition changes durable before they are applied (see the module doc).
     pub(super) fn write_ahead(&self, changes: Vec<DefinitionChange>) -> CoreResult<()> {
+        if self.is_deleted() {
+            // A connection not yet closed after `delete_vhost` must not bring it back.
+            return Err(CoreError::not_found(format!(
+                "vhost '{}' is deleted",
+                self.name
+            )));
+        }
         match &self.persistence {
             Some(p) => p.apply(changes),
             None => Ok(()),
@@ -196,6 +203,7 @@ impl VHost {
     /// messages, bindings, policies), without saving it again.
     pub fn restore(&self, saved: SavedVHost) {
         let Some(p) = &self.persistence else { return };
+        self.set_meta(saved.meta);
         *self.policies.write() = saved.policies;
         *self.limits.write() = saved.limits;
         {

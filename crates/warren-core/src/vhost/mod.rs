@@ -13,7 +13,7 @@
 //! vhost as it was; publishers are never stalled behind a definitions fsync.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -30,6 +30,7 @@ use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
 
 mod durability;
+mod lifecycle;
 mod publish;
 mod routers;
 #[cfg(test)]
@@ -69,6 +70,9 @@ pub struct VHost {
     timers: Arc<Timers>,
     persistence: Option<Arc<Persistence>>,
     me: Weak<VHost>,
+    meta: RwLock<crate::persist::VHostMeta>,
+    /// Set by `delete_everything`: every later change is refused.
+    deleted: AtomicBool,
 }
 
 /// A connection's place in its vhost's `max-connections`; given back on drop.
@@ -136,6 +140,8 @@ impl VHost {
             timers,
             persistence,
             me,
+            meta: RwLock::new(Default::default()),
+            deleted: AtomicBool::new(false),
         }
     }
 
@@ -256,17 +262,7 @@ impl VHost {
 
     /// `exchange.delete`. Deleting an exchange that does not exist succeeds, as in RabbitMQ.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> CoreResult<()> {
-        if name.is_empty() {
-            return Err(CoreError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
-        if name.starts_with("amq.") {
-            return Err(CoreError::access_refused(format!(
-                "deletion of system exchange '{name}' in vhost '{}' not allowed",
-                self.name
-            )));
-        }
+        check_exchange_deletion(&self.name, name)?;
         let _defs = self.definitions.lock();
         let changes = {
             let topo = self.topology.read();
@@ -288,6 +284,15 @@ impl VHost {
 
     pub fn exchange_exists(&self, name: &str) -> bool {
         self.topology.read().exchanges.contains_key(name)
+    }
+
+    /// The type of an exchange, if it exists (topic permissions apply to topic exchanges).
+    pub fn exchange_kind(&self, name: &str) -> Option<ExchangeKind> {
+        self.topology
+            .read()
+            .exchanges
+            .get(name)
+            .map(|x| x.spec.kind)
     }
 
     // ----- queues -----
@@ -737,6 +742,21 @@ impl VHost {
 enum Removed<'a> {
     Queue(&'a Arc<Queue>),
     Exchange(&'a str),
+}
+
+/// Refuses to delete the default exchange and the `amq.` ones (403, RabbitMQ's texts).
+pub fn check_exchange_deletion(vhost: &str, name: &str) -> CoreResult<()> {
+    if name.is_empty() {
+        return Err(CoreError::access_refused(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    if name.starts_with("amq.") {
+        return Err(CoreError::access_refused(format!(
+            "deletion of system exchange '{name}' in vhost '{vhost}' not allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses client-chosen queue names in the reserved `amq.` namespace (403).

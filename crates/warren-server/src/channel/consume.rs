@@ -8,7 +8,9 @@ impl Channel {
         let queue = if m.queue == REPLY_TO_QUEUE {
             self.reply_to_queue(ctx, &m)?
         } else {
-            ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?
+            let name = self.queue_name(&m.queue)?;
+            self.check_queue(ctx, Perm::Read, &name)?;
+            ctx.vhost.queue(&name, ctx.id)?
         };
         let priority = match m.arguments.get("x-priority") {
             None => 0,
@@ -202,7 +204,9 @@ impl Channel {
     }
 
     pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
-        let queue = ctx.vhost.queue(&self.queue_name(&m.queue)?, ctx.id)?;
+        let name = self.queue_name(&m.queue)?;
+        self.check_queue(ctx, Perm::Read, &name)?;
+        let queue = ctx.vhost.queue(&name, ctx.id)?;
         let Some((entry, msg, message_count)) = queue.get(m.no_ack) else {
             self.send(
                 ctx,

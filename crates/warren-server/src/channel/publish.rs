@@ -19,6 +19,10 @@ impl Channel {
                 "immediate=true",
             )));
         }
+        self.check_exchange(ctx, Perm::Write, &publish.exchange)
+            .map_err(fail)?;
+        self.check_topic(ctx, Perm::Write, &publish.exchange, &publish.routing_key)
+            .map_err(fail)?;
         // Validation of the properties comes before routing, but RabbitMQ reports a missing
         // or internal exchange first: on a failure, look at the exchange before answering
         // (so a valid publish reads the topology once, when it is routed).
@@ -27,7 +31,7 @@ impl Channel {
             Ok(()) => fail(e),
         };
         // The user-id property, when set, must name the authenticated user (as in RabbitMQ).
-        if properties.len() >= 2 && properties[0..2] != [0, 0] {
+        if !ctx.impersonator && properties.len() >= 2 && properties[0..2] != [0, 0] {
             if let Some(user_id) = peek_user_id(&properties) {
                 if user_id != ctx.user {
                     return Err(exchange_first(AmqpError::channel(

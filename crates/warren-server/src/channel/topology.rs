@@ -19,6 +19,11 @@ impl Channel {
                 ))
             }
         };
+        if !m.passive {
+            // RabbitMQ 3.10: passive declares check no permission.
+            self.check_exchange(ctx, Perm::Configure, &m.exchange)?;
+            self.check_declare_arguments(ctx, ResourceKind::Exchange, &m.exchange, &m.arguments)?;
+        }
         let spec = ExchangeSpec {
             name: m.exchange,
             kind,
@@ -69,6 +74,11 @@ impl Channel {
             }
             m.queue
         };
+        if !m.passive {
+            // A server-named queue is checked under the name it gets, as in RabbitMQ.
+            self.check_queue(ctx, Perm::Configure, &name)?;
+            self.check_declare_arguments(ctx, ResourceKind::Queue, &name, &m.arguments)?;
+        }
         let spec = QueueSpec {
             name,
             durable: m.durable,

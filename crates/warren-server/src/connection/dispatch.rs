@@ -335,6 +335,11 @@ impl Connection {
                     ch.consumer_cancelled(&mut self.ctx, &tag);
                 }
             }
+            ConnEvent::ForceClose(reason) => {
+                if self.closing_since.is_none() {
+                    self.start_close(AmqpError::connection(CONNECTION_FORCED, reason));
+                }
+            }
         }
     }
 }

@@ -491,6 +491,26 @@ pub fn set_policy(
 
 /// Runs `warren ctl ARGS...` (or `rabbitmqctl ARGS...` against RabbitMQ), retrying while the
 /// broker's control socket is not up yet.
+/// Runs a ctl command (`warren ctl`, or `rabbitmqctl` against an external RabbitMQ) and
+/// returns its output, success or not.
+pub fn ctl_output(broker: &Broker, args: &[&str]) -> std::process::Output {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut cmd = policy_command(broker);
+        let out = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !broker.is_external() && stderr.contains("cannot reach") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        return out;
+    }
+}
+
 pub fn ctl(broker: &Broker, args: &[&str]) {
     run_policy_command(broker, || {
         let mut cmd = policy_command(broker);
