@@ -21,19 +21,23 @@ pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
 /// Prefix of the per-channel routing keys that direct reply-to hands out.
 pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
-/// The user created at first start (no user saved yet), with every permission on `/`:
-/// RabbitMQ's `default_user` / `default_pass`, `guest`/`guest` unless configured.
+/// Access settings of a broker with a store: the user created at first start (no user saved
+/// yet) with every permission on `/` (RabbitMQ's `default_user` / `default_pass`,
+/// `guest`/`guest` unless configured), and who may log in only from loopback (RabbitMQ's
+/// `loopback_users`, `guest` by default).
 #[derive(Debug, Clone)]
-pub struct DefaultUser {
-    pub name: String,
+pub struct AccessDefaults {
+    pub user: String,
     pub password: String,
+    pub loopback_users: Vec<String>,
 }
 
-impl Default for DefaultUser {
+impl Default for AccessDefaults {
     fn default() -> Self {
-        DefaultUser {
-            name: "guest".into(),
+        AccessDefaults {
+            user: "guest".into(),
             password: "guest".into(),
+            loopback_users: vec!["guest".into()],
         }
     }
 }
@@ -108,13 +112,14 @@ impl Broker {
     /// durable queue's log), logs no queue refers to any more are removed, and unreferenced
     /// segments are collected before the broker takes traffic.
     pub fn with_persistence(persistence: Arc<Persistence>) -> Result<Arc<Broker>, String> {
-        Self::with_persistence_and_default_user(persistence, &DefaultUser::default())
+        Self::with_persistence_and_access(persistence, &AccessDefaults::default())
     }
 
-    /// As [`Broker::with_persistence`], creating `default_user` if no user is saved yet.
-    pub fn with_persistence_and_default_user(
+    /// As [`Broker::with_persistence`], with `defaults`' loopback users, and its default user
+    /// created if no user is saved yet.
+    pub fn with_persistence_and_access(
         persistence: Arc<Persistence>,
-        default_user: &DefaultUser,
+        defaults: &AccessDefaults,
     ) -> Result<Arc<Broker>, String> {
         let saved = persistence.load()?;
         let broker = Arc::new(Self::build(Some(Arc::clone(&persistence))));
@@ -155,7 +160,10 @@ impl Broker {
             .map_err(|e| format!("cannot write the definitions log: {}", e.text))?;
         broker
             .access
-            .create_default_user(&default_user.name, &default_user.password, "/")
+            .set_loopback_users(defaults.loopback_users.clone());
+        broker
+            .access
+            .create_default_user(&defaults.user, &defaults.password, "/")
             .map_err(|e| format!("cannot create the default user: {e}"))?;
         Ok(broker)
     }

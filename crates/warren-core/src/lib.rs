@@ -24,7 +24,7 @@ pub mod storage;
 pub mod timers;
 pub mod vhost;
 
-pub use broker::{Broker, DefaultUser, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+pub use broker::{AccessDefaults, Broker, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 pub use credit::Credit;
 pub use error::{CoreError, ErrorKind};
 pub use exchange::{Destination, ExchangeKind, ExchangeSpec};

@@ -304,6 +304,7 @@ pub(crate) async fn serve_connection(
         large_frames: false,
         rx,
         _slot: negotiated.slot,
+        user_slot: negotiated.user_slot,
         _registration: registration,
     };
     let end = conn
@@ -364,6 +365,8 @@ struct Connection {
     ctx: ConnCtx,
     /// Given back to the vhost when the connection is dropped.
     _slot: warren_core::vhost::ConnectionSlot,
+    /// The connection and its channels in its user's counts (user limits).
+    user_slot: warren_core::access::user_limits::UserSlot,
     /// In the broker's list of open connections until the connection is dropped.
     _registration: Registration,
     channels: HashMap<u16, Channel>,

@@ -49,6 +49,8 @@ pub(crate) struct Negotiated {
     pub(crate) vhost: Arc<warren_core::VHost>,
     /// The connection's place in the vhost's `max-connections`, held until it ends.
     pub(crate) slot: warren_core::vhost::ConnectionSlot,
+    /// The connection's place in its user's `max-connections`.
+    pub(crate) user_slot: warren_core::access::user_limits::UserSlot,
     pub(crate) frame_max: u32,
     pub(crate) channel_max: u16,
     pub(crate) heartbeat: u16,
@@ -287,6 +289,10 @@ pub(crate) async fn handshake(
     let slot = vhost
         .open_connection(&user.name)
         .map_err(|e| HandshakeError::close(AmqpError::from(e).on(10, 40)))?;
+    let user_slot = broker
+        .access()
+        .open_user_connection(&user.name)
+        .map_err(|e| HandshakeError::close(AmqpError::from(e).on(10, 40)))?;
     out.clear();
     encode_method_frame(
         &mut out,
@@ -300,6 +306,7 @@ pub(crate) async fn handshake(
         user,
         vhost,
         slot,
+        user_slot,
         frame_max,
         channel_max,
         heartbeat: tune_ok.heartbeat,

@@ -182,7 +182,7 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
     }
 }
 
-fn definition_table(map: &serde_json::Map<String, Value>) -> Result<FieldTable, String> {
+pub(crate) fn definition_table(map: &serde_json::Map<String, Value>) -> Result<FieldTable, String> {
     let mut table = FieldTable::default();
     for (key, value) in map {
         let v = match value {
@@ -199,7 +199,7 @@ fn definition_table(map: &serde_json::Map<String, Value>) -> Result<FieldTable, 
     Ok(table)
 }
 
-fn definition_json(table: &FieldTable) -> Value {
+pub(crate) fn definition_json(table: &FieldTable) -> Value {
     let mut map = serde_json::Map::new();
     for (key, value) in table.iter() {
         let v = match (value.as_str(), value.as_i64(), value.as_bool()) {

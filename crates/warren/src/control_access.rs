@@ -186,6 +186,50 @@ pub fn execute(broker: &Broker, cmd: &str, request: &Value) -> Option<Result<Val
                 .collect();
             Ok(json!({ "topic_permissions": list }))
         }
+        "set_user_limits" | "clear_user_limits" | "list_user_limits" => {
+            let Some(record) = access.user(&user) else {
+                return Some(Err(format!("User \"{user}\" does not exist")));
+            };
+            let mut limits = record.limits;
+            match cmd {
+                "set_user_limits" => {
+                    let definition = match request.get("definition") {
+                        Some(Value::Object(map)) => crate::control::definition_table(map),
+                        _ => Err("definition must be a JSON object".to_string()),
+                    };
+                    let parsed = definition.and_then(|d| {
+                        warren_core::access::user_limits::UserLimits::from_definition(&d)
+                    });
+                    match parsed {
+                        // Keys not given keep their value, as in RabbitMQ.
+                        Ok(new) => {
+                            let given = request.get("definition").and_then(Value::as_object);
+                            let has = |k: &str| given.is_some_and(|g| g.contains_key(k));
+                            if has("max-connections") {
+                                limits.max_connections = new.max_connections;
+                            }
+                            if has("max-channels") {
+                                limits.max_channels = new.max_channels;
+                            }
+                            done(access.set_user_limits(&user, limits))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                "clear_user_limits" => {
+                    match text("limit").as_str() {
+                        "all" => limits = Default::default(),
+                        "max-connections" => limits.max_connections = None,
+                        "max-channels" => limits.max_channels = None,
+                        other => return Some(Err(format!("unknown limit '{other}'"))),
+                    }
+                    done(access.set_user_limits(&user, limits))
+                }
+                _ => Ok(json!({
+                    "user_limits": crate::control::definition_json(&limits.to_definition())
+                })),
+            }
+        }
         "list_user_permissions" => {
             if access.user(&user).is_none() {
                 return Some(Err(format!("User \"{user}\" does not exist")));

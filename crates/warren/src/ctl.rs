@@ -146,6 +146,18 @@ pub enum CtlCommand {
     },
     #[command(name = "list_user_topic_permissions")]
     ListUserTopicPermissions { user: String },
+    /// `set_user_limits USER '{"max-connections": N, "max-channels": N}'` (negative: none).
+    #[command(name = "set_user_limits")]
+    SetUserLimits { user: String, definition: String },
+    /// `clear_user_limits USER max-connections|max-channels|all`.
+    #[command(name = "clear_user_limits")]
+    ClearUserLimits { user: String, limit: String },
+    /// `list_user_limits [--user USER]` (default: guest, as rabbitmqctl's current user).
+    #[command(name = "list_user_limits")]
+    ListUserLimits {
+        #[arg(long, default_value = "guest")]
+        user: String,
+    },
     /// `add_vhost [--description D] [--tags T1,T2] [--default-queue-type classic] VHOST`.
     #[command(name = "add_vhost")]
     AddVhost {
@@ -279,6 +291,15 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
         CtlCommand::ListUserTopicPermissions { user } => {
             json!({ "cmd": "list_user_topic_permissions", "user": user })
         }
+        CtlCommand::SetUserLimits { user, definition } => {
+            let definition: Value = serde_json::from_str(definition)
+                .map_err(|e| format!("the definition is not valid JSON: {e}"))?;
+            json!({ "cmd": "set_user_limits", "user": user, "definition": definition })
+        }
+        CtlCommand::ClearUserLimits { user, limit } => {
+            json!({ "cmd": "clear_user_limits", "user": user, "limit": limit })
+        }
+        CtlCommand::ListUserLimits { user } => json!({ "cmd": "list_user_limits", "user": user }),
         CtlCommand::DeleteVhost { name } => json!({ "cmd": "delete_vhost", "name": name }),
         CtlCommand::ListVhosts { .. } => json!({ "cmd": "list_vhosts" }),
     };
@@ -336,6 +357,10 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
         (reply.get("vhosts").and_then(Value::as_array), &args.command)
     {
         print_vhosts(list, columns)?;
+    }
+    if let Some(limits) = reply.get("user_limits") {
+        // rabbitmqctl prints the limits as compact JSON.
+        println!("{limits}");
     }
     if let Some(list) = reply.get("topic_permissions").and_then(Value::as_array) {
         // RabbitMQ 3.10 prints list_user_topic_permissions without a header line.

@@ -89,8 +89,10 @@ async fn run(settings: Settings) -> Result<(), String> {
         Arc::new(store.clone()),
         settings.queue_memory_limit,
     );
-    let broker = tokio::task::block_in_place(|| Broker::with_persistence(persistence))
-        .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
+    let broker = tokio::task::block_in_place(|| {
+        Broker::with_persistence_and_access(persistence, &settings.access)
+    })
+    .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovery done"

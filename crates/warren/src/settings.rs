@@ -54,6 +54,15 @@ pub struct Cli {
     /// Bytes of uncommitted publishes one transactional channel may buffer.
     #[arg(long, env = "WARREN_TRANSACTION_MAX_BYTES")]
     pub transaction_max_bytes: Option<u64>,
+    /// User created at the first start, with every permission on `/` (default guest).
+    #[arg(long, env = "WARREN_DEFAULT_USER")]
+    pub default_user: Option<String>,
+    /// That user's password (default guest).
+    #[arg(long, env = "WARREN_DEFAULT_PASS")]
+    pub default_pass: Option<String>,
+    /// Users who may log in only from loopback (comma-separated; `none` for nobody).
+    #[arg(long, env = "WARREN_LOOPBACK_USERS", value_delimiter = ',')]
+    pub loopback_users: Option<Vec<String>>,
     /// Milliseconds a delivery may stay unacknowledged before its channel is closed (0: never).
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
     pub consumer_timeout: Option<u64>,
@@ -98,6 +107,9 @@ pub struct FileConfig {
     pub consumer_max_per_channel: Option<usize>,
     pub transaction_max_bytes: Option<u64>,
     pub consumer_timeout: Option<u64>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub loopback_users: Option<Vec<String>>,
     pub queue_memory_limit: Option<usize>,
     pub fsync: Option<bool>,
     pub memory_high_watermark: Option<String>,
@@ -106,6 +118,7 @@ pub struct FileConfig {
 
 pub struct Settings {
     pub listen: Vec<String>,
+    pub access: warren_core::AccessDefaults,
     pub data_dir: PathBuf,
     pub log: String,
     pub server: ServerConfig,
@@ -141,6 +154,9 @@ impl Settings {
             consumer_max_per_channel: cli.consumer_max_per_channel,
             transaction_max_bytes: cli.transaction_max_bytes,
             consumer_timeout: cli.consumer_timeout,
+            default_user: cli.default_user.clone(),
+            default_pass: cli.default_pass.clone(),
+            loopback_users: cli.loopback_users.clone(),
             queue_memory_limit: cli.queue_memory_limit,
             fsync: cli.fsync,
             memory_high_watermark: cli.memory_high_watermark.clone(),
@@ -223,7 +239,25 @@ impl Settings {
         if server.connection_max == Some(0) {
             return Err("connection_max 0 would accept no connection at all".into());
         }
+        let defaults_access = warren_core::AccessDefaults::default();
+        let loopback_users = match cli.loopback_users.or(file.loopback_users) {
+            Some(users) if users.iter().any(|u| u == "none") => Vec::new(),
+            Some(users) => users,
+            None => defaults_access.loopback_users,
+        };
+        let access = warren_core::AccessDefaults {
+            user: cli
+                .default_user
+                .or(file.default_user)
+                .unwrap_or(defaults_access.user),
+            password: cli
+                .default_pass
+                .or(file.default_pass)
+                .unwrap_or(defaults_access.password),
+            loopback_users,
+        };
         Ok(Settings {
+            access,
             listen,
             data_dir: cli
                 .data_dir

@@ -7,6 +7,7 @@ pub mod password;
 pub mod permissions;
 mod records;
 pub mod topics;
+pub mod user_limits;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -26,6 +27,7 @@ pub struct UserRecord {
     pub name: String,
     pub hash: Option<PasswordHash>,
     pub tags: Vec<String>,
+    pub limits: user_limits::UserLimits,
 }
 
 impl UserRecord {
@@ -74,8 +76,10 @@ pub struct AccessControl {
     /// (vhost, user) to that user's topic permissions in the vhost, one per exchange.
     topic_permissions: RwLock<topics::TopicTable>,
     any_topic_permissions: AtomicBool,
+    /// Open connections and channels per user (for user limits).
+    usage: parking_lot::Mutex<user_limits::UsageTable>,
     /// RabbitMQ's `loopback_users`: may log in only from a loopback address.
-    loopback_users: Vec<String>,
+    loopback_users: RwLock<Vec<String>>,
     persistence: Option<Arc<Persistence>>,
 }
 
@@ -109,7 +113,8 @@ impl AccessControl {
             ),
             topic_permissions: RwLock::new(topic_permissions),
             any_topic_permissions: AtomicBool::new(any_topics),
-            loopback_users: vec!["guest".to_string()],
+            usage: Default::default(),
+            loopback_users: RwLock::new(vec!["guest".to_string()]),
             persistence,
         }
     }
@@ -122,6 +127,11 @@ impl AccessControl {
             Some(p) => p.apply(changes).map_err(AccessError::NotDurable),
             None => Ok(()),
         }
+    }
+
+    /// RabbitMQ's `loopback_users`: who may log in only from a loopback address.
+    pub fn set_loopback_users(&self, users: Vec<String>) {
+        *self.loopback_users.write() = users;
     }
 
     pub fn has_users(&self) -> bool {
@@ -149,6 +159,7 @@ impl AccessControl {
             name: name.to_string(),
             hash: password.map(PasswordHash::new),
             tags: Vec::new(),
+            limits: Default::default(),
         };
         let mut users = self.users.write();
         if users.contains_key(name) {
@@ -193,7 +204,7 @@ impl AccessControl {
         Ok(())
     }
 
-    fn update_user(
+    pub(super) fn update_user(
         &self,
         name: &str,
         change: impl FnOnce(&mut UserRecord),
@@ -250,7 +261,7 @@ impl AccessControl {
         if !hash.verify(password) {
             return Err(LoginFailure::WrongPassword);
         }
-        if !from_loopback && self.loopback_users.iter().any(|u| u == name) {
+        if !from_loopback && self.loopback_users.read().iter().any(|u| u == name) {
             return Err(LoginFailure::LoopbackOnly);
         }
         Ok(user)

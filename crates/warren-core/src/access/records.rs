@@ -18,6 +18,10 @@ pub(super) fn put_user(user: &UserRecord) -> DefinitionChange {
         "tags",
         FieldValue::Array(user.tags.iter().map(|t| s(t)).collect()),
     )];
+    let limits = user.limits.to_definition();
+    if !limits.is_empty() {
+        fields.push(("limits", FieldValue::Table(limits)));
+    }
     if let Some(hash) = &user.hash {
         fields.push(("password_hash", s(&hash.to_base64())));
         fields.push(("hashing_algorithm", s(hash.algorithm.name())));
@@ -119,10 +123,16 @@ pub(super) fn load(p: &Persistence) -> Saved {
                 .collect(),
             _ => Vec::new(),
         };
+        let limits = value
+            .get("limits")
+            .and_then(FieldValue::as_table)
+            .and_then(|t| super::user_limits::UserLimits::from_definition(t).ok())
+            .unwrap_or_default();
         users.push(UserRecord {
             name: name.clone(),
             hash,
             tags,
+            limits,
         });
     }
     let mut permissions = Vec::new();

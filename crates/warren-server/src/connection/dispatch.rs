@@ -174,6 +174,11 @@ impl Connection {
                         ),
                     ));
                 }
+                // RabbitMQ 3.10: a user's max-channels is a 530 connection error (0, 0).
+                self.ctx
+                    .broker
+                    .access()
+                    .open_user_channel(&mut self.user_slot)?;
                 #[cfg(test)]
                 if ch == super::panic_tests::PANIC_CHANNEL {
                     panic!("test hook: the connection task panics");
@@ -199,6 +204,10 @@ impl Connection {
             match method {
                 Method::ChannelCloseOk(_) => {
                     self.channels.remove(&ch);
+                    self.ctx
+                        .broker
+                        .access()
+                        .close_user_channel(&mut self.user_slot);
                 }
                 // RabbitMQ 3.10: closes that cross are answered with close-ok, and the
                 // channel still waits for the close-ok of its own close (until then a
@@ -230,6 +239,10 @@ impl Connection {
                 channel.release(&mut self.ctx);
                 encode_method_frame(&mut self.ctx.out, ch, &ChannelCloseOk {}.into());
                 self.channels.remove(&ch);
+                self.ctx
+                    .broker
+                    .access()
+                    .close_user_channel(&mut self.user_slot);
                 Ok(())
             }
             // RabbitMQ 3.10: a close-ok on a channel that is not closing is 503 on 20.41.

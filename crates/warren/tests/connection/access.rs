@@ -714,3 +714,114 @@ async fn topic_permissions_check_routing_and_binding_keys_on_topic_exchanges() {
         )
         .await;
 }
+
+/// User limits, as RabbitMQ 3.10.8 answered (pika against a local node): over
+/// `max-connections`, 530 "connection refused for user 'u': user connection limit (N) is
+/// reached" at `connection.open`; over `max-channels`, counted over all the user's
+/// connections, 530 "number of channels opened for user 'u' has reached the maximum allowed
+/// user limit of (N)", a connection error.
+#[tokio::test]
+async fn user_limits_refuse_connections_and_channels_as_rabbitmq_does() {
+    let broker = Broker::start();
+    let user = TestUser::add(&broker, "uma");
+    user.permit(".*", ".*", ".*");
+    ctl(
+        &broker,
+        &[
+            "set_user_limits",
+            &user.name,
+            r#"{"max-connections": 2, "max-channels": 2}"#,
+        ],
+    );
+    let out = ctl_output(&broker, &["list_user_limits", "--user", &user.name]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(r#"{"max-channels":2,"max-connections":2}"#),
+        "{listed}"
+    );
+    let first = user.connect().await;
+    let second = user.connect().await;
+    let err = connect_url(&user.url("pw"))
+        .await
+        .expect_err("over max-connections");
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains(&format!(
+            "NOT_ALLOWED - connection refused for user '{}': user connection limit (2) is reached",
+            user.name
+        )),
+        "{shown}"
+    );
+    let _a = first.create_channel().await.unwrap();
+    let _b = second.create_channel().await.unwrap();
+    let mut events = second.events_listener();
+    let _ = second.create_channel().await;
+    let closed = connection_close_error(&mut events).await;
+    assert_eq!(reply_code(&closed), Some(530), "{closed:?}");
+    assert_eq!(
+        reply_text(&closed).unwrap_or_default(),
+        format!(
+            "NOT_ALLOWED - number of channels opened for user '{}' has reached the maximum allowed user limit of (2)",
+            user.name
+        )
+    );
+    // The closed connection gave its connection and channel back.
+    let third = within("a slot freed", async {
+        loop {
+            match connect_url(&user.url("pw")).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    third.create_channel().await.expect("a channel slot freed");
+    ctl(&broker, &["clear_user_limits", &user.name, "all"]);
+    let out = ctl_output(&broker, &["list_user_limits", "--user", &user.name]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().last(),
+        Some("{}")
+    );
+    user.connect().await;
+}
+
+/// `--default-user` / `--default-pass` (RabbitMQ's `default_user` / `default_pass`): the
+/// user created at the first start instead of guest, an administrator with every permission
+/// on `/`; a later start with other values changes nothing.
+#[tokio::test]
+async fn the_default_user_is_configurable_and_created_once() {
+    if external_broker() {
+        return;
+    }
+    let mut node = Node::start(
+        "default-user",
+        &["--default-user", "admin", "--default-pass", "s3cret"],
+    );
+    let url = |node: &Node, user: &str, pass: &str| {
+        format!("amqp://{user}:{pass}@{}/%2f", node.broker().addr)
+    };
+    assert!(
+        connect_url(&url(&node, "guest", "guest")).await.is_err(),
+        "no guest"
+    );
+    let conn = within("admin logs in", connect_url(&url(&node, "admin", "s3cret")))
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    declare_queue(&ch, "admin-q").await;
+    drop(ch);
+    drop(conn);
+    let listed = warren_ctl(&node.data_dir(), &["list_users"]).unwrap();
+    assert!(listed.contains("admin\t[administrator]"), "{listed}");
+    node.args = vec!["--default-user".into(), "other".into()];
+    node.kill9();
+    node.restart();
+    let listed = warren_ctl(&node.data_dir(), &["list_users"]).unwrap();
+    assert!(!listed.contains("other"), "{listed}");
+    within(
+        "admin still logs in",
+        connect_url(&url(&node, "admin", "s3cret")),
+    )
+    .await
+    .unwrap();
+}
