@@ -23,6 +23,8 @@ import pytest
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LISTEN_RE = re.compile(r"warren: listening for AMQP on ([0-9.]+):(\d+)")
+TLS_LISTEN_RE = re.compile(r"warren: listening for AMQPS on ([0-9.]+):(\d+)")
+DATA_DIR_RE = re.compile(r"warren: data directory ")
 STARTUP_TIMEOUT = 20.0
 
 
@@ -38,6 +40,7 @@ class Broker:
     process: Optional[subprocess.Popen] = None
     output: list = field(default_factory=list)
     data_dir: Optional[str] = None
+    tls_port: Optional[int] = None
 
     def ctl(self, *args, check=True):
         """`warren ctl` on our Warren, `rabbitmqctl` on an external RabbitMQ (same verbs)."""
@@ -78,7 +81,7 @@ class WarrenStartError(RuntimeError):
     pass
 
 
-def _start_warren(data_dir=None, fatal=True):
+def _start_warren(data_dir=None, fatal=True, extra_args=()):
     binary = warren_binary()
     if not os.path.exists(binary):
         if fatal:
@@ -89,7 +92,7 @@ def _start_warren(data_dir=None, fatal=True):
     env = dict(os.environ)
     env["WARREN_LOG"] = "warn"
     proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+        [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, *extra_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -112,7 +115,8 @@ def _start_warren(data_dir=None, fatal=True):
     t.start()
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    host = port = None
+    host = port = tls_port = None
+    # The listening lines come before the data directory line (which is printed last).
     while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=max(0.05, deadline - time.monotonic()))
@@ -123,6 +127,10 @@ def _start_warren(data_dir=None, fatal=True):
         m = LISTEN_RE.search(line)
         if m:
             host, port = m.group(1), int(m.group(2))
+        m = TLS_LISTEN_RE.search(line)
+        if m:
+            tls_port = int(m.group(2))
+        if DATA_DIR_RE.search(line):
             break
     if port is None:
         proc.kill()
@@ -133,7 +141,7 @@ def _start_warren(data_dir=None, fatal=True):
             pytest.exit(msg, returncode=2)
         raise WarrenStartError(msg)
     url = f"amqp://guest:guest@{host}:{port}/%2f"
-    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir), data_dir
+    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir, tls_port=tls_port), data_dir
 
 
 @pytest.fixture(scope="session")

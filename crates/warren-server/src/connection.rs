@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -26,7 +25,10 @@ use crate::channel::{Channel, ChannelState, ConnCtx};
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, Scope};
 use crate::frames::{Chunks, READ_CHUNK};
-use crate::handshake::handshake;
+use crate::handshake::{handshake, ExternalLogin};
+use crate::transport::{
+    split_tcp, split_tls, write_all_vectored, write_all_within, Reader, Writer,
+};
 use warren_core::vhost::RouteScratch;
 
 mod dispatch;
@@ -124,87 +126,6 @@ enum End {
     Dropped(String),
 }
 
-/// Waits until the socket takes bytes again, failing with `TimedOut` after `stall`: a peer
-/// that reads slowly but steadily never trips it, one that stopped reading does. Only armed
-/// once a write would block, so a socket with room costs no timer.
-async fn wait_writable(writer: &OwnedWriteHalf, stall: Duration) -> std::io::Result<()> {
-    match tokio::time::timeout(stall, writer.writable()).await {
-        Ok(ready) => ready,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("peer read nothing for {} ms", stall.as_millis()),
-        )),
-    }
-}
-
-/// `write_all` within the stall limit of [`wait_writable`].
-async fn write_all_within(
-    writer: &mut OwnedWriteHalf,
-    mut buf: &[u8],
-    stall: Duration,
-) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match writer.try_write(buf) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_writable(writer, stall).await?
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes the queued chunks and then `out`, with vectored writes (no copy of large bodies),
-/// within the stall limit of [`wait_writable`].
-async fn write_all_vectored(
-    writer: &mut OwnedWriteHalf,
-    chunks: &mut Chunks,
-    out: &mut BytesMut,
-    stall: Duration,
-) -> std::io::Result<()> {
-    use bytes::Buf;
-    if !out.is_empty() {
-        chunks.list.push(out.split().freeze());
-    }
-    let mut pending: std::collections::VecDeque<Bytes> = std::mem::take(&mut chunks.list).into();
-    chunks.bytes = 0;
-    while !pending.is_empty() {
-        let slices: Vec<std::io::IoSlice<'_>> = pending
-            .iter()
-            .take(64)
-            .map(|b| std::io::IoSlice::new(b))
-            .collect();
-        let written = writer.try_write_vectored(&slices);
-        drop(slices);
-        let mut n = match written {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_writable(writer, stall).await?;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let Some(front) = pending.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                pending.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Resolves when the store's durable generation moves (never, without a store).
 async fn wait_synced(synced: &mut Option<watch::Receiver<u64>>) {
     match synced {
@@ -222,17 +143,54 @@ async fn wait_synced(synced: &mut Option<watch::Receiver<u64>>) {
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<crate::tls::Tls>,
     broker: Arc<Broker>,
     config: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let mut external = None;
+    let (mut reader, mut writer) = match tls {
+        None => split_tcp(stream),
+        Some(tls) => {
+            let accept = tls.acceptor().accept(stream);
+            match tokio::time::timeout(config.handshake_timeout, accept).await {
+                Ok(Ok(tls_stream)) => {
+                    if tls.offers_external() {
+                        let user = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|der| crate::tls::identity::user_name(der, tls.login_from()));
+                        external = Some(ExternalLogin { user });
+                    }
+                    split_tls(tls_stream)
+                }
+                Ok(Err(e)) => {
+                    warn!(%peer, error = %e, "TLS handshake failed; closing connection");
+                    return;
+                }
+                Err(_) => {
+                    warn!(%peer, timeout = ?config.handshake_timeout, "TLS handshake timed out; closing connection");
+                    return;
+                }
+            }
+        }
+    };
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let id = broker.next_connection_id();
     let handshake = tokio::time::timeout(
         config.handshake_timeout,
-        handshake(&mut reader, &mut writer, &mut inbuf, peer, &broker, &config),
+        handshake(
+            &mut reader,
+            &mut writer,
+            &mut inbuf,
+            peer,
+            external.as_ref(),
+            &broker,
+            &config,
+        ),
     )
     .await;
     let negotiated = match handshake {
@@ -244,6 +202,7 @@ pub(crate) async fn serve_connection(
                 let mut out = BytesMut::new();
                 write_connection_close(&mut out, &close);
                 let _ = writer.write_all(&out).await;
+                let _ = writer.flush().await;
                 // Give the client a moment to read the close before the socket goes.
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), reader.read(&mut [0u8; 64])).await;
@@ -406,8 +365,8 @@ enum Next {
 impl Connection {
     async fn run(
         &mut self,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
+        reader: &mut Reader,
+        writer: &mut Writer,
         mut inbuf: BytesMut,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {

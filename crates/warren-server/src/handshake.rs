@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::transport::{Reader, Writer};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::warn;
 use warren_amqp::constants::*;
 use warren_amqp::*;
@@ -44,6 +44,12 @@ impl From<std::io::Error> for HandshakeError {
     }
 }
 
+/// SASL EXTERNAL on a TLS connection that verifies client certificates: the user name the
+/// client's certificate gives (`None` without a certificate, an error if it names none).
+pub(crate) struct ExternalLogin {
+    pub(crate) user: Option<Result<String, String>>,
+}
+
 pub(crate) struct Negotiated {
     pub(crate) user: Arc<warren_core::access::UserRecord>,
     pub(crate) vhost: Arc<warren_core::VHost>,
@@ -59,7 +65,7 @@ pub(crate) struct Negotiated {
 }
 
 pub(crate) async fn read_exact_or_fail(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     buf: &mut [u8],
 ) -> Result<(), HandshakeError> {
     reader
@@ -71,7 +77,7 @@ pub(crate) async fn read_exact_or_fail(
 
 /// Reads the next non-heartbeat frame during the handshake, expecting a method on channel 0.
 pub(crate) async fn read_handshake_method(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     inbuf: &mut BytesMut,
     frame_max: u32,
 ) -> Result<Method, HandshakeError> {
@@ -109,11 +115,18 @@ pub(crate) async fn read_handshake_method(
     }
 }
 
+/// Writes and flushes (TLS holds written bytes until a flush).
+async fn send(writer: &mut Writer, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
 pub(crate) async fn handshake(
-    reader: &mut OwnedReadHalf,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut Reader,
+    writer: &mut Writer,
     inbuf: &mut BytesMut,
     peer: SocketAddr,
+    external: Option<&ExternalLogin>,
     broker: &Arc<Broker>,
     config: &ServerConfig,
 ) -> Result<Negotiated, HandshakeError> {
@@ -121,7 +134,7 @@ pub(crate) async fn handshake(
     read_exact_or_fail(reader, &mut header).await?;
     if header != PROTOCOL_HEADER {
         // The server's own header tells the client which protocol we speak.
-        writer.write_all(&PROTOCOL_HEADER).await?;
+        send(writer, &PROTOCOL_HEADER).await?;
         return Err(HandshakeError::silent(format!(
             "bad protocol header {header:?}"
         )));
@@ -134,11 +147,16 @@ pub(crate) async fn handshake(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(config),
-            mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+            // RabbitMQ 3.10 with EXTERNAL enabled offers it first, on TLS connections only.
+            mechanisms: Bytes::from_static(if external.is_some() {
+                b"EXTERNAL PLAIN AMQPLAIN"
+            } else {
+                b"PLAIN AMQPLAIN"
+            }),
             locales: Bytes::from_static(b"en_US"),
         }),
     );
-    writer.write_all(&out).await?;
+    send(writer, &out).await?;
 
     let start_ok = match read_handshake_method(reader, inbuf, config.frame_max).await? {
         Method::ConnectionStartOk(m) => m,
@@ -161,36 +179,55 @@ pub(crate) async fn handshake(
     let consumer_cancel_notify = cap("consumer_cancel_notify");
     let connection_blocked = cap("connection.blocked");
 
-    let credentials = match start_ok.mechanism.as_str() {
-        "PLAIN" => parse_plain(&start_ok.response),
-        "AMQPLAIN" => parse_amqplain(&start_ok.response),
-        other => {
+    let from_loopback = peer.ip().is_loopback();
+    let login = match (start_ok.mechanism.as_str(), external) {
+        ("PLAIN" | "AMQPLAIN", _) => {
+            let credentials = if start_ok.mechanism == "PLAIN" {
+                parse_plain(&start_ok.response)
+            } else {
+                parse_amqplain(&start_ok.response)
+            };
+            match credentials {
+                // One hash per attempt, off the I/O threads, so a client hammering wrong
+                // passwords does not hold up other connections.
+                Some((name, password)) => {
+                    let access_broker = Arc::clone(broker);
+                    let checked = tokio::task::spawn_blocking(move || {
+                        let result =
+                            access_broker
+                                .access()
+                                .authenticate(&name, &password, from_loopback);
+                        (name, result)
+                    })
+                    .await;
+                    match checked {
+                        Ok((name, Ok(user))) => Ok((name, user)),
+                        Ok((name, Err(why))) => Err((Some(name), why.to_string())),
+                        Err(e) => Err((None, format!("login check failed: {e}"))),
+                    }
+                }
+                None => Err((None, "malformed credentials".to_string())),
+            }
+        }
+        // The user named by the verified client certificate (RabbitMQ's
+        // rabbitmq_auth_mechanism_ssl): it must exist; no password is involved.
+        ("EXTERNAL", Some(external)) => match &external.user {
+            Some(Ok(name)) => match broker.access().authenticate_external(name, from_loopback) {
+                Ok(user) => Ok((name.clone(), user)),
+                Err(why) => Err((Some(name.clone()), why.to_string())),
+            },
+            Some(Err(why)) => Err((None, why.clone())),
+            None => Err((
+                None,
+                "connection peer presented no TLS (x.509) certificate".to_string(),
+            )),
+        },
+        (other, _) => {
             // RabbitMQ closes the socket without a close frame here.
             return Err(HandshakeError::silent(format!(
                 "unknown authentication mechanism '{other}'"
             )));
         }
-    };
-    // One hash per attempt, off the I/O threads, so a client hammering wrong passwords
-    // does not hold up other connections.
-    let from_loopback = peer.ip().is_loopback();
-    let login = match credentials {
-        Some((name, password)) => {
-            let access_broker = Arc::clone(broker);
-            let checked = tokio::task::spawn_blocking(move || {
-                let result = access_broker
-                    .access()
-                    .authenticate(&name, &password, from_loopback);
-                (name, result)
-            })
-            .await;
-            match checked {
-                Ok((name, Ok(user))) => Ok((name, user)),
-                Ok((name, Err(why))) => Err((Some(name), why.to_string())),
-                Err(e) => Err((None, format!("login check failed: {e}"))),
-            }
-        }
-        None => Err((None, "malformed credentials".to_string())),
     };
     let user = match login {
         Ok((_, user)) => user,
@@ -218,7 +255,7 @@ pub(crate) async fn handshake(
             heartbeat: config.heartbeat,
         }),
     );
-    writer.write_all(&out).await?;
+    send(writer, &out).await?;
     let tune_ok = match read_handshake_method(reader, inbuf, config.frame_max).await? {
         Method::ConnectionTuneOk(m) => m,
         other => {
@@ -301,7 +338,7 @@ pub(crate) async fn handshake(
             reserved_1: String::new(),
         }),
     );
-    writer.write_all(&out).await?;
+    send(writer, &out).await?;
     Ok(Negotiated {
         user,
         vhost,

@@ -9,6 +9,8 @@ mod error;
 mod frames;
 mod handshake;
 mod listener;
+pub mod tls;
+mod transport;
 
 pub use config::ServerConfig;
-pub use listener::{serve, ShutdownSignal};
+pub use listener::{serve, Listener, ShutdownSignal};

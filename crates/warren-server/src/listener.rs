@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::Tls;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -17,12 +18,24 @@ use crate::connection::serve_connection;
 /// Becomes `true` when the server should shut down.
 pub type ShutdownSignal = watch::Receiver<bool>;
 
+/// A bound socket to serve AMQP on: plain, or AMQPS with these (reloadable) certificates.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<Tls>,
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
+}
+
 /// Serves AMQP on every listener until `shutdown` fires, then closes open connections
 /// (waiting a few seconds for them to finish) and returns.
 pub async fn serve(
     broker: Arc<Broker>,
     config: ServerConfig,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     mut shutdown: ShutdownSignal,
 ) {
     let config = Arc::new(config);
@@ -34,7 +47,7 @@ pub async fn serve(
     let slots = config
         .connection_max
         .map(|max| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))));
-    for listener in listeners {
+    for Listener { tcp: listener, tls } in listeners {
         let tx = accepted_tx.clone();
         let slots = slots.clone();
         acceptors.spawn(async move {
@@ -45,7 +58,7 @@ pub async fn serve(
                 };
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        if tx.send((stream, peer, permit)).await.is_err() {
+                        if tx.send((stream, peer, tls.clone(), permit)).await.is_err() {
                             return;
                         }
                     }
@@ -62,12 +75,12 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = accepted_rx.recv() => {
-                let Some((stream, peer, permit)) = accepted else { break };
+                let Some((stream, peer, tls, permit)) = accepted else { break };
                 let broker = Arc::clone(&broker);
                 let config = Arc::clone(&config);
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, broker, config, shutdown).await;
+                    serve_connection(stream, peer, tls, broker, config, shutdown).await;
                     drop(permit);
                 });
             }

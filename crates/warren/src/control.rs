@@ -17,6 +17,13 @@ use warren_core::Broker;
 
 pub const SOCKET_NAME: &str = "warren.sock";
 
+/// The AMQPS listeners' certificates, for `reload_tls` (set once by the binary).
+static TLS: std::sync::OnceLock<warren_server::tls::Tls> = std::sync::OnceLock::new();
+
+pub fn set_tls(tls: warren_server::tls::Tls) {
+    let _ = TLS.set(tls);
+}
+
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
 }
@@ -96,6 +103,14 @@ fn execute(broker: &Broker, request: &Value) -> Result<Value, String> {
             }
             broker.check_resources();
             info!(command = %text("cmd"), bytes, "alarm threshold changed");
+            return Ok(json!({}));
+        }
+        "reload_tls" => {
+            let tls = TLS.get().ok_or("no TLS listener is configured")?;
+            tls.reload().map_err(|e| {
+                format!("TLS reload failed (the previous certificates stay in use): {e}")
+            })?;
+            info!("TLS certificates reloaded");
             return Ok(json!({}));
         }
         _ => {}

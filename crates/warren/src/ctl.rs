@@ -158,6 +158,9 @@ pub enum CtlCommand {
         #[arg(long, default_value = "guest")]
         user: String,
     },
+    /// Rereads the TLS certificate, key and CA files (new connections use them).
+    #[command(name = "reload_tls")]
+    ReloadTls,
     /// `add_vhost [--description D] [--tags T1,T2] [--default-queue-type classic] VHOST`.
     #[command(name = "add_vhost")]
     AddVhost {
@@ -300,6 +303,7 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
             json!({ "cmd": "clear_user_limits", "user": user, "limit": limit })
         }
         CtlCommand::ListUserLimits { user } => json!({ "cmd": "list_user_limits", "user": user }),
+        CtlCommand::ReloadTls => json!({ "cmd": "reload_tls" }),
         CtlCommand::DeleteVhost { name } => json!({ "cmd": "delete_vhost", "name": name }),
         CtlCommand::ListVhosts { .. } => json!({ "cmd": "list_vhosts" }),
     };

@@ -144,7 +144,7 @@ impl Embedded {
                     warren_server::serve(
                         served,
                         warren_server::ServerConfig::default(),
-                        vec![listener],
+                        vec![listener.into()],
                         shutdown_rx,
                     )
                     .await;

@@ -121,19 +121,42 @@ async fn run(settings: Settings) -> Result<(), String> {
             }
         })
     };
-    let mut listeners = Vec::new();
+    let mut listeners: Vec<warren_server::Listener> = Vec::new();
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr.as_str())
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        listeners.push(listener);
+        listeners.push(listener.into());
+    }
+    if !settings.tls_listen.is_empty() {
+        let tls = settings
+            .tls
+            .as_ref()
+            .ok_or("--tls-listen needs --tls-cert and --tls-key")?;
+        let tls = warren_server::tls::Tls::new(tls.clone()).map_err(|e| format!("TLS: {e}"))?;
+        for addr in &settings.tls_listen {
+            let tcp = TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            listeners.push(warren_server::Listener {
+                tcp,
+                tls: Some(tls.clone()),
+            });
+        }
+        control::set_tls(tls.clone());
+        reload_tls_on_sighup(tls);
     }
     // The listening lines go to stdout so scripts and tests can find the port (with :0).
     // They come last: once printed, the broker is recovered and `warren ctl` works.
     for listener in &listeners {
-        if let Ok(local) = listener.local_addr() {
-            println!("warren: listening for AMQP on {local}");
-            info!(%local, "listening for AMQP");
+        if let Ok(local) = listener.tcp.local_addr() {
+            let protocol = if listener.tls.is_some() {
+                "AMQPS"
+            } else {
+                "AMQP"
+            };
+            println!("warren: listening for {protocol} on {local}");
+            info!(%local, protocol, "listening");
         }
     }
     println!("warren: data directory {}", data_dir.display());
@@ -155,6 +178,25 @@ async fn run(settings: Settings) -> Result<(), String> {
     let _ = std::fs::remove_file(control::socket_path(&data_dir));
     info!("warren stopped");
     Ok(())
+}
+
+/// SIGHUP rereads the TLS certificates (as `warren ctl reload_tls` does).
+fn reload_tls_on_sighup(tls: warren_server::tls::Tls) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificates reloaded (SIGHUP)"),
+                Err(e) => {
+                    error!(error = %e, "TLS reload failed; the previous certificates stay in use")
+                }
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -21,6 +21,28 @@ pub struct Cli {
     /// Address to serve AMQP on (repeatable; comma-separated in the environment).
     #[arg(long = "listen", env = "WARREN_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
+    /// Address to serve AMQPS (AMQP over TLS) on (repeatable; needs --tls-cert and --tls-key).
+    #[arg(long = "tls-listen", env = "WARREN_TLS_LISTEN", value_delimiter = ',')]
+    pub tls_listen: Vec<String>,
+    /// The server's certificate chain (PEM).
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates that client certificates must chain to (PEM).
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and verify any they present.
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER")]
+    pub tls_verify_peer: Option<bool>,
+    /// Refuse TLS clients without a certificate (with --tls-verify-peer true).
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    /// The user name SASL EXTERNAL takes from a client certificate: `distinguished_name`
+    /// (default) or `common_name` (RabbitMQ's ssl_cert_login_from).
+    #[arg(long, env = "WARREN_TLS_LOGIN_FROM")]
+    pub tls_login_from: Option<String>,
     /// Directory for Warren's data (also where `warren ctl` finds the running broker).
     #[arg(long, env = "WARREN_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -95,6 +117,13 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<Vec<String>>,
+    pub tls_listen: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_verify_peer: Option<bool>,
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    pub tls_login_from: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub frame_max: Option<u32>,
@@ -118,6 +147,9 @@ pub struct FileConfig {
 
 pub struct Settings {
     pub listen: Vec<String>,
+    pub tls_listen: Vec<String>,
+    /// Certificates and client checks of the TLS listeners (`None` without a certificate).
+    pub tls: Option<warren_server::tls::TlsSettings>,
     pub access: warren_core::AccessDefaults,
     pub data_dir: PathBuf,
     pub log: String,
@@ -142,6 +174,13 @@ impl Settings {
             command: None,
             config: cli.config.clone(),
             listen: cli.listen.clone(),
+            tls_listen: cli.tls_listen.clone(),
+            tls_cert: cli.tls_cert.clone(),
+            tls_key: cli.tls_key.clone(),
+            tls_ca: cli.tls_ca.clone(),
+            tls_verify_peer: cli.tls_verify_peer,
+            tls_fail_if_no_peer_cert: cli.tls_fail_if_no_peer_cert,
+            tls_login_from: cli.tls_login_from.clone(),
             data_dir: cli.data_dir.clone(),
             log: cli.log.clone(),
             frame_max: cli.frame_max,
@@ -256,8 +295,45 @@ impl Settings {
                 .unwrap_or(defaults_access.password),
             loopback_users,
         };
+        let tls_listen = if !cli.tls_listen.is_empty() {
+            cli.tls_listen
+        } else {
+            file.tls_listen.unwrap_or_default()
+        };
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(warren_server::tls::TlsSettings {
+                cert,
+                key,
+                ca: cli.tls_ca.or(file.tls_ca),
+                verify_peer: cli
+                    .tls_verify_peer
+                    .or(file.tls_verify_peer)
+                    .unwrap_or(false),
+                fail_if_no_peer_cert: cli
+                    .tls_fail_if_no_peer_cert
+                    .or(file.tls_fail_if_no_peer_cert)
+                    .unwrap_or(false),
+                login_from: match cli.tls_login_from.or(file.tls_login_from) {
+                    None => Default::default(),
+                    Some(v) => {
+                        warren_server::tls::identity::LoginFrom::parse(&v).ok_or_else(|| {
+                            format!(
+                                "tls_login_from '{v}': expected distinguished_name or common_name"
+                            )
+                        })?
+                    }
+                },
+            }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        if !tls_listen.is_empty() && tls.is_none() {
+            return Err("--tls-listen needs --tls-cert and --tls-key".into());
+        }
         Ok(Settings {
             access,
+            tls_listen,
+            tls,
             listen,
             data_dir: cli
                 .data_dir

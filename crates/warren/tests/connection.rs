@@ -282,3 +282,6 @@ mod limits;
 
 #[path = "connection/access.rs"]
 mod access;
+
+#[path = "connection/tls.rs"]
+mod tls;

@@ -267,6 +267,20 @@ impl AccessControl {
         Ok(user)
     }
 
+    /// SASL EXTERNAL: the user a verified client certificate names must exist (no password
+    /// is checked, as RabbitMQ's EXTERNAL mechanism); `loopback_users` still applies.
+    pub fn authenticate_external(
+        &self,
+        name: &str,
+        from_loopback: bool,
+    ) -> Result<Arc<UserRecord>, LoginFailure> {
+        let user = self.user(name).ok_or(LoginFailure::NoSuchUser)?;
+        if !from_loopback && self.loopback_users.read().iter().any(|u| u == name) {
+            return Err(LoginFailure::LoopbackOnly);
+        }
+        Ok(user)
+    }
+
     /// Sets a user's permissions in a vhost (the caller checks that the vhost exists).
     pub fn set_permissions(
         &self,

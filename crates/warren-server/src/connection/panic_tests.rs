@@ -29,7 +29,7 @@ async fn a_panicking_connection_is_torn_down_and_its_unacked_messages_requeued()
     let server = tokio::spawn(crate::serve(
         Arc::clone(&broker),
         crate::ServerConfig::default(),
-        vec![listener],
+        vec![listener.into()],
         stop_rx,
     ));
 

@@ -12,6 +12,8 @@ pub struct Broker {
     child: Option<Child>,
     /// e.g. `127.0.0.1:40123`
     pub addr: String,
+    /// The AMQPS listener's address, when the broker was started with `--tls-listen`.
+    pub tls_addr: Option<String>,
     pub data_dir: Option<std::path::PathBuf>,
 }
 
@@ -36,6 +38,7 @@ impl Broker {
             return Broker {
                 child: None,
                 addr,
+                tls_addr: None,
                 data_dir: None,
             };
         }
@@ -62,6 +65,7 @@ impl Broker {
         let mut reader = BufReader::new(stdout);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut addr = None;
+        let mut tls_addr = None;
         let mut line = String::new();
         while Instant::now() < deadline {
             line.clear();
@@ -70,6 +74,12 @@ impl Broker {
             }
             if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQP on ") {
                 addr = Some(rest.to_string());
+            }
+            if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQPS on ") {
+                tls_addr = Some(rest.to_string());
+            }
+            // Printed after every listening line.
+            if line.starts_with("warren: data directory") {
                 break;
             }
         }
@@ -84,6 +94,7 @@ impl Broker {
         Broker {
             child: Some(child),
             addr,
+            tls_addr,
             data_dir: Some(data_dir),
         }
     }
@@ -627,6 +638,7 @@ impl Broker {
         Ok(Broker {
             child: Some(child),
             addr,
+            tls_addr: None,
             data_dir: None,
         })
     }
