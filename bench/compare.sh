@@ -30,6 +30,15 @@ RABBITMQ_URI="${RABBITMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}"
 WARREN_PORT="${WARREN_PORT:-5680}"
 WARREN_BIN="${WARREN_BIN:-$ROOT/target/release/warren}"
 WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
+# TLS_DIR (with ca.pem, server.pem, server.key): every scenario over TLS. Warren serves AMQPS
+# on WARREN_PORT+1 with those files; point RABBITMQ_URI at RabbitMQ's TLS listener with the
+# same certificates (amqps://guest:guest@localhost:5671/%2f?cacertfile=$TLS_DIR/ca.pem).
+TLS_DIR="${TLS_DIR:-}"
+WARREN_LISTEN_PORT="$WARREN_PORT"
+if [[ -n "$TLS_DIR" ]]; then
+    WARREN_LISTEN_PORT=$((WARREN_PORT + 1))
+    WARREN_URI="amqps://guest:guest@localhost:$WARREN_LISTEN_PORT/%2f?cacertfile=$TLS_DIR/ca.pem"
+fi
 OUT_DIR="${OUT_DIR:-$(mktemp -d /tmp/warren-bench.XXXXXX)}"
 CLK_TCK="$(getconf CLK_TCK)"
 mkdir -p "$OUT_DIR"
@@ -55,6 +64,8 @@ trap cleanup EXIT
 # host_port URI -> "host port"
 host_port() {
     local rest="${1#amqp://}"
+    rest="${rest#amqps://}"
+    rest="${rest%%\?*}"
     rest="${rest#*@}"
     rest="${rest%%/*}"
     echo "${rest%:*} ${rest##*:}"
@@ -144,9 +155,15 @@ start_warren() {
         (cd "$ROOT" && cargo build --release -p warren >&2)
     fi
     WARREN_DATA="$(mktemp -d /tmp/warren-bench-data.XXXXXX)"
-    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$WARREN_DATA" >"$OUT_DIR/warren.log" 2>&1 &
+    local tls_args=()
+    if [[ -n "$TLS_DIR" ]]; then
+        tls_args=(--tls-listen "127.0.0.1:$WARREN_LISTEN_PORT" --tls-cert "$TLS_DIR/server.pem"
+            --tls-key "$TLS_DIR/server.key")
+    fi
+    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$WARREN_DATA" "${tls_args[@]}" \
+        >"$OUT_DIR/warren.log" 2>&1 &
     WARREN_PID=$!
-    wait_port 127.0.0.1 "$WARREN_PORT" 30 || { log "warren did not start (see $OUT_DIR/warren.log)"; exit 1; }
+    wait_port 127.0.0.1 "$WARREN_LISTEN_PORT" 30 || { log "warren did not start (see $OUT_DIR/warren.log)"; exit 1; }
     log "warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
 }
 
@@ -226,7 +243,7 @@ print_table() {
     echo
     echo "## Warren vs RabbitMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
     echo
-    echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine."
+    echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for both brokers)}."
     echo "× = Warren's advantage (Warren/RabbitMQ for rates, RabbitMQ/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
     echo
     echo "| scenario | metric | Warren | RabbitMQ | × | Warren CPU µs/msg | RabbitMQ CPU µs/msg |"

@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use warren_amqp::constants::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
@@ -30,7 +29,7 @@ use warren_amqp::{
 };
 
 use crate::error::PerfError;
-use crate::proto::{close_frame, header_body_size, next_frame, peek_hot, Hot, SetupConn};
+use crate::proto::{close_frame, header_body_size, next_frame, peek_hot, Hot, PerfStream, SetupConn};
 use crate::stats::Stats;
 
 /// Batches of encoded frames from a producer.
@@ -473,7 +472,7 @@ impl Live {
     pub fn start(setup: SetupConn, roles: Vec<(u16, Role)>, run: Arc<Run>) -> Live {
         let frame_max = setup.frame_max;
         let (stream, leftover) = setup.into_parts();
-        let (rd, wr) = stream.into_split();
+
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let (blocked_tx, blocked) = watch::channel(false);
@@ -499,15 +498,38 @@ impl Live {
             lat: Vec::with_capacity(4096),
             record_latency: run.record_latency,
         };
-        let reader = tokio::spawn(read_loop(
-            rd,
-            leftover,
-            reader,
-            ctrl_tx.clone(),
-            blocked_tx,
-            run.clone(),
-        ));
-        let writer = tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run));
+        // Plain TCP keeps its owned halves (no lock between reader and writer); TLS is one
+        // session, shared by the two halves.
+        let (reader, writer) = match stream {
+            PerfStream::Tcp(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                (
+                    tokio::spawn(read_loop(
+                        rd,
+                        leftover,
+                        reader,
+                        ctrl_tx.clone(),
+                        blocked_tx,
+                        run.clone(),
+                    )),
+                    tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run)),
+                )
+            }
+            PerfStream::Tls(tls) => {
+                let (rd, wr) = tokio::io::split(*tls);
+                (
+                    tokio::spawn(read_loop(
+                        rd,
+                        leftover,
+                        reader,
+                        ctrl_tx.clone(),
+                        blocked_tx,
+                        run.clone(),
+                    )),
+                    tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run)),
+                )
+            }
+        };
         Live {
             data_tx,
             ctrl_tx,
@@ -553,8 +575,8 @@ impl Live {
     }
 }
 
-async fn read_loop(
-    mut rd: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
     mut buf: BytesMut,
     mut reader: Reader,
     ctrl_tx: mpsc::UnboundedSender<Bytes>,
@@ -624,8 +646,8 @@ fn publish(s: &Stats, t: &Tally, now_ns: u64) {
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut data: mpsc::Receiver<Chunk>,
     mut ctrl: mpsc::UnboundedReceiver<Bytes>,
     run: Arc<Run>,
@@ -672,7 +694,12 @@ async fn write_loop(
     }
 }
 
-async fn write_all(wr: &mut OwnedWriteHalf, queue: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+/// Writes the queue out (vectored), then flushes: a no-op on TCP, what makes a TLS
+/// session send its records.
+async fn write_all<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    queue: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
     while !queue.is_empty() {
         let mut n = if queue.len() == 1 {
             wr.write(&queue[0]).await?
@@ -703,7 +730,7 @@ async fn write_all(wr: &mut OwnedWriteHalf, queue: &mut VecDeque<Bytes>) -> std:
             queue.pop_front();
         }
     }
-    Ok(())
+    wr.flush().await
 }
 
 #[cfg(test)]

@@ -30,9 +30,94 @@ pub const CLIENT_CHANNEL_MAX: u16 = 2047;
 /// Deadline for the handshake and for each setup RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The socket under a connection: plain TCP, or TLS (`amqps://`).
+pub enum PerfStream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for PerfStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PerfStream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            PerfStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for PerfStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PerfStream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            PerfStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PerfStream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            PerfStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PerfStream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            PerfStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A TLS client session to `uri`'s host, trusting the CA bundle of its `cacertfile`.
+async fn tls_connect(uri: &AmqpUri, tcp: TcpStream) -> Result<PerfStream, PerfError> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let path = uri
+        .cacertfile
+        .as_ref()
+        .ok_or_else(|| PerfError::Uri("amqps:// needs ?cacertfile=FILE".into()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| PerfError::Uri(format!("cacertfile {path}: {e}")))?
+    {
+        let cert = cert.map_err(|e| PerfError::Uri(format!("cacertfile {path}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| PerfError::Uri(format!("cacertfile {path}: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PerfError::Protocol(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(uri.host.clone())
+        .map_err(|e| PerfError::Uri(format!("host {}: {e}", uri.host)))?;
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(PerfError::io("TLS handshake"))?;
+    Ok(PerfStream::Tls(Box::new(stream)))
+}
+
 /// A connection in its setup phase: every call is one request and its reply.
 pub struct SetupConn {
-    stream: TcpStream,
+    stream: PerfStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Negotiated frame_max (whole frame, bytes).
@@ -85,12 +170,16 @@ impl SetupConn {
     }
 
     async fn open_inner(uri: &AmqpUri, name: &str) -> Result<SetupConn, PerfError> {
-        let stream = TcpStream::connect(uri.addr())
+        let tcp = TcpStream::connect(uri.addr())
             .await
             .map_err(PerfError::io("connect"))?;
-        stream
-            .set_nodelay(true)
+        tcp.set_nodelay(true)
             .map_err(PerfError::io("set TCP_NODELAY"))?;
+        let stream = if uri.tls {
+            tls_connect(uri, tcp).await?
+        } else {
+            PerfStream::Tcp(tcp)
+        };
         let mut c = SetupConn {
             stream,
             rbuf: BytesMut::with_capacity(8192),
@@ -100,6 +189,10 @@ impl SetupConn {
         };
         c.stream
             .write_all(&PROTOCOL_HEADER)
+            .await
+            .map_err(PerfError::io("send protocol header"))?;
+        c.stream
+            .flush()
             .await
             .map_err(PerfError::io("send protocol header"))?;
         let start = match c.next_method(0).await? {
@@ -193,7 +286,8 @@ impl SetupConn {
         self.stream
             .write_all(&self.wbuf)
             .await
-            .map_err(PerfError::io("write"))
+            .map_err(PerfError::io("write"))?;
+        self.stream.flush().await.map_err(PerfError::io("write"))
     }
 
     async fn read_frame(&mut self) -> Result<RawFrame, PerfError> {
@@ -326,7 +420,7 @@ impl SetupConn {
     }
 
     /// The socket and whatever was read past the last reply.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (PerfStream, BytesMut) {
         (self.stream, self.rbuf)
     }
 }

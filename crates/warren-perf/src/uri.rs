@@ -1,5 +1,5 @@
-//! `amqp://user:pass@host:port/vhost` parsing (percent-decoded, RabbitMQ's
-//! URI scheme without TLS and without query parameters).
+//! `amqp://user:pass@host:port/vhost` and `amqps://...?cacertfile=FILE` parsing
+//! (percent-decoded, RabbitMQ's URI scheme; `cacertfile` is the one query parameter read).
 
 use crate::error::PerfError;
 
@@ -16,6 +16,10 @@ pub struct AmqpUri {
     pub password: String,
     /// Virtual host (`/` when the path is empty).
     pub vhost: String,
+    /// `amqps://`: TLS, with the server certificate checked against `cacertfile`.
+    pub tls: bool,
+    /// CA bundle (PEM) for `amqps://` (RabbitMQ's `cacertfile` URI parameter).
+    pub cacertfile: Option<String>,
 }
 
 impl AmqpUri {
@@ -31,7 +35,8 @@ impl AmqpUri {
     /// The URI with the password masked, for reports.
     pub fn redacted(&self) -> String {
         format!(
-            "amqp://{}@{}/{}",
+            "{}://{}@{}/{}",
+            if self.tls { "amqps" } else { "amqp" },
             self.user,
             self.addr(),
             self.vhost.replace('/', "%2f")
@@ -63,15 +68,24 @@ fn percent_decode(s: &str) -> Result<String, PerfError> {
 /// Parse an `amqp://` URI. Missing parts default to guest/guest, port 5672
 /// and vhost `/`.
 pub fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
-    let rest = if let Some(r) = uri.strip_prefix("amqp://") {
-        r
-    } else if uri.starts_with("amqps://") {
-        return Err(PerfError::Uri("amqps (TLS) is not supported".into()));
+    let (rest, tls) = if let Some(r) = uri.strip_prefix("amqp://") {
+        (r, false)
+    } else if let Some(r) = uri.strip_prefix("amqps://") {
+        (r, true)
     } else {
         return Err(PerfError::Uri(format!(
-            "{uri:?} does not start with amqp://"
+            "{uri:?} does not start with amqp:// or amqps://"
         )));
     };
+    let query = rest.split('#').next().unwrap_or("").split_once('?').map(|(_, q)| q);
+    let mut cacertfile = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        // Other parameters (heartbeat, ...) are ignored, as they always were here: the
+        // load generator negotiates its own.
+        if let Some(("cacertfile", v)) = pair.split_once('=') {
+            cacertfile = Some(percent_decode(v)?);
+        }
+    }
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -110,6 +124,7 @@ pub fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
         Some(p) if !p.is_empty() => p
             .parse::<u16>()
             .map_err(|_| PerfError::Uri(format!("bad port {p:?}")))?,
+        _ if tls => 5671,
         _ => 5672,
     };
     let host = if host.is_empty() {
@@ -128,6 +143,8 @@ pub fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
         user,
         password,
         vhost,
+        tls,
+        cacertfile,
     })
 }
 
@@ -159,7 +176,11 @@ mod tests {
         assert_eq!(u.addr(), "[::1]:5673");
         assert_eq!(u.vhost, "my/vh");
         assert!(parse("http://x").is_err());
-        assert!(parse("amqps://x").is_err());
+        let tls = parse("amqps://h?cacertfile=%2Ftmp%2Fca.pem").unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.port, 5671);
+        assert_eq!(tls.cacertfile.as_deref(), Some("/tmp/ca.pem"));
+        assert!(!parse("amqp://h?heartbeat=5").unwrap().tls);
         assert!(parse("amqp://x:99999/").is_err());
         assert!(parse("amqp://x/%zz").is_err());
     }
