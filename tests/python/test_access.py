@@ -110,3 +110,70 @@ def test_deleting_a_vhost_closes_its_connections(broker):
         conn.channel()
     assert e.value.reply_code == 320
     assert e.value.reply_text == f"CONNECTION_FORCED - vhost '{name}' is deleted"
+
+
+def test_topic_permissions_and_dead_letter_exchange_checks(broker, user):
+    """The same cases as the lapin suite, with pika: topic permissions on amq.topic (routing
+    key on publish, binding key on bind), and a dead-letter exchange needing write on it."""
+    prefix = f"acl-{uuid.uuid4().hex[:8]}"
+    admin = broker.connect()
+    ach = admin.channel()
+    ach.exchange_declare(f"{prefix}-rx", "fanout")
+    broker.ctl("set_permissions", "-p", "/", user, ".*", f"^(amq\\.topic|{prefix}-mine.*)", ".*")
+    broker.ctl("set_topic_permissions", "-p", "/", user, "amq.topic", "^{username}\\.", "^r\\.")
+    conn = login(broker, user)
+
+    def attempt(op):
+        ch = conn.channel()
+        try:
+            op(ch)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            assert e.reply_code == 403
+            return e.reply_text
+        ch.close()
+        return None
+
+    def publish(key):
+        def op(ch):
+            ch.confirm_delivery()
+            ch.basic_publish("amq.topic", key, b"m")
+        return op
+
+    def topic_refused(key):
+        return (f"ACCESS_REFUSED - access to topic '{key}' in exchange 'amq.topic' "
+                f"in vhost '/' refused for user '{user}'")
+
+    assert attempt(publish(f"{user}.x")) is None
+    assert attempt(publish("bob.x")) == topic_refused("bob.x")
+    q = f"{prefix}-mine-q"
+    assert attempt(lambda ch: (ch.queue_declare(q), ch.queue_bind(q, "amq.topic", "r.1"))) is None
+    assert attempt(lambda ch: ch.queue_bind(q, "amq.topic", "s.1")) == topic_refused("s.1")
+    assert attempt(lambda ch: ch.queue_declare(
+        f"{prefix}-mine-d", arguments={"x-dead-letter-exchange": f"{prefix}-rx"})) == refused(
+        user, "exchange", f"{prefix}-rx")
+    conn.close()
+    broker.ctl("clear_topic_permissions", "-p", "/", user)
+    ach.queue_delete(q)
+    ach.exchange_delete(f"{prefix}-rx")
+    admin.close()
+
+
+def test_impersonator_tag_lifts_the_user_id_check(broker, user):
+    """RabbitMQ: user_id must be the authenticated user (406), unless the user has the
+    impersonator tag."""
+    broker.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+    props = pika.BasicProperties(user_id="someone-else")
+    conn = login(broker, user)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        ch.basic_publish("amq.direct", "k", b"m", props)
+    assert e.value.reply_code == 406
+    assert "user_id property set to 'someone-else' but authenticated user was" in e.value.reply_text
+    conn.close()
+    broker.ctl("set_user_tags", user, "impersonator")
+    conn = login(broker, user)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("amq.direct", "k", b"m", props)
+    conn.close()
