@@ -29,7 +29,9 @@ use warren_amqp::{
 };
 
 use crate::error::PerfError;
-use crate::proto::{close_frame, header_body_size, next_frame, peek_hot, Hot, PerfStream, SetupConn};
+use crate::proto::{
+    close_frame, header_body_size, next_frame, peek_hot, Hot, PerfStream, SetupConn,
+};
 use crate::stats::Stats;
 
 /// Batches of encoded frames from a producer.

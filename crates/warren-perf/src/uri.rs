@@ -77,7 +77,12 @@ pub fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
             "{uri:?} does not start with amqp:// or amqps://"
         )));
     };
-    let query = rest.split('#').next().unwrap_or("").split_once('?').map(|(_, q)| q);
+    let query = rest
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_once('?')
+        .map(|(_, q)| q);
     let mut cacertfile = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         // Other parameters (heartbeat, ...) are ignored, as they always were here: the
