@@ -16,37 +16,59 @@ impl VHostLimits {
     /// named here are refused (RabbitMQ validates them too), so a limit is never accepted
     /// and ignored.
     pub fn from_definition(definition: &FieldTable) -> Result<VHostLimits, String> {
-        let mut limits = VHostLimits::default();
-        for (key, value) in definition.iter() {
-            let slot = match key.as_str() {
-                "max-connections" => &mut limits.max_connections,
-                "max-queues" => &mut limits.max_queues,
-                other => return Err(format!("unrecognised terms [{other}] in limits")),
-            };
-            let n = value
-                .as_i64()
-                .ok_or_else(|| format!("{key}: expected an integer"))?;
-            *slot = u64::try_from(n).ok();
-        }
-        Ok(limits)
+        let [max_connections, max_queues] =
+            read_limits(definition, ["max-connections", "max-queues"])?;
+        Ok(VHostLimits {
+            max_connections,
+            max_queues,
+        })
     }
 
     /// The definition these limits come from (only the limits that are set).
     pub fn to_definition(&self) -> FieldTable {
-        let mut t = FieldTable::default();
-        let as_value = |n: u64| FieldValue::I64(i64::try_from(n).unwrap_or(i64::MAX));
-        if let Some(n) = self.max_connections {
-            t.insert("max-connections", as_value(n));
-        }
-        if let Some(n) = self.max_queues {
-            t.insert("max-queues", as_value(n));
-        }
-        t
+        write_limits(&[
+            ("max-connections", self.max_connections),
+            ("max-queues", self.max_queues),
+        ])
     }
 
     pub fn is_empty(&self) -> bool {
         *self == VHostLimits::default()
     }
+}
+
+/// Reads a limits definition (RabbitMQ's JSON object of integers) whose keys are `names`:
+/// one value per name, `None` when absent or negative (no limit). Any other key is refused
+/// with RabbitMQ's words.
+pub(crate) fn read_limits<const N: usize>(
+    definition: &FieldTable,
+    names: [&str; N],
+) -> Result<[Option<u64>; N], String> {
+    let mut values = [None; N];
+    for (key, value) in definition.iter() {
+        let Some(i) = names.iter().position(|n| n == key) else {
+            return Err(format!("unrecognised terms [{key}] in limits"));
+        };
+        let n = value
+            .as_i64()
+            .ok_or_else(|| format!("{key}: expected an integer"))?;
+        values[i] = u64::try_from(n).ok();
+    }
+    Ok(values)
+}
+
+/// The definition of the limits that are set.
+pub(crate) fn write_limits(limits: &[(&str, Option<u64>)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (name, value) in limits {
+        if let Some(n) = value {
+            t.insert(
+                *name,
+                FieldValue::I64(i64::try_from(*n).unwrap_or(i64::MAX)),
+            );
+        }
+    }
+    t
 }
 
 #[cfg(test)]

@@ -505,30 +505,30 @@ impl Live {
         let (reader, writer) = match stream {
             PerfStream::Tcp(tcp) => {
                 let (rd, wr) = tcp.into_split();
-                (
-                    tokio::spawn(read_loop(
-                        rd,
-                        leftover,
-                        reader,
-                        ctrl_tx.clone(),
-                        blocked_tx,
-                        run.clone(),
-                    )),
-                    tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run)),
+                spawn_loops(
+                    rd,
+                    wr,
+                    leftover,
+                    reader,
+                    ctrl_tx.clone(),
+                    ctrl_rx,
+                    data_rx,
+                    blocked_tx,
+                    run,
                 )
             }
             PerfStream::Tls(tls) => {
                 let (rd, wr) = tokio::io::split(*tls);
-                (
-                    tokio::spawn(read_loop(
-                        rd,
-                        leftover,
-                        reader,
-                        ctrl_tx.clone(),
-                        blocked_tx,
-                        run.clone(),
-                    )),
-                    tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run)),
+                spawn_loops(
+                    rd,
+                    wr,
+                    leftover,
+                    reader,
+                    ctrl_tx.clone(),
+                    ctrl_rx,
+                    data_rx,
+                    blocked_tx,
+                    run,
                 )
             }
         };
@@ -575,6 +575,35 @@ impl Live {
             writer.abort();
         }
     }
+}
+
+/// Starts the connection's reader and writer tasks on its two halves.
+#[allow(clippy::too_many_arguments)]
+fn spawn_loops<R, W>(
+    rd: R,
+    wr: W,
+    leftover: BytesMut,
+    reader: Reader,
+    ctrl_tx: mpsc::UnboundedSender<Bytes>,
+    ctrl_rx: mpsc::UnboundedReceiver<Bytes>,
+    data_rx: mpsc::Receiver<Chunk>,
+    blocked_tx: watch::Sender<bool>,
+    run: Arc<Run>,
+) -> (JoinHandle<()>, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let read = tokio::spawn(read_loop(
+        rd,
+        leftover,
+        reader,
+        ctrl_tx,
+        blocked_tx,
+        run.clone(),
+    ));
+    let write = tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run));
+    (read, write)
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

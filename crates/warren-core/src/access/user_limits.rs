@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use warren_amqp::{FieldTable, FieldValue};
+use warren_amqp::FieldTable;
 
 use super::{AccessControl, AccessError};
 use crate::error::{CoreError, ErrorKind};
+use crate::limits::{read_limits, write_limits};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserLimits {
@@ -20,31 +21,19 @@ pub struct UserLimits {
 impl UserLimits {
     /// Reads `{"max-connections": N, "max-channels": N}`; other keys are refused.
     pub fn from_definition(definition: &FieldTable) -> Result<UserLimits, String> {
-        let mut limits = UserLimits::default();
-        for (key, value) in definition.iter() {
-            let slot = match key.as_str() {
-                "max-connections" => &mut limits.max_connections,
-                "max-channels" => &mut limits.max_channels,
-                other => return Err(format!("unrecognised terms [{other}] in limits")),
-            };
-            let n = value
-                .as_i64()
-                .ok_or_else(|| format!("{key}: expected an integer"))?;
-            *slot = u64::try_from(n).ok();
-        }
-        Ok(limits)
+        let [max_connections, max_channels] =
+            read_limits(definition, ["max-connections", "max-channels"])?;
+        Ok(UserLimits {
+            max_connections,
+            max_channels,
+        })
     }
 
     pub fn to_definition(&self) -> FieldTable {
-        let mut t = FieldTable::default();
-        let as_value = |n: u64| FieldValue::I64(i64::try_from(n).unwrap_or(i64::MAX));
-        if let Some(n) = self.max_connections {
-            t.insert("max-connections", as_value(n));
-        }
-        if let Some(n) = self.max_channels {
-            t.insert("max-channels", as_value(n));
-        }
-        t
+        write_limits(&[
+            ("max-connections", self.max_connections),
+            ("max-channels", self.max_channels),
+        ])
     }
 }
 
