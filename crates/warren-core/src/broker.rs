@@ -93,8 +93,10 @@ impl Broker {
 
     /// `/`, as RabbitMQ creates it at its first start.
     fn add_default_vhost(&self) {
-        self.add_vhost("/")
-            .set_meta_description("Default virtual host");
+        self.add_vhost("/").set_meta(VHostMeta {
+            description: "Default virtual host".into(),
+            ..Default::default()
+        });
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
@@ -153,7 +155,7 @@ impl Broker {
             .vhosts
             .read()
             .values()
-            .map(|v| crate::persist::put_vhost_meta(&v.name, &v.meta()))
+            .map(|v| crate::persist::put_vhost(&v.name, &v.meta()))
             .collect();
         persistence
             .apply(vhosts)
@@ -212,7 +214,7 @@ impl Broker {
             return Ok(());
         }
         if let Some(p) = &self.persistence {
-            p.apply(vec![crate::persist::put_vhost_meta(name, &meta)])?;
+            p.apply(vec![crate::persist::put_vhost(name, &meta)])?;
         }
         let vhost = VHost::new(name, Arc::clone(&self.timers), self.persistence.clone());
         vhost.set_meta(meta);

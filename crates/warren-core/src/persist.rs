@@ -248,12 +248,8 @@ pub(crate) fn encoded(t: FieldValue) -> Vec<u8> {
     out.to_vec()
 }
 
-/// The record of a vhost (with no description, for vhosts saved before vhosts had one).
-pub fn put_vhost(vhost: &str) -> DefinitionChange {
-    put_vhost_meta(vhost, &VHostMeta::default())
-}
-
-pub fn put_vhost_meta(vhost: &str, meta: &VHostMeta) -> DefinitionChange {
+/// The record of a vhost, with its description.
+pub fn put_vhost(vhost: &str, meta: &VHostMeta) -> DefinitionChange {
     let mut fields = vec![
         ("description", s(&meta.description)),
         (
@@ -355,7 +351,7 @@ pub fn put_limits(vhost: &str, limits: &VHostLimits) -> DefinitionChange {
 
 /// Every record of one vhost's saved state.
 fn full_state(v: &SavedVHost) -> Vec<DefinitionChange> {
-    let mut out = vec![put_vhost_meta(&v.name, &v.meta)];
+    let mut out = vec![put_vhost(&v.name, &v.meta)];
     out.extend(v.exchanges.iter().map(|x| put_exchange(&v.name, x)));
     out.extend(v.queues.iter().map(|q| put_queue(&v.name, q)));
     out.extend(v.bindings.iter().map(|b| {

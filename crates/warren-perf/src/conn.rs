@@ -500,36 +500,25 @@ impl Live {
             lat: Vec::with_capacity(4096),
             record_latency: run.record_latency,
         };
+        let loops = Loops {
+            leftover,
+            reader,
+            ctrl_tx: ctrl_tx.clone(),
+            ctrl_rx,
+            data_rx,
+            blocked_tx,
+            run,
+        };
         // Plain TCP keeps its owned halves (no lock between reader and writer); TLS is one
         // session, shared by the two halves.
         let (reader, writer) = match stream {
             PerfStream::Tcp(tcp) => {
                 let (rd, wr) = tcp.into_split();
-                spawn_loops(
-                    rd,
-                    wr,
-                    leftover,
-                    reader,
-                    ctrl_tx.clone(),
-                    ctrl_rx,
-                    data_rx,
-                    blocked_tx,
-                    run,
-                )
+                loops.spawn(rd, wr)
             }
             PerfStream::Tls(tls) => {
                 let (rd, wr) = tokio::io::split(*tls);
-                spawn_loops(
-                    rd,
-                    wr,
-                    leftover,
-                    reader,
-                    ctrl_tx.clone(),
-                    ctrl_rx,
-                    data_rx,
-                    blocked_tx,
-                    run,
-                )
+                loops.spawn(rd, wr)
             }
         };
         Live {
@@ -577,11 +566,8 @@ impl Live {
     }
 }
 
-/// Starts the connection's reader and writer tasks on its two halves.
-#[allow(clippy::too_many_arguments)]
-fn spawn_loops<R, W>(
-    rd: R,
-    wr: W,
+/// What the reader and writer tasks of a connection start with.
+struct Loops {
     leftover: BytesMut,
     reader: Reader,
     ctrl_tx: mpsc::UnboundedSender<Bytes>,
@@ -589,21 +575,26 @@ fn spawn_loops<R, W>(
     data_rx: mpsc::Receiver<Chunk>,
     blocked_tx: watch::Sender<bool>,
     run: Arc<Run>,
-) -> (JoinHandle<()>, JoinHandle<()>)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let read = tokio::spawn(read_loop(
-        rd,
-        leftover,
-        reader,
-        ctrl_tx,
-        blocked_tx,
-        run.clone(),
-    ));
-    let write = tokio::spawn(write_loop(wr, data_rx, ctrl_rx, run));
-    (read, write)
+}
+
+impl Loops {
+    /// Starts the reader and writer tasks on the connection's two halves.
+    fn spawn<R, W>(self, rd: R, wr: W) -> (JoinHandle<()>, JoinHandle<()>)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let read = tokio::spawn(read_loop(
+            rd,
+            self.leftover,
+            self.reader,
+            self.ctrl_tx,
+            self.blocked_tx,
+            Arc::clone(&self.run),
+        ));
+        let write = tokio::spawn(write_loop(wr, self.data_rx, self.ctrl_rx, self.run));
+        (read, write)
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

@@ -73,7 +73,8 @@ pub struct AccessControl {
     users: RwLock<HashMap<String, Arc<UserRecord>>>,
     /// (vhost, user) to that user's permissions in the vhost.
     permissions: RwLock<HashMap<(String, String), Arc<Permissions>>>,
-    /// (vhost, user) to that user's topic permissions in the vhost, one per exchange.
+    /// vhost to user to that user's topic permissions there, one per exchange (nested, so
+    /// the publish path looks them up by `&str` without building a key).
     topic_permissions: RwLock<topics::TopicTable>,
     any_topic_permissions: AtomicBool,
     /// Open connections and channels per user (for user limits).
@@ -94,7 +95,9 @@ impl AccessControl {
         let mut topic_permissions = topics::TopicTable::new();
         for (vhost, user, t) in topics {
             topic_permissions
-                .entry((vhost, user))
+                .entry(vhost)
+                .or_default()
+                .entry(user)
                 .or_default()
                 .push(Arc::new(t));
         }
@@ -146,12 +149,28 @@ impl AccessControl {
         password: &str,
         vhost: &str,
     ) -> Result<(), AccessError> {
-        if self.has_users() {
+        let mut users = self.users.write();
+        if !users.is_empty() {
             return Ok(());
         }
-        self.add_user(name, Some(password))?;
-        self.set_user_tags(name, vec!["administrator".to_string()])?;
-        self.set_permissions(name, vhost, ".*", ".*", ".*")
+        let user = UserRecord {
+            name: name.to_string(),
+            hash: Some(PasswordHash::new(password)),
+            tags: vec!["administrator".to_string()],
+            limits: Default::default(),
+        };
+        let all = Permissions::all();
+        // One batch: a crash cannot leave a default user without its permissions (which the
+        // next start, seeing a user, would not repair).
+        self.save(vec![
+            records::put_user(&user),
+            records::put_permissions(vhost, name, &all),
+        ])?;
+        users.insert(name.to_string(), Arc::new(user));
+        self.permissions
+            .write()
+            .insert((vhost.to_string(), name.to_string()), Arc::new(all));
+        Ok(())
     }
 
     pub fn add_user(&self, name: &str, password: Option<&str>) -> Result<(), AccessError> {
@@ -176,31 +195,42 @@ impl AccessControl {
         if !users.contains_key(name) {
             return Err(AccessError::NoSuchUser(name.to_string()));
         }
-        let mut permissions = self.permissions.write();
-        let vhosts: Vec<String> = permissions
-            .keys()
-            .filter(|(_, u)| u == name)
-            .map(|(v, _)| v.clone())
-            .collect();
-        let mut topics = self.topic_permissions.write();
-        let topic_entries: Vec<(String, String)> = topics
-            .iter()
-            .filter(|((_, u), _)| u == name)
-            .flat_map(|((v, _), list)| list.iter().map(|t| (v.clone(), t.exchange.clone())))
-            .collect();
-        let mut changes = vec![records::delete_user(name)];
-        changes.extend(vhosts.iter().map(|v| records::delete_permissions(v, name)));
-        changes.extend(
-            topic_entries
-                .iter()
-                .map(|(v, x)| records::delete_topic_permission(v, name, x)),
-        );
-        self.save(changes)?;
-        for v in vhosts {
-            permissions.remove(&(v, name.to_string()));
-        }
-        topics.retain(|(_, u), _| u != name);
+        self.forget_permissions(|_, u| u == name, vec![records::delete_user(name)])?;
         users.remove(name);
+        Ok(())
+    }
+
+    /// Removes, in one durable batch with `changes`, every permission and topic permission
+    /// whose (vhost, user) `pick` selects.
+    fn forget_permissions(
+        &self,
+        pick: impl Fn(&str, &str) -> bool,
+        mut changes: Vec<crate::storage::DefinitionChange>,
+    ) -> Result<(), AccessError> {
+        let mut permissions = self.permissions.write();
+        let mut topics = self.topic_permissions.write();
+        let gone: Vec<(String, String)> = permissions
+            .keys()
+            .filter(|(v, u)| pick(v, u))
+            .cloned()
+            .collect();
+        changes.extend(gone.iter().map(|(v, u)| records::delete_permissions(v, u)));
+        for (vhost, by_user) in topics.iter() {
+            for (user, list) in by_user.iter().filter(|(u, _)| pick(vhost, u)) {
+                changes.extend(
+                    list.iter()
+                        .map(|t| records::delete_topic_permission(vhost, user, &t.exchange)),
+                );
+            }
+        }
+        self.save(changes)?;
+        for k in gone {
+            permissions.remove(&k);
+        }
+        for (vhost, by_user) in topics.iter_mut() {
+            by_user.retain(|u, _| !pick(vhost, u));
+        }
+        topics.retain(|_, by_user| !by_user.is_empty());
         Ok(())
     }
 
@@ -261,10 +291,15 @@ impl AccessControl {
         if !hash.verify(password) {
             return Err(LoginFailure::WrongPassword);
         }
+        self.check_loopback(name, from_loopback)?;
+        Ok(user)
+    }
+
+    fn check_loopback(&self, name: &str, from_loopback: bool) -> Result<(), LoginFailure> {
         if !from_loopback && self.loopback_users.read().iter().any(|u| u == name) {
             return Err(LoginFailure::LoopbackOnly);
         }
-        Ok(user)
+        Ok(())
     }
 
     /// SASL EXTERNAL: the user a verified client certificate names must exist (no password
@@ -275,9 +310,7 @@ impl AccessControl {
         from_loopback: bool,
     ) -> Result<Arc<UserRecord>, LoginFailure> {
         let user = self.user(name).ok_or(LoginFailure::NoSuchUser)?;
-        if !from_loopback && self.loopback_users.read().iter().any(|u| u == name) {
-            return Err(LoginFailure::LoopbackOnly);
-        }
+        self.check_loopback(name, from_loopback)?;
         Ok(user)
     }
 
@@ -317,33 +350,7 @@ impl AccessControl {
 
     /// Forgets every permission and topic permission on a vhost that is being deleted.
     pub fn remove_vhost(&self, vhost: &str) -> Result<(), AccessError> {
-        let mut permissions = self.permissions.write();
-        let mut topics = self.topic_permissions.write();
-        let users: Vec<String> = permissions
-            .keys()
-            .filter(|(v, _)| v == vhost)
-            .map(|(_, u)| u.clone())
-            .collect();
-        let topic_entries: Vec<(String, String)> = topics
-            .iter()
-            .filter(|((v, _), _)| v == vhost)
-            .flat_map(|((_, u), list)| list.iter().map(|t| (u.clone(), t.exchange.clone())))
-            .collect();
-        let mut changes: Vec<_> = users
-            .iter()
-            .map(|u| records::delete_permissions(vhost, u))
-            .collect();
-        changes.extend(
-            topic_entries
-                .iter()
-                .map(|(u, x)| records::delete_topic_permission(vhost, u, x)),
-        );
-        self.save(changes)?;
-        for u in users {
-            permissions.remove(&(vhost.to_string(), u));
-        }
-        topics.retain(|(v, _), _| v != vhost);
-        Ok(())
+        self.forget_permissions(|v, _| v == vhost, Vec::new())
     }
 
     pub fn permissions(&self, vhost: &str, user: &str) -> Option<Arc<Permissions>> {

@@ -13,8 +13,15 @@ use regex::Regex;
 use super::{records, AccessControl, AccessError, Perm};
 use crate::error::{CoreError, CoreResult};
 
-/// Topic permissions by (vhost, user), one entry per exchange.
-pub(super) type TopicTable = HashMap<(String, String), Vec<Arc<TopicPermission>>>;
+/// Topic permissions by vhost, then user; one entry per exchange.
+pub(super) type TopicTable = HashMap<String, HashMap<String, Vec<Arc<TopicPermission>>>>;
+
+/// Which name a listed topic permission carries.
+#[derive(Clone, Copy)]
+enum Named {
+    ByVhost,
+    ByUser,
+}
 
 /// One user's topic permissions on one exchange.
 #[derive(Debug, Clone)]
@@ -84,7 +91,9 @@ impl AccessControl {
         let mut topics = self.topic_permissions.write();
         self.save(vec![records::put_topic_permission(vhost, user, &p)])?;
         let list = topics
-            .entry((vhost.to_string(), user.to_string()))
+            .entry(vhost.to_string())
+            .or_default()
+            .entry(user.to_string())
             .or_default();
         list.retain(|t| t.exchange != exchange);
         list.push(Arc::new(p));
@@ -103,8 +112,10 @@ impl AccessControl {
             return Err(AccessError::NoSuchUser(user.to_string()));
         }
         let mut topics = self.topic_permissions.write();
-        let k = (vhost.to_string(), user.to_string());
-        let Some(list) = topics.get_mut(&k) else {
+        let Some(list) = topics
+            .get_mut(vhost)
+            .and_then(|by_user| by_user.get_mut(user))
+        else {
             return Ok(());
         };
         let gone: Vec<String> = list
@@ -118,34 +129,37 @@ impl AccessControl {
                 .collect(),
         )?;
         list.retain(|t| !gone.contains(&t.exchange));
-        if list.is_empty() {
-            topics.remove(&k);
-        }
         Ok(())
     }
 
     /// Every (user, topic permission) in a vhost.
     pub fn vhost_topic_permissions(&self, vhost: &str) -> Vec<(String, Arc<TopicPermission>)> {
-        let mut out: Vec<_> = self
-            .topic_permissions
-            .read()
-            .iter()
-            .filter(|((v, _), _)| v == vhost)
-            .flat_map(|((_, u), list)| list.iter().map(|t| (u.clone(), Arc::clone(t))))
-            .collect();
-        out.sort_by(|a, b| (&a.0, &a.1.exchange).cmp(&(&b.0, &b.1.exchange)));
-        out
+        self.topic_list(|v, _| v == vhost, Named::ByUser)
     }
 
     /// Every (vhost, topic permission) of a user.
     pub fn user_topic_permissions(&self, user: &str) -> Vec<(String, Arc<TopicPermission>)> {
-        let mut out: Vec<_> = self
-            .topic_permissions
-            .read()
-            .iter()
-            .filter(|((_, u), _)| u == user)
-            .flat_map(|((v, _), list)| list.iter().map(|t| (v.clone(), Arc::clone(t))))
-            .collect();
+        self.topic_list(|_, u| u == user, Named::ByVhost)
+    }
+
+    /// The topic permissions `pick(vhost, user)` selects, each with its vhost or user
+    /// name, sorted by that name and the exchange.
+    fn topic_list(
+        &self,
+        pick: impl Fn(&str, &str) -> bool,
+        named: Named,
+    ) -> Vec<(String, Arc<TopicPermission>)> {
+        let topics = self.topic_permissions.read();
+        let mut out = Vec::new();
+        for (vhost, by_user) in topics.iter() {
+            for (user, list) in by_user.iter().filter(|(u, _)| pick(vhost, u)) {
+                let name = match named {
+                    Named::ByVhost => vhost,
+                    Named::ByUser => user,
+                };
+                out.extend(list.iter().map(|t| (name.clone(), Arc::clone(t))));
+            }
+        }
         out.sort_by(|a, b| (&a.0, &a.1.exchange).cmp(&(&b.0, &b.1.exchange)));
         out
     }
@@ -172,7 +186,8 @@ impl AccessControl {
         let allowed = {
             let topics = self.topic_permissions.read();
             match topics
-                .get(&(vhost.to_string(), user.to_string()))
+                .get(vhost)
+                .and_then(|by_user| by_user.get(user))
                 .and_then(|list| list.iter().find(|t| t.exchange == exchange))
             {
                 None => true,

@@ -17,10 +17,6 @@ impl VHost {
         *self.meta.write() = meta;
     }
 
-    pub fn set_meta_description(&self, description: &str) {
-        self.meta.write().description = description.to_string();
-    }
-
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
@@ -47,9 +43,7 @@ impl VHost {
                 changes.push(persist::delete_vhost(&self.name));
             }
         }
-        if let Some(p) = &self.persistence {
-            p.apply(changes)?;
-        }
+        self.write_ahead(changes)?;
         self.deleted.store(true, Ordering::Release);
         let mut topo = self.topology.write();
         let queues: Vec<Arc<Queue>> = topo.queues.values().cloned().collect();

@@ -202,13 +202,7 @@ impl Connection {
         };
         if channel.state == ChannelState::Closing {
             match method {
-                Method::ChannelCloseOk(_) => {
-                    self.channels.remove(&ch);
-                    self.ctx
-                        .broker
-                        .access()
-                        .close_user_channel(&mut self.user_slot);
-                }
+                Method::ChannelCloseOk(_) => self.remove_channel(ch),
                 // RabbitMQ 3.10: closes that cross are answered with close-ok, and the
                 // channel still waits for the close-ok of its own close (until then a
                 // `channel.open` of it is "second 'channel.open' seen").
@@ -238,11 +232,7 @@ impl Connection {
                 debug!(connection = self.ctx.id, channel = ch, code = m.reply_code, text = %m.reply_text, "client closed channel");
                 channel.release(&mut self.ctx);
                 encode_method_frame(&mut self.ctx.out, ch, &ChannelCloseOk {}.into());
-                self.channels.remove(&ch);
-                self.ctx
-                    .broker
-                    .access()
-                    .close_user_channel(&mut self.user_slot);
+                self.remove_channel(ch);
                 Ok(())
             }
             // RabbitMQ 3.10: a close-ok on a channel that is not closing is 503 on 20.41.
@@ -281,6 +271,16 @@ impl Connection {
             channel.handle_body(&mut self.ctx, frame.payload)
         };
         self.after_channel_op(ch, result)
+    }
+
+    /// A channel is gone: out of the table and out of its user's channel count.
+    fn remove_channel(&mut self, ch: u16) {
+        if self.channels.remove(&ch).is_some() {
+            self.ctx
+                .broker
+                .access()
+                .close_user_channel(&mut self.user_slot);
+        }
     }
 
     /// Closes (406) every channel with a delivery unacknowledged for longer than `timeout`.
