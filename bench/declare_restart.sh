@@ -38,7 +38,7 @@ wait_port() { # host port seconds
 now() { date +%s.%N; }
 
 start_warren() {
-    "$WARREN_BIN" --listen "127.0.0.1:$PORT" --data-dir "$DATA" >>"$DATA.log" 2>&1 &
+    "$WARREN_BIN" --listen "127.0.0.1:$PORT" --management-listen none --data-dir "$DATA" >>"$DATA.log" 2>&1 &
     WARREN_PID=$!
 }
 

@@ -24,6 +24,7 @@ import pytest
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LISTEN_RE = re.compile(r"warren: listening for AMQP on ([0-9.]+):(\d+)")
 TLS_LISTEN_RE = re.compile(r"warren: listening for AMQPS on ([0-9.]+):(\d+)")
+HTTP_LISTEN_RE = re.compile(r"warren: listening for HTTP on ([0-9.]+):(\d+)")
 DATA_DIR_RE = re.compile(r"warren: data directory ")
 STARTUP_TIMEOUT = 20.0
 
@@ -41,6 +42,7 @@ class Broker:
     output: list = field(default_factory=list)
     data_dir: Optional[str] = None
     tls_port: Optional[int] = None
+    http_port: Optional[int] = None
 
     def ctl(self, *args, check=True):
         """`warren ctl` on our Warren, `rabbitmqctl` on an external RabbitMQ (same verbs)."""
@@ -91,6 +93,8 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
         data_dir = tempfile.mkdtemp(prefix="warren-pytest-")
     env = dict(os.environ)
     env["WARREN_LOG"] = "warn"
+    # Many brokers run at once: the management API only where a test asks for it.
+    env["WARREN_MANAGEMENT_LISTEN"] = "none"
     proc = subprocess.Popen(
         [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, *extra_args],
         stdout=subprocess.PIPE,
@@ -115,7 +119,7 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
     t.start()
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    host = port = tls_port = None
+    host = port = tls_port = http_port = None
     # The listening lines come before the data directory line (which is printed last).
     while time.monotonic() < deadline:
         try:
@@ -130,6 +134,9 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
         m = TLS_LISTEN_RE.search(line)
         if m:
             tls_port = int(m.group(2))
+        m = HTTP_LISTEN_RE.search(line)
+        if m:
+            http_port = int(m.group(2))
         if DATA_DIR_RE.search(line):
             break
     if port is None:
@@ -141,7 +148,7 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
             pytest.exit(msg, returncode=2)
         raise WarrenStartError(msg)
     url = f"amqp://guest:guest@{host}:{port}/%2f"
-    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir, tls_port=tls_port), data_dir
+    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir, tls_port=tls_port, http_port=http_port), data_dir
 
 
 @pytest.fixture(scope="session")

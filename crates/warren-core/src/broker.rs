@@ -11,6 +11,7 @@ use crate::access::AccessControl;
 use crate::alarms::{resident_bytes, total_memory_bytes, Alarms};
 use crate::connections::Connections;
 use crate::error::{CoreError, CoreResult};
+use crate::parameters::GlobalParameters;
 use crate::persist::{Persistence, VHostMeta};
 use crate::queue::Queue;
 use crate::timers::Timers;
@@ -30,6 +31,9 @@ pub struct AccessDefaults {
     pub user: String,
     pub password: String,
     pub loopback_users: Vec<String>,
+    /// False when boot-time definitions bring their own users: as RabbitMQ, a blank node
+    /// that imports definitions at boot creates no default user.
+    pub create_default_user: bool,
 }
 
 impl Default for AccessDefaults {
@@ -38,6 +42,7 @@ impl Default for AccessDefaults {
             user: "guest".into(),
             password: "guest".into(),
             loopback_users: vec!["guest".into()],
+            create_default_user: true,
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct Broker {
     timers: Arc<Timers>,
     persistence: Option<Arc<Persistence>>,
     alarms: Alarms,
+    parameters: GlobalParameters,
+    started_at: std::time::Instant,
 }
 
 impl Default for Broker {
@@ -78,6 +85,8 @@ impl Broker {
         Broker {
             vhosts: RwLock::new(HashMap::new()),
             access: AccessControl::load(persistence.clone()),
+            parameters: GlobalParameters::load(persistence.clone()),
+            started_at: std::time::Instant::now(),
             connections: Arc::new(Connections::default()),
             next_connection_id: AtomicU64::new(1),
             reply_targets: RwLock::new(HashMap::new()),
@@ -163,10 +172,12 @@ impl Broker {
         broker
             .access
             .set_loopback_users(defaults.loopback_users.clone());
-        broker
-            .access
-            .create_default_user(&defaults.user, &defaults.password, "/")
-            .map_err(|e| format!("cannot create the default user: {e}"))?;
+        if defaults.create_default_user {
+            broker
+                .access
+                .create_default_user(&defaults.user, &defaults.password, "/")
+                .map_err(|e| format!("cannot create the default user: {e}"))?;
+        }
         Ok(broker)
     }
 
@@ -181,6 +192,16 @@ impl Broker {
     /// Users and permissions.
     pub fn access(&self) -> &AccessControl {
         &self.access
+    }
+
+    /// Global runtime parameters (`cluster_name`, ...).
+    pub fn parameters(&self) -> &GlobalParameters {
+        &self.parameters
+    }
+
+    /// How long ago the broker was built.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started_at.elapsed()
     }
 
     /// The open connections of every front end.
@@ -219,6 +240,25 @@ impl Broker {
         let vhost = VHost::new(name, Arc::clone(&self.timers), self.persistence.clone());
         vhost.set_meta(meta);
         vhosts.insert(name.to_string(), vhost);
+        Ok(())
+    }
+
+    /// Replaces an existing vhost's description, tags and default queue type (durably).
+    pub fn update_vhost(&self, name: &str, meta: VHostMeta) -> CoreResult<()> {
+        if let Some(t) = &meta.default_queue_type {
+            if t != "classic" {
+                return Err(CoreError::precondition(format!(
+                    "invalid_queue_type: '{t}' (this broker has classic queues only)"
+                )));
+            }
+        }
+        let vhost = self
+            .vhost(name)
+            .ok_or_else(|| CoreError::not_found(format!("Virtual host '{name}' does not exist")))?;
+        if let Some(p) = &self.persistence {
+            p.apply(vec![crate::persist::put_vhost(name, &meta)])?;
+        }
+        vhost.set_meta(meta);
         Ok(())
     }
 

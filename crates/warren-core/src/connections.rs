@@ -1,12 +1,15 @@
-//! The broker's open connections, whatever protocol they speak: who they are (user, vhost)
-//! and a handle to close them, so deleting a user or a vhost can close its connections
-//! (and the management API can list them). A connection is registered for as long as its
-//! [`Registration`] lives.
+//! The broker's open connections, whatever protocol they speak: who they are (user, vhost,
+//! peer, client properties), their channels' counters, and a handle to close them, so
+//! deleting a user or a vhost can close its connections and the management API can list
+//! and close them. A connection is registered for as long as its [`Registration`] lives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use warren_amqp::FieldTable;
+
+use crate::stats::{ChannelStats, ConnectionStats};
 
 /// What the broker can ask of a front end's connection.
 pub trait ConnectionControl: Send + Sync {
@@ -15,10 +18,74 @@ pub trait ConnectionControl: Send + Sync {
     fn force_close(&self, reason: String);
 }
 
+/// What a connection is, fixed once it is open.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// RabbitMQ's form: `peer_host:peer_port -> host:port`.
+    pub name: String,
+    /// As RabbitMQ reports it, e.g. `AMQP 0-9-1`.
+    pub protocol: String,
+    pub user: String,
+    pub vhost: String,
+    pub peer_host: String,
+    pub peer_port: u16,
+    pub host: String,
+    pub port: u16,
+    pub ssl: bool,
+    pub auth_mechanism: String,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at: u64,
+    pub client_properties: FieldTable,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    /// Negotiated heartbeat, seconds.
+    pub timeout: u16,
+}
+
+/// What changes while a connection is open: its counters and its channels' counters.
+#[derive(Default)]
+pub struct ConnectionState {
+    pub stats: ConnectionStats,
+    channels: Mutex<Vec<(u16, Arc<ChannelStats>)>>,
+}
+
+impl ConnectionState {
+    /// A channel opened: its counters, for the channel to write.
+    pub fn open_channel(&self, number: u16) -> Arc<ChannelStats> {
+        let stats = Arc::new(ChannelStats::default());
+        crate::stats::count(&crate::stats::CHURN.channel_created);
+        let mut channels = self.channels.lock();
+        channels.retain(|(n, _)| *n != number);
+        channels.push((number, Arc::clone(&stats)));
+        stats
+    }
+
+    pub fn close_channel(&self, number: u16) {
+        let mut channels = self.channels.lock();
+        let before = channels.len();
+        channels.retain(|(n, _)| *n != number);
+        if channels.len() != before {
+            crate::stats::count(&crate::stats::CHURN.channel_closed);
+        }
+    }
+
+    pub fn channels(&self) -> Vec<(u16, Arc<ChannelStats>)> {
+        self.channels.lock().clone()
+    }
+}
+
 struct Entry {
-    user: String,
-    vhost: String,
+    info: Arc<ConnectionInfo>,
+    state: Arc<ConnectionState>,
     control: Weak<dyn ConnectionControl>,
+}
+
+/// One open connection as listed.
+#[derive(Clone)]
+pub struct ConnectionSnapshot {
+    pub id: u64,
+    pub info: Arc<ConnectionInfo>,
+    pub state: Arc<ConnectionState>,
 }
 
 #[derive(Default)]
@@ -31,10 +98,26 @@ pub struct Connections {
 pub struct Registration {
     registry: Weak<Connections>,
     id: u64,
+    state: Arc<ConnectionState>,
+}
+
+impl Registration {
+    /// The connection's live counters, for the front end to write.
+    pub fn state(&self) -> &Arc<ConnectionState> {
+        &self.state
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        let churn = &crate::stats::CHURN;
+        churn
+            .connection_closed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let open_channels = self.state.channels.lock().len() as u64;
+        churn
+            .channel_closed
+            .fetch_add(open_channels, std::sync::atomic::Ordering::Relaxed);
         if let Some(registry) = self.registry.upgrade() {
             registry.open.write().remove(&self.id);
         }
@@ -45,21 +128,23 @@ impl Connections {
     pub fn register(
         self: &Arc<Self>,
         id: u64,
-        user: &str,
-        vhost: &str,
+        info: ConnectionInfo,
         control: Weak<dyn ConnectionControl>,
     ) -> Registration {
+        let state = Arc::new(ConnectionState::default());
+        crate::stats::count(&crate::stats::CHURN.connection_created);
         self.open.write().insert(
             id,
             Entry {
-                user: user.to_string(),
-                vhost: vhost.to_string(),
+                info: Arc::new(info),
+                state: Arc::clone(&state),
                 control,
             },
         );
         Registration {
             registry: Arc::downgrade(self),
             id,
+            state,
         }
     }
 
@@ -67,14 +152,32 @@ impl Connections {
         self.open.read().len()
     }
 
+    /// Every open connection.
+    pub fn list(&self) -> Vec<ConnectionSnapshot> {
+        self.open
+            .read()
+            .iter()
+            .map(|(id, e)| ConnectionSnapshot {
+                id: *id,
+                info: Arc::clone(&e.info),
+                state: Arc::clone(&e.state),
+            })
+            .collect()
+    }
+
     /// Closes every connection `select` picks (by user and vhost) with `reason`; returns
     /// how many.
     pub fn close_where(&self, select: impl Fn(&str, &str) -> bool, reason: &str) -> usize {
+        self.close_matching(|info| select(&info.user, &info.vhost), reason)
+    }
+
+    /// Closes every connection `select` picks with `reason`; returns how many.
+    pub fn close_matching(&self, select: impl Fn(&ConnectionInfo) -> bool, reason: &str) -> usize {
         let chosen: Vec<Arc<dyn ConnectionControl>> = self
             .open
             .read()
             .values()
-            .filter(|e| select(&e.user, &e.vhost))
+            .filter(|e| select(&e.info))
             .filter_map(|e| e.control.upgrade())
             .collect();
         for c in &chosen {
@@ -88,6 +191,14 @@ impl Connections {
 mod tests {
     use super::*;
     use parking_lot::Mutex;
+
+    fn info(user: &str, vhost: &str) -> ConnectionInfo {
+        ConnectionInfo {
+            user: user.into(),
+            vhost: vhost.into(),
+            ..Default::default()
+        }
+    }
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<String>>);
@@ -105,8 +216,8 @@ mod tests {
         let bob = Arc::new(Recorder::default());
         let alice_dyn: Arc<dyn ConnectionControl> = alice.clone();
         let bob_dyn: Arc<dyn ConnectionControl> = bob.clone();
-        let a = registry.register(1, "alice", "/", Arc::downgrade(&alice_dyn));
-        let _b = registry.register(2, "bob", "v", Arc::downgrade(&bob_dyn));
+        let a = registry.register(1, info("alice", "/"), Arc::downgrade(&alice_dyn));
+        let _b = registry.register(2, info("bob", "v"), Arc::downgrade(&bob_dyn));
         assert_eq!(
             registry.close_where(|u, _| u == "alice", "user 'alice' is deleted"),
             1

@@ -204,6 +204,8 @@ pub struct Exchange {
     pub routing_kind: ExchangeKind,
     /// Messages waiting for their `x-delay` (delayed-message exchanges only).
     pub delayed: Option<Arc<DelayedMessages>>,
+    /// Message counters (management API).
+    pub stats: Arc<crate::stats::ExchangeStats>,
     bindings: Vec<Binding>,
     /// `targets[i]` is `bindings[i].destination` resolved.
     targets: Vec<Target>,
@@ -265,6 +267,7 @@ impl Exchange {
             policy_alternate: None,
             routing_kind,
             delayed,
+            stats: Arc::default(),
             bindings: Vec::new(),
             targets: Vec::new(),
             index,

@@ -109,6 +109,11 @@ impl Persistence {
     }
 
     /// Message bytes the store holds in memory because they are not durable yet.
+    /// Free bytes on the store's disk, when the store can tell.
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        self.store.disk_free_bytes()
+    }
+
     pub fn buffered_bytes(&self) -> u64 {
         self.store.buffered_bytes()
     }
@@ -215,6 +220,8 @@ const KEY_LIMITS: u8 = b'l';
 pub(crate) const KEY_USER: u8 = b'u';
 pub(crate) const KEY_PERMISSIONS: u8 = b'P';
 pub(crate) const KEY_TOPIC_PERMISSIONS: u8 = b'T';
+/// Global runtime parameters, written by `parameters`.
+pub(crate) const KEY_GLOBAL_PARAMETER: u8 = b'G';
 
 pub(crate) fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
@@ -381,7 +388,10 @@ fn decode_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<SavedVHost> {
             tracing::warn!("undecodable definitions key skipped");
             continue;
         };
-        if matches!(kind, KEY_USER | KEY_PERMISSIONS | KEY_TOPIC_PERMISSIONS) {
+        if matches!(
+            kind,
+            KEY_USER | KEY_PERMISSIONS | KEY_TOPIC_PERMISSIONS | KEY_GLOBAL_PARAMETER
+        ) {
             continue;
         }
         let Some(vhost) = parts.first().and_then(|p| std::str::from_utf8(p).ok()) else {

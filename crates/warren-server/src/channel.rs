@@ -14,6 +14,7 @@ use warren_amqp::properties::{self as prop, peek_user_id};
 use warren_amqp::*;
 use warren_core::access::{Perm, ResourceKind};
 use warren_core::queue::{ConsumerSpec, Entry};
+use warren_core::stats::{self, ChannelStats};
 use warren_core::vhost::{PublishOutcome, RouteScratch, VHost};
 use warren_core::{
     Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
@@ -182,6 +183,8 @@ pub(crate) struct Channel {
     last_queue: Option<String>,
     /// Direct reply-to: the routing key handed out and the consumer that receives on it.
     reply_to: Option<ReplyTo>,
+    /// Counters and gauges the management API reads.
+    pub stats: Arc<ChannelStats>,
 }
 
 struct ReplyTo {
@@ -200,7 +203,7 @@ fn random_name(prefix: &str) -> String {
 }
 
 impl Channel {
-    pub fn new(id: u16) -> Channel {
+    pub fn new(id: u16, stats: Arc<ChannelStats>) -> Channel {
         Channel {
             id,
             state: ChannelState::Open,
@@ -218,7 +221,20 @@ impl Channel {
             topic_cache: Vec::new(),
             last_queue: None,
             reply_to: None,
+            stats,
         }
+    }
+
+    /// The unacknowledged count changed.
+    fn note_unacked(&self) {
+        stats::set(
+            &self.stats.messages_unacknowledged,
+            self.unacked.len() as u64,
+        );
+    }
+
+    fn note_consumers(&self) {
+        stats::set(&self.stats.consumer_count, self.consumers.len() as u64);
     }
 
     fn send(&self, ctx: &mut ConnCtx, method: impl Into<Method>) {

@@ -174,7 +174,7 @@ struct Connection {
     /// The connection and its channels in its user's counts (user limits).
     user_slot: warren_core::access::user_limits::UserSlot,
     /// In the broker's list of open connections until the connection is dropped.
-    _registration: Registration,
+    registration: Registration,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,
@@ -260,7 +260,8 @@ impl Connection {
                     _ = self.alarms.changed() => {}
                     read = reader.read_buf(&mut inbuf), if !self.blocked && !self.throttled => match read {
                         Ok(0) => stop = Some(End::Eof),
-                        Ok(_) => {
+                        Ok(n) => {
+                            warren_core::stats::bump(&self.registration.state().stats.recv_oct, n as u64);
                             last_read = Instant::now();
                             if let Next::Stop(end) = self.process_input(&mut inbuf) {
                                 stop = Some(end);
@@ -335,6 +336,8 @@ impl Connection {
             self.update_throttle();
             if !self.ctx.out.is_empty() || !self.ctx.chunks.is_empty() {
                 let write_started = Instant::now();
+                let bytes = self.ctx.out.len() + self.ctx.chunks.bytes;
+                warren_core::stats::bump(&self.registration.state().stats.send_oct, bytes as u64);
                 let written = if self.ctx.chunks.is_empty() {
                     write_all_within(writer, &self.ctx.out, stall).await
                 } else {
@@ -385,6 +388,11 @@ impl Connection {
     /// aborted (the second run finds nothing left to release).
     fn teardown(&mut self) {
         self.release_channels();
+        for channel in self.channels.values() {
+            self.ctx
+                .vhost
+                .absorb_channel_counts(&channel.stats.counts());
+        }
         self.channels.clear();
         self.rx.close();
         while let Ok(event) = self.rx.try_recv() {

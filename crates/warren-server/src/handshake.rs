@@ -62,6 +62,9 @@ pub(crate) struct Negotiated {
     pub(crate) heartbeat: u16,
     pub(crate) consumer_cancel_notify: bool,
     pub(crate) connection_blocked: bool,
+    /// What the client said of itself (listed by the management API).
+    pub(crate) client_properties: warren_amqp::FieldTable,
+    pub(crate) mechanism: String,
 }
 
 pub(crate) async fn read_exact_or_fail(
@@ -349,6 +352,8 @@ pub(crate) async fn handshake(
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify,
         connection_blocked,
+        client_properties: start_ok.client_properties,
+        mechanism: start_ok.mechanism,
     })
 }
 

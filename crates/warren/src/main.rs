@@ -2,6 +2,7 @@
 //! binds the listeners and runs the broker until SIGTERM/SIGINT.
 
 mod ctl;
+mod management;
 mod settings;
 
 use std::sync::Arc;
@@ -89,14 +90,27 @@ async fn run(settings: Settings) -> Result<(), String> {
         Arc::new(store.clone()),
         settings.queue_memory_limit,
     );
-    let broker = tokio::task::block_in_place(|| {
-        Broker::with_persistence_and_access(persistence, &settings.access)
-    })
-    .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
+    let boot_definitions = match &settings.management.load_definitions {
+        Some(path) => Some(management::read_definitions(path)?),
+        None => None,
+    };
+    let mut access = settings.access.clone();
+    if boot_definitions
+        .as_ref()
+        .is_some_and(management::defines_users)
+    {
+        access.create_default_user = false;
+    }
+    let broker =
+        tokio::task::block_in_place(|| Broker::with_persistence_and_access(persistence, &access))
+            .map_err(|e| format!("cannot recover from {}: {e}", store_dir.display()))?;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovery done"
     );
+    if let Some(defs) = &boot_definitions {
+        tokio::task::block_in_place(|| management::load_definitions(&broker, defs))?;
+    }
     if let Some(bytes) = settings.memory_high_watermark {
         broker.alarms().set_memory_high_watermark(bytes);
     }
@@ -121,6 +135,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             }
         })
     };
+    let mut amqps: Option<warren_server::tls::Tls> = None;
     let mut listeners: Vec<warren_server::Listener> = Vec::new();
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr.as_str())
@@ -144,8 +159,23 @@ async fn run(settings: Settings) -> Result<(), String> {
             });
         }
         control::set_tls(tls.clone());
-        reload_tls_on_sighup(tls);
+        reload_tls_on_sighup(tls.clone());
+        amqps = Some(tls);
     }
+    let management_tls = match (
+        &amqps,
+        &settings.tls,
+        settings.management.tls_listen.is_empty(),
+    ) {
+        (Some(t), _, false) => Some(t.clone()),
+        (None, Some(t), false) => {
+            let tls = warren_server::tls::Tls::new(t.clone()).map_err(|e| format!("TLS: {e}"))?;
+            control::set_tls(tls.clone());
+            reload_tls_on_sighup(tls.clone());
+            Some(tls)
+        }
+        _ => None,
+    };
     // The listening lines go to stdout so scripts and tests can find the port (with :0).
     // They come last: once printed, the broker is recovered and `warren ctl` works.
     for listener in &listeners {
@@ -159,10 +189,29 @@ async fn run(settings: Settings) -> Result<(), String> {
             info!(%local, protocol, "listening");
         }
     }
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let amqp_listeners = listeners
+        .iter()
+        .filter_map(|l| {
+            let local = l.tcp.local_addr().ok()?;
+            Some(warren_http::ListenerInfo {
+                protocol: if l.tls.is_some() { "amqp/ssl" } else { "amqp" }.into(),
+                ip: local.ip().to_string(),
+                port: local.port(),
+            })
+        })
+        .collect();
+    management::start(
+        &broker,
+        &settings.management,
+        management_tls,
+        amqp_listeners,
+        shutdown_rx.clone(),
+    )
+    .await?;
     println!("warren: data directory {}", data_dir.display());
     info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "warren started");
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutdown requested");

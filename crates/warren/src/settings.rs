@@ -101,6 +101,30 @@ pub struct Cli {
     /// Disk alarm threshold: free bytes under the data directory (default 50000000).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<u64>,
+    /// Address of the management HTTP API (repeatable; default 0.0.0.0:15672; `none`: off).
+    #[arg(
+        long = "management-listen",
+        env = "WARREN_MANAGEMENT_LISTEN",
+        value_delimiter = ','
+    )]
+    pub management_listen: Vec<String>,
+    /// Address of the management API over HTTPS (repeatable; needs --tls-cert and --tls-key).
+    #[arg(
+        long = "management-tls-listen",
+        env = "WARREN_MANAGEMENT_TLS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub management_tls_listen: Vec<String>,
+    /// Milliseconds between samples of message rates (RabbitMQ's
+    /// collect_statistics_interval; default 5000).
+    #[arg(long, env = "WARREN_STATS_INTERVAL")]
+    pub stats_interval: Option<u64>,
+    /// A RabbitMQ definitions file to import at boot; existing objects are left as they are.
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
+    pub load_definitions: Option<PathBuf>,
+    /// The node name reported to tools (default rabbit@<hostname>).
+    #[arg(long, env = "WARREN_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -143,6 +167,21 @@ pub struct FileConfig {
     pub fsync: Option<bool>,
     pub memory_high_watermark: Option<String>,
     pub disk_free_limit: Option<u64>,
+    pub management_listen: Option<Vec<String>>,
+    pub management_tls_listen: Option<Vec<String>>,
+    pub stats_interval: Option<u64>,
+    pub load_definitions: Option<PathBuf>,
+    pub node_name: Option<String>,
+}
+
+/// The management API's settings.
+pub struct ManagementSettings {
+    /// Plain HTTP listeners (none: the API is off).
+    pub listen: Vec<String>,
+    pub tls_listen: Vec<String>,
+    pub stats_interval: Duration,
+    pub load_definitions: Option<PathBuf>,
+    pub node_name: Option<String>,
 }
 
 pub struct Settings {
@@ -159,8 +198,10 @@ pub struct Settings {
     /// Bytes; `None` keeps the broker's default (40% of RAM).
     pub memory_high_watermark: Option<u64>,
     pub disk_free_limit: Option<u64>,
+    pub management: ManagementSettings,
 }
 
+pub const DEFAULT_MANAGEMENT_LISTEN: &str = "0.0.0.0:15672";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5672";
 pub const DEFAULT_DATA_DIR: &str = "warren-data";
 /// Per-queue bytes of ready messages held in memory before paging to disk.
@@ -200,6 +241,11 @@ impl Settings {
             fsync: cli.fsync,
             memory_high_watermark: cli.memory_high_watermark.clone(),
             disk_free_limit: cli.disk_free_limit,
+            management_listen: cli.management_listen.clone(),
+            management_tls_listen: cli.management_tls_listen.clone(),
+            stats_interval: cli.stats_interval,
+            load_definitions: cli.load_definitions.clone(),
+            node_name: cli.node_name.clone(),
         };
         let file = match &cli.config {
             Some(path) => {
@@ -294,6 +340,7 @@ impl Settings {
                 .or(file.default_pass)
                 .unwrap_or(defaults_access.password),
             loopback_users,
+            create_default_user: true,
         };
         let tls_listen = if !cli.tls_listen.is_empty() {
             cli.tls_listen
@@ -330,6 +377,33 @@ impl Settings {
         if !tls_listen.is_empty() && tls.is_none() {
             return Err("--tls-listen needs --tls-cert and --tls-key".into());
         }
+        let addresses = |given: Vec<String>, file: Option<Vec<String>>, default: &[&str]| {
+            let list = if !given.is_empty() {
+                given
+            } else {
+                file.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+            };
+            list.into_iter().filter(|a| a != "none").collect::<Vec<_>>()
+        };
+        let management = ManagementSettings {
+            listen: addresses(
+                cli.management_listen,
+                file.management_listen,
+                &[DEFAULT_MANAGEMENT_LISTEN],
+            ),
+            tls_listen: addresses(cli.management_tls_listen, file.management_tls_listen, &[]),
+            stats_interval: Duration::from_millis(
+                cli.stats_interval
+                    .or(file.stats_interval)
+                    .unwrap_or(5000)
+                    .max(100),
+            ),
+            load_definitions: cli.load_definitions.or(file.load_definitions),
+            node_name: cli.node_name.or(file.node_name),
+        };
+        if !management.tls_listen.is_empty() && tls.is_none() {
+            return Err("--management-tls-listen needs --tls-cert and --tls-key".into());
+        }
         Ok(Settings {
             access,
             tls_listen,
@@ -351,6 +425,7 @@ impl Settings {
                 None => None,
             },
             disk_free_limit: cli.disk_free_limit.or(file.disk_free_limit),
+            management,
         })
     }
 }

@@ -189,6 +189,40 @@ impl AccessControl {
         Ok(())
     }
 
+    /// Creates or updates a user (the management API's `PUT /api/users/{name}`, definitions
+    /// import): `hash` replaces the password when given (`Some(None)`: no password), `tags`
+    /// replace the tags. Returns true when the user was created.
+    pub fn put_user(
+        &self,
+        name: &str,
+        hash: Option<Option<PasswordHash>>,
+        tags: Vec<String>,
+    ) -> Result<bool, AccessError> {
+        let mut users = self.users.write();
+        let (user, created) = match users.get(name) {
+            Some(current) => {
+                let mut u = UserRecord::clone(current);
+                if let Some(h) = hash {
+                    u.hash = h;
+                }
+                u.tags = tags;
+                (u, false)
+            }
+            None => (
+                UserRecord {
+                    name: name.to_string(),
+                    hash: hash.flatten(),
+                    tags,
+                    limits: Default::default(),
+                },
+                true,
+            ),
+        };
+        self.save(vec![records::put_user(&user)])?;
+        users.insert(name.to_string(), Arc::new(user));
+        Ok(created)
+    }
+
     /// Deletes a user and every permission it had.
     pub fn delete_user(&self, name: &str) -> Result<(), AccessError> {
         let mut users = self.users.write();

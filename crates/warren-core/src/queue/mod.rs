@@ -25,15 +25,19 @@ use crate::dead_letter::{DeadLetter, DeathReason};
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
+use crate::stats::QueueMessageStats;
 use crate::storage::{MessageStore, QueueIndex, RecordLocation};
 use crate::timers::{TimerTarget, Timers};
 
 mod entries;
+
 mod ready;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 use ready::Ready;
+pub use snapshot::{ConsumerInfo, QueueSnapshot};
 
 /// What a client asked for in `queue.declare` (after the server named it, if needed).
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +197,8 @@ impl QueueState {
 
     /// Unacked entries left the consumer's hands: their bodies no longer count as unacked.
     fn release_unacked_mem(&mut self, entries: &[Entry]) {
+        let bytes: u64 = entries.iter().map(|e| u64::from(e.size)).sum();
+        self.unacked_bytes = self.unacked_bytes.saturating_sub(bytes);
         let held: usize = entries
             .iter()
             .filter(|e| e.msg.is_some())
@@ -230,6 +236,10 @@ struct QueueState {
     last_used: u64,
     /// The earliest deadline already scheduled with the timers.
     timer_at: Option<u64>,
+    /// Message counters (management API), under the lock the queue takes anyway.
+    stats: QueueMessageStats,
+    /// Body bytes of unacknowledged entries, in memory or not.
+    unacked_bytes: u64,
 }
 
 /// A queue and everything in it.
@@ -296,6 +306,8 @@ impl Queue {
                 had_consumer: false,
                 last_used: now_ms(),
                 timer_at: None,
+                stats: QueueMessageStats::default(),
+                unacked_bytes: 0,
             }),
             deleted: AtomicBool::new(false),
             timers,
@@ -414,6 +426,7 @@ impl Queue {
         st.next_seq += 1;
         let entry = self.admit(&st, msg, seq, expires_at, level);
         st.ready.push_back(entry);
+        st.stats.publish += 1;
         self.dispatch_locked(&mut st, now, &mut dead);
         self.drop_head_over_limit(&mut st, &mut dead);
         self.expire_locked(&mut st, now, &mut dead);
@@ -552,6 +565,13 @@ impl Queue {
                 continue;
             };
             let no_ack = st.consumers[idx].spec.no_ack;
+            let size = entry.size;
+            if no_ack {
+                st.stats.deliver_no_ack += 1;
+            } else {
+                st.stats.deliver += 1;
+            }
+            st.stats.redeliver += u64::from(entry.redelivered);
             let mut entry = entry;
             if !no_ack {
                 self.note_delivered(&entry);
@@ -572,6 +592,7 @@ impl Queue {
             });
             if !no_ack {
                 st.unacked += 1;
+                st.unacked_bytes += u64::from(size);
             }
         }
     }
@@ -591,10 +612,14 @@ impl Queue {
             };
             if no_ack {
                 self.leave(&entry);
+                st.stats.get_no_ack += 1;
             } else {
                 st.unacked += 1;
+                st.unacked_bytes += u64::from(entry.size);
+                st.stats.get += 1;
                 self.note_delivered(&entry);
             }
+            st.stats.redeliver += u64::from(entry.redelivered);
             let mut entry = entry;
             if !no_ack {
                 self.hold_unacked(&mut st, &mut entry, &msg);
@@ -615,6 +640,7 @@ impl Queue {
         }
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(entries.len());
+        st.stats.ack += entries.len() as u64;
         st.release_unacked_mem(&entries);
     }
 

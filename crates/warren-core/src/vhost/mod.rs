@@ -30,12 +30,14 @@ use crate::queue_config::{QueueConfig, QUEUE_ARGS, UNSUPPORTED_QUEUE_ARGS};
 use crate::timers::Timers;
 
 mod durability;
+mod inspect;
 mod lifecycle;
 mod publish;
 mod routers;
 #[cfg(test)]
 mod tests;
 
+pub use inspect::{BindingView, ExchangeView};
 pub use publish::{PublishOutcome, RouteScratch};
 
 /// How many dead letters one routing pass may produce in a chain (a length-limited DLX target
@@ -73,6 +75,8 @@ pub struct VHost {
     meta: RwLock<crate::persist::VHostMeta>,
     /// Set by `delete_everything`: every later change is refused.
     deleted: AtomicBool,
+    /// Message counters of the vhost's channels that have closed (management API).
+    retired_counts: Mutex<crate::stats::MessageCounts>,
 }
 
 /// A connection's place in its vhost's `max-connections`; given back on drop.
@@ -142,6 +146,7 @@ impl VHost {
             me,
             meta: RwLock::new(Default::default()),
             deleted: AtomicBool::new(false),
+            retired_counts: Mutex::new(Default::default()),
         }
     }
 
@@ -306,6 +311,7 @@ impl VHost {
         passive: bool,
         connection_id: u64,
     ) -> CoreResult<DeclaredQueue> {
+        crate::stats::count(&crate::stats::CHURN.queue_declared);
         let _defs = self.definitions.lock();
         let existing = self.topology.read().queues.get(&spec.name).cloned();
         if let Some(q) = existing {
@@ -371,6 +377,7 @@ impl VHost {
             .write()
             .queues
             .insert(queue.spec.name.clone(), Arc::clone(&queue));
+        crate::stats::count(&crate::stats::CHURN.queue_created);
         Ok(DeclaredQueue {
             counts: queue.counts(),
             queue,
@@ -771,7 +778,9 @@ pub fn check_queue_name(name: &str) -> CoreResult<()> {
 
 /// Removes a queue and its bindings, cancels its consumers; returns its message count.
 fn remove_queue(topo: &mut Topology, queue: &Arc<Queue>) -> u32 {
-    topo.queues.remove(queue.name());
+    if topo.queues.remove(queue.name()).is_some() {
+        crate::stats::count(&crate::stats::CHURN.queue_deleted);
+    }
     let dest = Destination::Queue(queue.name().to_string());
     remove_bindings_to(topo, &dest);
     queue.mark_deleted()

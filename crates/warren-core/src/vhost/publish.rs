@@ -161,6 +161,12 @@ impl VHost {
                     push_once(out, Arc::clone(q));
                 }
             }
+            if let (Via::Client, Some(x)) = (via, topo.exchanges.get("")) {
+                x.stats.publish_in.add(1);
+                if !out.is_empty() {
+                    x.stats.publish_out.add(1);
+                }
+            }
             return Ok(false);
         }
         let first = match via {
@@ -170,6 +176,10 @@ impl VHost {
                 .get(exchange)
                 .ok_or_else(|| self.no_exchange(exchange))?,
         };
+        let counted = matches!(via, Via::Client);
+        if counted {
+            first.stats.publish_in.add(1);
+        }
         let mut headers = LazyHeaders::new(&msg.properties_raw);
         if let Some(delayed) = &first.delayed {
             if !matches!(via, Via::DelayPassed(x) if x == first.name()) {
@@ -217,6 +227,9 @@ impl VHost {
                     None => break,
                 }
             }
+        }
+        if counted && !scratch.queues.is_empty() {
+            first.stats.publish_out.add(1);
         }
         Ok(false)
     }

@@ -67,8 +67,12 @@ impl Channel {
     }
 
     pub(super) fn apply_settle(&mut self, entries: Vec<Unacked>, how: Settle) {
+        self.note_unacked();
         if entries.is_empty() {
             return;
+        }
+        if how == Settle::Ack {
+            stats::bump(&self.stats.ack, entries.len() as u64);
         }
         let mut freed_credit = false;
         // Group runs of the same queue so each queue is locked once per run.

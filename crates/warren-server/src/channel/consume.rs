@@ -77,6 +77,7 @@ impl Channel {
             self.consumers.remove(&tag);
             return Err(e.into());
         }
+        self.note_consumers();
         if m.queue == REPLY_TO_QUEUE {
             let name = format!("{REPLY_TO_PREFIX}{}", random_name(""));
             ctx.broker.register_reply_target(&name, Arc::clone(&queue));
@@ -134,6 +135,7 @@ impl Channel {
         let Some(c) = self.consumers.remove(tag) else {
             return;
         };
+        self.note_consumers();
         if self
             .reply_to
             .as_ref()
@@ -152,10 +154,9 @@ impl Channel {
 
     /// The server cancelled one of our consumers (its queue was deleted).
     pub fn consumer_cancelled(&mut self, ctx: &mut ConnCtx, tag: &Arc<str>) {
-        if self.consumers.remove(tag).is_some()
-            && self.state == ChannelState::Open
-            && ctx.consumer_cancel_notify
-        {
+        let removed = self.consumers.remove(tag).is_some();
+        self.note_consumers();
+        if removed && self.state == ChannelState::Open && ctx.consumer_cancel_notify {
             self.send(
                 ctx,
                 BasicCancel {
@@ -193,13 +194,18 @@ impl Channel {
             d.entry.redelivered,
             &d.msg,
         );
+        stats::bump(&self.stats.redeliver, u64::from(d.entry.redelivered));
         if consumer_credit.is_some() {
+            stats::bump(&self.stats.deliver, 1);
             self.unacked.push_back(Unacked {
                 tag,
                 consumer_credit,
                 queue: d.queue,
                 entry: d.entry,
             });
+            self.note_unacked();
+        } else {
+            stats::bump(&self.stats.deliver_no_ack, 1);
         }
     }
 
@@ -208,6 +214,7 @@ impl Channel {
         self.check_queue(ctx, Perm::Read, &name)?;
         let queue = ctx.vhost.queue(&name, ctx.id)?;
         let Some((entry, msg, message_count)) = queue.get(m.no_ack) else {
+            stats::bump(&self.stats.get_empty, 1);
             self.send(
                 ctx,
                 BasicGetEmpty {
@@ -229,13 +236,18 @@ impl Channel {
             },
         );
         write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, &msg);
+        stats::bump(&self.stats.redeliver, u64::from(entry.redelivered));
         if !m.no_ack {
+            stats::bump(&self.stats.get, 1);
             self.unacked.push_back(Unacked {
                 tag,
                 queue,
                 entry,
                 consumer_credit: None,
             });
+            self.note_unacked();
+        } else {
+            stats::bump(&self.stats.get_no_ack, 1);
         }
         Ok(())
     }

@@ -116,11 +116,17 @@ impl Channel {
                     ));
                 }
                 if m.global {
+                    stats::set(
+                        &self.stats.global_prefetch_count,
+                        u64::from(m.prefetch_count),
+                    );
                     self.channel_credit.set_limit(u32::from(m.prefetch_count));
                     self.dispatch_consumer_queues();
                 } else {
                     // As RabbitMQ: a per-consumer qos also lifts any channel-wide limit.
                     self.consumer_prefetch = u32::from(m.prefetch_count);
+                    stats::set(&self.stats.prefetch_count, u64::from(m.prefetch_count));
+                    stats::set(&self.stats.global_prefetch_count, 0);
                     self.channel_credit.set_limit(0);
                     self.dispatch_consumer_queues();
                 }
@@ -175,6 +181,7 @@ impl Channel {
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
                 }
+                stats::set(&self.stats.transactional, 1);
                 self.send(ctx, TxSelectOk {});
             }
             Method::TxCommit(_) => self.tx_commit(ctx)?,
@@ -189,6 +196,7 @@ impl Channel {
                 if self.confirms.is_none() {
                     self.confirms = Some(Confirms::default());
                 }
+                stats::set(&self.stats.confirm_mode, 1);
                 if !m.no_wait {
                     self.send(ctx, ConfirmSelectOk {});
                 }

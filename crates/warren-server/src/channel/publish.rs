@@ -136,7 +136,12 @@ impl Channel {
             ctx.vhost
                 .publish(msg, &mut ctx.route_scratch, &mut ctx.lagging_queues)?
         };
+        stats::bump(&self.stats.publish, 1);
+        if outcome.unroutable && !mandatory {
+            stats::bump(&self.stats.drop_unroutable, 1);
+        }
         if outcome.unroutable && mandatory {
+            stats::bump(&self.stats.return_unroutable, 1);
             self.send(
                 ctx,
                 BasicReturn {
@@ -194,8 +199,10 @@ impl Channel {
         }
         if confirmable > c.acked_upto {
             frames.push(ack_upto(c.acked_upto, confirmable).into());
+            stats::bump(&self.stats.confirm, confirmable - c.acked_upto);
             c.acked_upto = confirmable;
         }
+        stats::set(&self.stats.messages_unconfirmed, c.last_seq - c.acked_upto);
         for f in frames {
             self.send(ctx, f);
         }

@@ -183,7 +183,8 @@ impl Connection {
                 if ch == super::panic_tests::PANIC_CHANNEL {
                     panic!("test hook: the connection task panics");
                 }
-                self.channels.insert(ch, Channel::new(ch));
+                let stats = self.registration.state().open_channel(ch);
+                self.channels.insert(ch, Channel::new(ch, stats));
                 encode_method_frame(
                     &mut self.ctx.out,
                     ch,
@@ -275,7 +276,11 @@ impl Connection {
 
     /// A channel is gone: out of the table and out of its user's channel count.
     fn remove_channel(&mut self, ch: u16) {
-        if self.channels.remove(&ch).is_some() {
+        if let Some(channel) = self.channels.remove(&ch) {
+            self.ctx
+                .vhost
+                .absorb_channel_counts(&channel.stats.counts());
+            self.registration.state().close_channel(ch);
             self.ctx
                 .broker
                 .access()

@@ -14,6 +14,8 @@ pub(crate) async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let reader_local_addr = stream.local_addr().ok();
+    let is_tls = tls.is_some();
     let mut external = None;
     let (mut reader, mut writer) = match tls {
         None => split_tcp(stream),
@@ -58,7 +60,7 @@ pub(crate) async fn serve_connection(
         ),
     )
     .await;
-    let negotiated = match handshake {
+    let mut negotiated = match handshake {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => {
             warn!(%peer, reason = %e.reason, "closing connection during handshake");
@@ -88,12 +90,27 @@ pub(crate) async fn serve_connection(
         starved: AtomicBool::new(false),
     });
     let control: Arc<dyn ConnectionControl> = Arc::clone(&sink) as Arc<dyn ConnectionControl>;
-    let registration = broker.connections().register(
-        id,
-        &negotiated.user.name,
-        &negotiated.vhost.name,
-        Arc::downgrade(&control),
-    );
+    let local = reader_local_addr.unwrap_or(peer);
+    let info = warren_core::connections::ConnectionInfo {
+        name: format!("{peer} -> {local}"),
+        protocol: "AMQP 0-9-1".into(),
+        user: negotiated.user.name.clone(),
+        vhost: negotiated.vhost.name.clone(),
+        peer_host: peer.ip().to_string(),
+        peer_port: peer.port(),
+        host: local.ip().to_string(),
+        port: local.port(),
+        ssl: is_tls,
+        auth_mechanism: negotiated.mechanism.clone(),
+        connected_at: warren_core::clock::unix_millis(),
+        client_properties: std::mem::take(&mut negotiated.client_properties),
+        frame_max: negotiated.frame_max,
+        channel_max: negotiated.channel_max,
+        timeout: negotiated.heartbeat,
+    };
+    let registration = broker
+        .connections()
+        .register(id, info, Arc::downgrade(&control));
     let ctx = ConnCtx {
         id,
         broker: Arc::clone(&broker),
@@ -129,7 +146,7 @@ pub(crate) async fn serve_connection(
         rx,
         _slot: negotiated.slot,
         user_slot: negotiated.user_slot,
-        _registration: registration,
+        registration,
     };
     let end = conn
         .run(&mut reader, &mut writer, inbuf, &mut shutdown)

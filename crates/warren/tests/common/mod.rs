@@ -57,6 +57,9 @@ impl Broker {
                 "WARREN_LOG",
                 std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // Many brokers run at once: the management API only where a test asks for it
+            // (a --management-listen flag wins over this).
+            .env("WARREN_MANAGEMENT_LISTEN", "none")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -578,6 +581,9 @@ fn spawn_warren_in(
             "WARREN_LOG",
             std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()),
         )
+        // Many brokers run at once: the management API only where a test asks for it
+        // (a --management-listen flag wins over this).
+        .env("WARREN_MANAGEMENT_LISTEN", "none")
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

@@ -1,0 +1,290 @@
+//! Messages over HTTP, RabbitMQ's testing tools: publish to an exchange (answering
+//! `{"routed": bool}` once a persistent message is as durable as a publisher confirm would
+//! make it) and get from a queue with one of RabbitMQ's four ack modes.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use warren_amqp::BasicProperties;
+use warren_core::access::{Perm, ResourceKind};
+use warren_core::Message;
+
+use super::exchanges::path_exchange;
+use super::queues::find;
+use super::{body_json, usable_vhost, Routes, St};
+use crate::auth::{require_resource, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::json::{json_to_table, table_to_json};
+
+pub(super) fn routes() -> Routes {
+    Router::new()
+        .route("/exchanges/{vhost}/{name}/publish", post(publish))
+        .route("/queues/{vhost}/{name}/get", post(get))
+}
+
+fn text(props: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
+    match props.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "property {key} must be a string"
+        ))),
+    }
+}
+
+fn number(props: &Map<String, Value>, key: &str) -> ApiResult<Option<u64>> {
+    match props.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("property {key} must be a number"))),
+    }
+}
+
+fn properties_from_json(props: &Value) -> ApiResult<BasicProperties> {
+    let empty = Map::new();
+    let props = match props {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        Value::Array(a) if a.is_empty() => &empty,
+        _ => return Err(ApiError::bad_request("properties must be an object")),
+    };
+    let headers = match props.get("headers") {
+        None | Some(Value::Null) => None,
+        Some(h) => Some(
+            json_to_table(h).ok_or_else(|| ApiError::bad_request("headers must be an object"))?,
+        ),
+    };
+    let small = |key: &str| -> ApiResult<Option<u8>> {
+        number(props, key)?
+            .map(|n| {
+                u8::try_from(n).map_err(|_| ApiError::bad_request(format!("{key} out of range")))
+            })
+            .transpose()
+    };
+    Ok(BasicProperties {
+        content_type: text(props, "content_type")?,
+        content_encoding: text(props, "content_encoding")?,
+        headers,
+        delivery_mode: small("delivery_mode")?,
+        priority: small("priority")?,
+        correlation_id: text(props, "correlation_id")?,
+        reply_to: text(props, "reply_to")?,
+        expiration: text(props, "expiration")?,
+        message_id: text(props, "message_id")?,
+        timestamp: number(props, "timestamp")?,
+        kind: text(props, "type")?,
+        user_id: text(props, "user_id")?,
+        app_id: text(props, "app_id")?,
+        cluster_id: text(props, "cluster_id")?,
+    })
+}
+
+fn properties_to_json(p: &BasicProperties) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put("content_type", p.content_type.clone().map(Value::from));
+    put(
+        "content_encoding",
+        p.content_encoding.clone().map(Value::from),
+    );
+    put("headers", p.headers.as_ref().map(table_to_json));
+    put("delivery_mode", p.delivery_mode.map(Value::from));
+    put("priority", p.priority.map(Value::from));
+    put("correlation_id", p.correlation_id.clone().map(Value::from));
+    put("reply_to", p.reply_to.clone().map(Value::from));
+    put("expiration", p.expiration.clone().map(Value::from));
+    put("message_id", p.message_id.clone().map(Value::from));
+    put("timestamp", p.timestamp.map(Value::from));
+    put("type", p.kind.clone().map(Value::from));
+    put("user_id", p.user_id.clone().map(Value::from));
+    put("app_id", p.app_id.clone().map(Value::from));
+    put("cluster_id", p.cluster_id.clone().map(Value::from));
+    Value::Object(m)
+}
+
+async fn publish(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let v = usable_vhost(&state, &caller, &vhost)?;
+    let body = body_json(&body)?;
+    let exchange = path_exchange(&name).to_string();
+    require_resource(
+        &state,
+        &caller,
+        &vhost,
+        Perm::Write,
+        ResourceKind::Exchange,
+        &exchange,
+    )?;
+    let routing_key = body
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("routing_key is required"))?
+        .to_string();
+    let payload = body
+        .get("payload")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("payload is required"))?;
+    let payload = match body.get("payload_encoding").and_then(Value::as_str) {
+        Some("string") | None => Bytes::copy_from_slice(payload.as_bytes()),
+        Some("base64") => Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .map_err(|_| ApiError::bad_request("payload is not valid base64"))?,
+        ),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "payload_encoding must be string or base64, not {other}"
+            )))
+        }
+    };
+    let properties = properties_from_json(body.get("properties").unwrap_or(&Value::Null))?;
+    if let Some(user_id) = &properties.user_id {
+        if user_id != caller.name() && !caller.user.has_tag("impersonator") {
+            return Err(ApiError::bad_request(format!(
+                "user_id property set to '{user_id}' but authenticated user was '{}'",
+                caller.name()
+            )));
+        }
+    }
+    if let Some(expiration) = &properties.expiration {
+        if expiration.parse::<u64>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "invalid expiration '{expiration}'"
+            )));
+        }
+    }
+    let msg = Arc::new(
+        Message::new(exchange, routing_key, properties.to_bytes(), payload).with_sender_selected(),
+    );
+    let outcome = v
+        .publish(&msg, &mut Default::default(), &mut Vec::new())
+        .map_err(|e| match e.kind {
+            // RabbitMQ 3.10: the channel's error, as a 400.
+            warren_core::ErrorKind::NotFound => {
+                ApiError::bad_request(format!("404 NOT_FOUND - {}", e.text))
+            }
+            _ => e.into(),
+        })?;
+    if let (Some(generation), Some(p)) = (outcome.confirm_after, state.broker.persistence()) {
+        let mut synced = p.synced();
+        p.request_sync();
+        while *synced.borrow_and_update() < generation {
+            if synced.changed().await.is_err() {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the store stopped before the message was durable",
+                ));
+            }
+        }
+    }
+    Ok(Json(
+        json!({"routed": !outcome.unroutable && !outcome.rejected}),
+    ))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum AckMode {
+    AckRequeue,
+    Ack,
+    RejectRequeue,
+    Reject,
+}
+
+async fn get(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let v = usable_vhost(&state, &caller, &vhost)?;
+    let body = body_json(&body)?;
+    require_resource(
+        &state,
+        &caller,
+        &vhost,
+        Perm::Read,
+        ResourceKind::Queue,
+        &name,
+    )?;
+    let queue = find(&v, &name)?;
+    let count = body
+        .get("count")
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
+        .ok_or_else(|| ApiError::bad_request("count is required"))?;
+    // RabbitMQ 3.10 accepts exactly these four (rabbit_mgmt_wm_queue_get).
+    let mode = match body.get("ackmode").and_then(Value::as_str) {
+        Some("ack_requeue_true") => AckMode::AckRequeue,
+        Some("ack_requeue_false") => AckMode::Ack,
+        Some("reject_requeue_true") => AckMode::RejectRequeue,
+        Some("reject_requeue_false") => AckMode::Reject,
+        _ => return Err(ApiError::bad_request("ackmode must be one of ack_requeue_true, ack_requeue_false, reject_requeue_true, reject_requeue_false")),
+    };
+    let encoding = body
+        .get("encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("auto");
+    if encoding != "auto" && encoding != "base64" {
+        return Err(ApiError::bad_request("encoding must be auto or base64"));
+    }
+    let truncate = body.get("truncate").and_then(Value::as_u64);
+    let mut taken = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let Some((entry, msg, remaining)) = queue.get(false) else {
+            break;
+        };
+        let mut payload = msg.body.clone();
+        let payload_bytes = payload.len();
+        if let Some(t) = truncate {
+            payload.truncate(usize::try_from(t).unwrap_or(usize::MAX));
+        }
+        let (payload, payload_encoding) = match (encoding, std::str::from_utf8(&payload)) {
+            ("auto", Ok(s)) => (s.to_string(), "string"),
+            _ => (
+                base64::engine::general_purpose::STANDARD.encode(&payload),
+                "base64",
+            ),
+        };
+        let properties = BasicProperties::decode(&msg.properties_raw)
+            .map(|p| properties_to_json(&p))
+            .unwrap_or_else(|_| json!({}));
+        out.push(json!({
+            "payload_bytes": payload_bytes,
+            "redelivered": entry.redelivered,
+            "exchange": msg.exchange,
+            "routing_key": msg.routing_key,
+            "message_count": remaining,
+            "properties": properties,
+            "payload": payload,
+            "payload_encoding": payload_encoding,
+        }));
+        taken.push(entry);
+    }
+    // Settled together, once every message is taken (so a requeue does not hand the same
+    // message out again within one request).
+    match mode {
+        AckMode::AckRequeue | AckMode::RejectRequeue => queue.requeue(taken),
+        AckMode::Ack => queue.settle(taken),
+        AckMode::Reject => queue.discard(taken),
+    }
+    Ok(Json(Value::Array(out)))
+}

@@ -1,0 +1,337 @@
+//! Message rates: a sampler reads every object's counters once per statistics interval
+//! (RabbitMQ's `collect_statistics_interval`, 5 s by default) and keeps the last few
+//! samples; a rate is the change over that sliding window. The hot path never sees this:
+//! it only bumps counters (`warren_core::stats`), which the sampler reads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use warren_core::connections::ConnectionState;
+use warren_core::queue::QueueSnapshot;
+use warren_core::stats::{ChannelStats, MessageCounts};
+use warren_core::vhost::ExchangeView;
+use warren_core::Broker;
+
+/// The counters a point holds, by index.
+pub const FIELDS: [&str; 19] = [
+    "publish",
+    "publish_in",
+    "publish_out",
+    "confirm",
+    "deliver",
+    "deliver_no_ack",
+    "get",
+    "get_no_ack",
+    "get_empty",
+    "deliver_get",
+    "redeliver",
+    "ack",
+    "return_unroutable",
+    "drop_unroutable",
+    "messages",
+    "messages_ready",
+    "messages_unacknowledged",
+    "recv_oct",
+    "send_oct",
+];
+
+pub mod f {
+    pub const PUBLISH: usize = 0;
+    pub const PUBLISH_IN: usize = 1;
+    pub const PUBLISH_OUT: usize = 2;
+    pub const CONFIRM: usize = 3;
+    pub const DELIVER: usize = 4;
+    pub const DELIVER_NO_ACK: usize = 5;
+    pub const GET: usize = 6;
+    pub const GET_NO_ACK: usize = 7;
+    pub const GET_EMPTY: usize = 8;
+    pub const DELIVER_GET: usize = 9;
+    pub const REDELIVER: usize = 10;
+    pub const ACK: usize = 11;
+    pub const RETURN_UNROUTABLE: usize = 12;
+    pub const DROP_UNROUTABLE: usize = 13;
+    pub const MESSAGES: usize = 14;
+    pub const MESSAGES_READY: usize = 15;
+    pub const MESSAGES_UNACKED: usize = 16;
+    pub const RECV_OCT: usize = 17;
+    pub const SEND_OCT: usize = 18;
+}
+
+/// The message-flow counters of a queue, channel, vhost or the broker.
+pub const DELIVERY_FIELDS: [usize; 11] = [
+    f::PUBLISH,
+    f::CONFIRM,
+    f::DELIVER,
+    f::DELIVER_NO_ACK,
+    f::GET,
+    f::GET_NO_ACK,
+    f::GET_EMPTY,
+    f::DELIVER_GET,
+    f::REDELIVER,
+    f::ACK,
+    f::RETURN_UNROUTABLE,
+];
+pub const QUEUE_FIELDS: [usize; 8] = [
+    f::PUBLISH,
+    f::DELIVER,
+    f::DELIVER_NO_ACK,
+    f::GET,
+    f::GET_NO_ACK,
+    f::DELIVER_GET,
+    f::REDELIVER,
+    f::ACK,
+];
+pub const EXCHANGE_FIELDS: [usize; 2] = [f::PUBLISH_IN, f::PUBLISH_OUT];
+pub const TOTALS_FIELDS: [usize; 3] = [f::MESSAGES, f::MESSAGES_READY, f::MESSAGES_UNACKED];
+
+pub type Point = [u64; FIELDS.len()];
+
+/// What a sample is of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Broker,
+    VHost(String),
+    Queue(String, String),
+    Exchange(String, String),
+    Connection(u64),
+    Channel(u64, u16),
+}
+
+pub fn counts_point(c: &MessageCounts) -> Point {
+    let mut p = [0; FIELDS.len()];
+    p[f::PUBLISH] = c.publish;
+    p[f::CONFIRM] = c.confirm;
+    p[f::DELIVER] = c.deliver;
+    p[f::DELIVER_NO_ACK] = c.deliver_no_ack;
+    p[f::GET] = c.get;
+    p[f::GET_NO_ACK] = c.get_no_ack;
+    p[f::GET_EMPTY] = c.get_empty;
+    p[f::DELIVER_GET] = c.deliver + c.deliver_no_ack + c.get + c.get_no_ack;
+    p[f::REDELIVER] = c.redeliver;
+    p[f::ACK] = c.ack;
+    p[f::RETURN_UNROUTABLE] = c.return_unroutable;
+    p[f::DROP_UNROUTABLE] = c.drop_unroutable;
+    p
+}
+
+pub fn queue_point(s: &QueueSnapshot) -> Point {
+    let mut p = counts_point(&s.stats.into());
+    p[f::MESSAGES_READY] = s.ready;
+    p[f::MESSAGES_UNACKED] = s.unacked;
+    p[f::MESSAGES] = s.ready + s.unacked;
+    p
+}
+
+pub fn channel_point(s: &ChannelStats) -> Point {
+    counts_point(&s.counts())
+}
+
+pub fn exchange_point(x: &ExchangeView) -> Point {
+    let mut p = [0; FIELDS.len()];
+    p[f::PUBLISH_IN] = x.stats.publish_in.sum();
+    p[f::PUBLISH_OUT] = x.stats.publish_out.sum();
+    p
+}
+
+pub fn connection_point(s: &ConnectionState) -> Point {
+    let mut p = [0; FIELDS.len()];
+    p[f::RECV_OCT] = warren_core::stats::get(&s.stats.recv_oct);
+    p[f::SEND_OCT] = warren_core::stats::get(&s.stats.send_oct);
+    p
+}
+
+pub fn add(into: &mut Point, p: &Point) {
+    for (a, b) in into.iter_mut().zip(p) {
+        *a += b;
+    }
+}
+
+/// Samples in the window: the rate spans the oldest to the newest.
+const WINDOW: usize = 3;
+
+pub struct Rates {
+    pub interval: Duration,
+    samples: Mutex<HashMap<Key, VecDeque<(Instant, Point)>>>,
+    churn: Mutex<VecDeque<(Instant, [u64; CHURN_FIELDS.len()])>>,
+}
+
+/// RabbitMQ's `churn_rates` fields, in [`churn_now`]'s order.
+pub const CHURN_FIELDS: [&str; 7] = [
+    "connection_created",
+    "connection_closed",
+    "channel_created",
+    "channel_closed",
+    "queue_declared",
+    "queue_created",
+    "queue_deleted",
+];
+
+pub fn churn_now() -> [u64; CHURN_FIELDS.len()] {
+    use warren_core::stats::{get, CHURN};
+    [
+        get(&CHURN.connection_created),
+        get(&CHURN.connection_closed),
+        get(&CHURN.channel_created),
+        get(&CHURN.channel_closed),
+        get(&CHURN.queue_declared),
+        get(&CHURN.queue_created),
+        get(&CHURN.queue_deleted),
+    ]
+}
+
+impl Rates {
+    pub fn new(interval: Duration) -> Rates {
+        Rates {
+            interval,
+            samples: Mutex::new(HashMap::new()),
+            churn: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn record_churn(&self, at: Instant) {
+        let mut churn = self.churn.lock();
+        if churn.len() == WINDOW {
+            churn.pop_front();
+        }
+        churn.push_back((at, churn_now()));
+    }
+
+    /// `churn_rates`: each count now, with its rate over the window.
+    pub fn churn_json(&self) -> Value {
+        let now = churn_now();
+        let churn = self.churn.lock();
+        let mut m = Map::new();
+        for (i, name) in CHURN_FIELDS.iter().enumerate() {
+            let rate = match (churn.front(), churn.back()) {
+                (Some((t0, a)), Some((t1, b))) if t1 > t0 => {
+                    b[i].saturating_sub(a[i]) as f64 / t1.duration_since(*t0).as_secs_f64()
+                }
+                _ => 0.0,
+            };
+            m.insert(name.to_string(), json!(now[i]));
+            m.insert(format!("{name}_details"), json!({"rate": round(rate)}));
+        }
+        Value::Object(m)
+    }
+
+    /// Adds one sample per object; objects not sampled this time are forgotten.
+    pub fn record(&self, at: Instant, points: Vec<(Key, Point)>) {
+        let mut samples = self.samples.lock();
+        let mut next: HashMap<Key, VecDeque<(Instant, Point)>> =
+            HashMap::with_capacity(points.len());
+        for (key, point) in points {
+            let mut ring = samples.remove(&key).unwrap_or_default();
+            if ring.len() == WINDOW {
+                ring.pop_front();
+            }
+            ring.push_back((at, point));
+            next.insert(key, ring);
+        }
+        *samples = next;
+    }
+
+    /// Per-second rates of every field over the window (zero before two samples exist).
+    pub fn rates(&self, key: &Key) -> [f64; FIELDS.len()] {
+        let mut out = [0.0; FIELDS.len()];
+        let samples = self.samples.lock();
+        let Some(ring) = samples.get(key) else {
+            return out;
+        };
+        let (Some((t0, first)), Some((t1, last))) = (ring.front(), ring.back()) else {
+            return out;
+        };
+        let secs = t1.duration_since(*t0).as_secs_f64();
+        if secs <= 0.0 {
+            return out;
+        }
+        for i in 0..FIELDS.len() {
+            out[i] = last[i].saturating_sub(first[i]) as f64 / secs;
+        }
+        out
+    }
+}
+
+/// `{field: n, field_details: {rate: r}}` for the chosen fields.
+pub fn with_details(
+    point: &Point,
+    rates: &[f64; FIELDS.len()],
+    fields: &[usize],
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    for &i in fields {
+        m.insert(FIELDS[i].to_string(), json!(point[i]));
+        m.insert(
+            format!("{}_details", FIELDS[i]),
+            json!({"rate": round(rates[i])}),
+        );
+    }
+    m
+}
+
+fn round(r: f64) -> f64 {
+    (r * 10.0).round() / 10.0
+}
+
+/// Reads every object's counters once (what one sampling pass records).
+pub fn collect(broker: &Broker) -> Vec<(Key, Point)> {
+    let mut out = Vec::new();
+    let mut total = [0; FIELDS.len()];
+    let mut vhost_points: HashMap<String, Point> = HashMap::new();
+    for vhost in broker.vhosts() {
+        let mut vp = counts_point(&vhost.retired_counts());
+        for q in vhost.queues() {
+            let p = queue_point(&q.snapshot());
+            // A vhost's and the broker's queue totals; message flow comes from channels.
+            for i in TOTALS_FIELDS {
+                vp[i] += p[i];
+            }
+            out.push((Key::Queue(vhost.name.clone(), q.name().to_string()), p));
+        }
+        for x in vhost.exchanges() {
+            out.push((
+                Key::Exchange(vhost.name.clone(), x.spec.name.clone()),
+                exchange_point(&x),
+            ));
+        }
+        vhost_points.insert(vhost.name.clone(), vp);
+    }
+    for c in broker.connections().list() {
+        let mut cp = connection_point(&c.state);
+        for (number, stats) in c.state.channels() {
+            let p = channel_point(&stats);
+            add(&mut cp, &p);
+            if let Some(vp) = vhost_points.get_mut(&c.info.vhost) {
+                for i in DELIVERY_FIELDS.iter().chain(&[f::DROP_UNROUTABLE]) {
+                    vp[*i] += p[*i];
+                }
+            }
+            out.push((Key::Channel(c.id, number), p));
+        }
+        out.push((Key::Connection(c.id), cp));
+    }
+    for (name, vp) in vhost_points {
+        add(&mut total, &vp);
+        out.push((Key::VHost(name), vp));
+    }
+    out.push((Key::Broker, total));
+    out
+}
+
+/// Samples the broker every interval until the task is dropped.
+pub async fn run(broker: Arc<Broker>, rates: Arc<Rates>) {
+    let mut tick = tokio::time::interval(rates.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let broker = Arc::clone(&broker);
+        let Ok(points) = tokio::task::spawn_blocking(move || collect(&broker)).await else {
+            continue;
+        };
+        let now = Instant::now();
+        rates.record(now, points);
+        rates.record_churn(now);
+    }
+}
