@@ -10,7 +10,7 @@ here was checked against RabbitMQ 3.10.8 that way).
 import base64
 import json
 import os
-import threading
+import subprocess
 import time
 import uuid
 
@@ -18,7 +18,7 @@ import pika
 import pytest
 import requests
 
-from conftest import _start_warren, stop_warren
+from conftest import _start_warren, stop_warren, warren_binary
 
 ADMIN = ("guest", "guest")
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -57,6 +57,19 @@ class Api:
         r = getattr(self, method)(path, body, auth=auth) if method in ("put", "post") else getattr(self, method)(path, auth=auth)
         assert r.status_code in (200, 201, 204), (method, path, r.status_code, r.text)
         return r.json() if r.status_code == 200 and r.content else None
+
+    def ctl(self, *args, remote=False):
+        """`warren ctl` over the control socket (or `--uri` over HTTP), `rabbitmqctl` or
+        `rabbitmq-diagnostics` on RabbitMQ."""
+        if self.external:
+            node = os.environ.get("WARREN_TEST_RABBIT_NODE", "rabbit@localhost")
+            tool = "rabbitmq-diagnostics" if args[0].startswith(("check_", "ping", "listeners")) else "rabbitmqctl"
+            cmd = [tool, "-n", node, *args]
+        elif remote:
+            cmd = [warren_binary(), "ctl", "--uri", f"http://guest:guest@127.0.0.1:{self.process.http_port}", *args]
+        else:
+            cmd = [warren_binary(), "ctl", "--data-dir", self.process.data_dir, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
     def connect(self, vhost="/", user="guest", password="guest", **kw):
         params = pika.ConnectionParameters(
@@ -599,3 +612,76 @@ def test_warren_export_imports_into_rabbitmq(api):
             for u in ("defs-user", "defs-admin"):
                 requests.delete(f"{base}/users/{u}", auth=auth, timeout=30)
             requests.delete(f"{base}/global-parameters/defs-param", auth=auth, timeout=30)
+
+
+# ----- warren ctl / rabbitmqctl -----
+
+def test_ctl_read_verbs_columns_and_checks(api):
+    q = name("ctlq")
+    api.ok("put", f"/queues/%2F/{q}", {"durable": True})
+    try:
+        publish(api, "amq.default", q, "m")
+        for remote in (False, True):
+            if remote and api.external:
+                continue
+            out = api.ctl("list_queues", "-q", remote=remote)
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0] == "name\tmessages"
+            assert f"{q}\t1" in lines
+            out = api.ctl("list_queues", "name", "durable", "messages", "--formatter", "json", remote=remote)
+            rows = json.loads(out.stdout)
+            assert {"name": q, "durable": True, "messages": 1} in rows
+        out = api.ctl("list_bindings", "-s")
+        assert f"\texchange\t{q}\tqueue\t{q}\t" in out.stdout
+        out = api.ctl("list_exchanges", "name", "type", "-s")
+        assert "amq.topic\ttopic" in out.stdout.splitlines()
+        out = api.ctl("purge_queue", q)
+        assert out.returncode == 0
+        assert api.ok("get", f"/queues/%2F/{q}")["messages_ready"] == 0 or api.external
+        assert api.ctl("check_port_listener", str(api.amqp_port)).returncode == 0
+        failed = api.ctl("check_port_listener", "1")
+        assert failed.returncode == 69  # rabbitmq-diagnostics' EX_UNAVAILABLE
+        assert api.ctl("check_alarms").returncode == 0
+        assert api.ctl("ping").returncode == 0
+        assert "Ping succeeded" in api.ctl("ping").stdout
+        listeners = api.ctl("listeners").stdout
+        assert f"port: {api.amqp_port}, protocol: amqp" in listeners
+        out = api.ctl("delete_queue", q)
+        assert out.returncode == 0 and "Queue was successfully deleted with 0 ready messages" in out.stdout
+        assert api.get(f"/queues/%2F/{q}").status_code == 404
+    finally:
+        api.delete(f"/queues/%2F/{q}")
+
+
+def test_ctl_connections_and_definitions(api, tmp_path):
+    conn = api.connect(client_properties={"connection_name": "ctl-test"})
+    try:
+        out = api.ctl("list_connections", "name", "user", "--formatter", "json")
+        mine = [c for c in json.loads(out.stdout) if c["user"] == "guest"]
+        assert mine
+        assert api.ctl("close_all_connections", "-p", "/", "ctl says bye").returncode == 0
+        with pytest.raises(pika.exceptions.ConnectionClosed) as closed:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                conn.process_data_events(time_limit=0.2)
+        assert closed.value.reply_code == 320
+    finally:
+        if conn.is_open:
+            conn.close()
+    if api.external:
+        return
+    x = name("ctlx")
+    api.ok("put", f"/exchanges/%2F/{x}", {"type": "fanout", "durable": True})
+    try:
+        path = tmp_path / "defs.json"
+        assert api.ctl("export_definitions", str(path)).returncode == 0
+        defs = json.loads(path.read_text())
+        assert any(e["name"] == x for e in defs["exchanges"])
+        api.delete(f"/exchanges/%2F/{x}")
+        assert api.ctl("import_definitions", str(path)).returncode == 0
+        assert api.get(f"/exchanges/%2F/{x}").status_code == 200
+        status = api.ctl("status")
+        assert status.returncode == 0 and "RabbitMQ version: 3.10.8" in status.stdout
+    finally:
+        api.delete(f"/exchanges/%2F/{x}")

@@ -50,6 +50,44 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// Runs one API request in-process as the local operator (`warren ctl` over the control
+/// socket): the status and the JSON body (`Null` when there is none).
+pub async fn call_as_operator(
+    state: &Arc<ApiState>,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<serde_json::Value>,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut builder = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = builder
+        .body(axum::body::Body::from(body))
+        .map_err(|e| format!("bad request: {e}"))?;
+    request.extensions_mut().insert(auth::LocalOperator);
+    normalize_path(&mut request);
+    let response = router(Arc::clone(state))
+        .oneshot(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY * 8)
+        .await
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+    };
+    Ok((status, json))
+}
+
 /// Starts the message-rate sampler (once per broker, whatever the number of listeners).
 pub fn start_sampler(state: &Arc<ApiState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(sampler::run(

@@ -1,6 +1,7 @@
 //! The control socket: a Unix socket in the data directory (`warren.sock`) over which
-//! `warren ctl` administers the running broker until the management API exists. One JSON
-//! request per line, one JSON answer per line. Only local users who can reach the data
+//! `warren ctl` administers the running broker without a password. One JSON request per
+//! line, one JSON answer per line; the `api` command runs a management API request as the
+//! local operator. Only local users who can reach the data
 //! directory can use it (the socket is created with mode 0600).
 
 use std::path::{Path, PathBuf};
@@ -49,24 +50,67 @@ pub fn bind_std(data_dir: &Path) -> std::io::Result<std::os::unix::net::UnixList
     Ok(listener)
 }
 
-/// Serves the control socket until the task is dropped.
-pub async fn serve(broker: Arc<Broker>, listener: UnixListener) -> std::io::Result<()> {
+/// Serves the control socket until the task is dropped. `api` answers the `api` command:
+/// a management API request run in-process as the local operator (what `warren ctl`'s
+/// list, status and health-check verbs use).
+pub async fn serve(
+    broker: Arc<Broker>,
+    api: Arc<warren_http::ApiState>,
+    listener: UnixListener,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let broker = Arc::clone(&broker);
+        let api = Arc::clone(&api);
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &broker).await {
+            if let Err(e) = handle(stream, &broker, &api).await {
                 warn!(error = %e, "control connection failed");
             }
         });
     }
 }
 
-async fn handle(stream: UnixStream, broker: &Broker) -> std::io::Result<()> {
+/// `{"cmd": "api", "method": "GET", "path": "/api/queues", "headers": [[k, v]], "body": ..}`
+/// answered with `{"status": 200, "body": ...}`.
+async fn api_call(api: &Arc<warren_http::ApiState>, request: &Value) -> Result<Value, String> {
+    let text = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or_default();
+    let headers: Vec<(String, String)> = request
+        .get("headers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|h| {
+                    Some((
+                        h.get(0)?.as_str()?.to_string(),
+                        h.get(1)?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (status, body) = warren_http::call_as_operator(
+        api,
+        text("method"),
+        text("path"),
+        &headers,
+        request.get("body").cloned(),
+    )
+    .await?;
+    Ok(json!({ "status": status, "body": body }))
+}
+
+async fn handle(
+    stream: UnixStream,
+    broker: &Broker,
+    api: &Arc<warren_http::ApiState>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
         let answer = match serde_json::from_str::<Value>(&line) {
+            Ok(request) if request.get("cmd").and_then(Value::as_str) == Some("api") => {
+                api_call(api, &request).await
+            }
             Ok(request) => execute(broker, &request),
             Err(e) => Err(format!("invalid request: {e}")),
         };

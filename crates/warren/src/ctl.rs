@@ -15,6 +15,34 @@ use warren::control::socket_path;
 pub struct CtlArgs {
     #[command(subcommand)]
     pub command: CtlCommand,
+    /// A remote broker's management API, `http://user:password@host:port` (the list,
+    /// status, definitions and check verbs); without it ctl uses the local control socket.
+    #[arg(long, global = true, env = "WARREN_CTL_URI")]
+    pub uri: Option<String>,
+    /// `json` for machine-readable output (rabbitmqctl's --formatter).
+    #[arg(long, global = true)]
+    pub formatter: Option<String>,
+    /// No info line (rabbitmqctl's --quiet).
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+    /// No info line and no table headers (rabbitmqctl's --silent).
+    #[arg(short = 's', long = "silent", global = true)]
+    pub silent: bool,
+    #[arg(long = "no-table-headers", global = true)]
+    pub no_table_headers: bool,
+}
+
+/// Why a ctl command failed, and the exit status to leave with.
+#[derive(Debug)]
+pub struct CtlError {
+    pub message: String,
+    pub exit: u8,
+}
+
+impl From<String> for CtlError {
+    fn from(message: String) -> CtlError {
+        CtlError { message, exit: 1 }
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -178,10 +206,33 @@ pub enum CtlCommand {
     /// `list_vhosts [COLUMN ...]`: name (the default), description, tags, default_queue_type.
     #[command(name = "list_vhosts")]
     ListVhosts { columns: Vec<String> },
+    #[command(flatten)]
+    Api(crate::ctl_api::ApiCommand),
 }
 
-/// Runs a ctl command; the error is what to print.
-pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
+/// Runs a ctl command; the error says what to print and the exit status.
+pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), CtlError> {
+    let out = crate::ctl_api::Output {
+        json: match args.formatter.as_deref() {
+            None | Some("table") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(format!("unsupported formatter '{other}' (json or table)").into())
+            }
+        },
+        silent: args.silent || args.quiet,
+        no_headers: args.no_table_headers || args.silent,
+    };
+    if let CtlCommand::Api(command) = &args.command {
+        return crate::ctl_api::run(command, data_dir, args.uri.as_deref(), &out);
+    }
+    if args.uri.is_some() {
+        return Err("--uri works with the list, status, definitions and check verbs; this one needs the local control socket".to_string().into());
+    }
+    run_local(args, data_dir).map_err(CtlError::from)
+}
+
+fn run_local(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
     let request = match &args.command {
         CtlCommand::SetPolicy {
             vhost,
@@ -306,6 +357,7 @@ pub fn run(args: &CtlArgs, data_dir: &Path) -> Result<(), String> {
         CtlCommand::ReloadTls => json!({ "cmd": "reload_tls" }),
         CtlCommand::DeleteVhost { name } => json!({ "cmd": "delete_vhost", "name": name }),
         CtlCommand::ListVhosts { .. } => json!({ "cmd": "list_vhosts" }),
+        CtlCommand::Api(_) => return Err("not a control-socket command".into()),
     };
     let reply = call(data_dir, &request)?;
     if reply.get("ok").and_then(Value::as_bool) != Some(true) {
@@ -440,7 +492,7 @@ fn print_vhosts(list: &[Value], columns: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn call(data_dir: &Path, request: &Value) -> Result<Value, String> {
+pub(crate) fn call(data_dir: &Path, request: &Value) -> Result<Value, String> {
     let path = socket_path(data_dir);
     let stream = UnixStream::connect(&path).map_err(|e| {
         format!(

@@ -139,7 +139,18 @@ impl Embedded {
                     let control = control.and_then(|c| {
                         let socket = tokio::net::UnixListener::from_std(c).ok()?;
                         let broker = Arc::clone(&served);
-                        Some(tokio::spawn(control::serve(broker, socket)))
+                        let api = warren_http::ApiState::new(
+                            Arc::clone(&broker),
+                            warren_http::ManagementOptions::new(env!("CARGO_PKG_VERSION")),
+                        );
+                        if let Ok(local) = listener.local_addr() {
+                            api.add_listener(warren_http::ListenerInfo {
+                                protocol: "amqp".into(),
+                                ip: local.ip().to_string(),
+                                port: local.port(),
+                            });
+                        }
+                        Some(tokio::spawn(control::serve(broker, api, socket)))
                     });
                     warren_server::serve(
                         served,

@@ -2,6 +2,8 @@
 //! binds the listeners and runs the broker until SIGTERM/SIGINT.
 
 mod ctl;
+mod ctl_api;
+mod ctl_remote;
 mod management;
 mod settings;
 
@@ -33,8 +35,10 @@ fn main() -> std::process::ExitCode {
         return match ctl::run(args, &settings.data_dir) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("Error: {e}");
-                std::process::ExitCode::from(1)
+                if !e.message.is_empty() {
+                    eprintln!("Error: {}", e.message);
+                }
+                std::process::ExitCode::from(e.exit)
             }
         };
     }
@@ -125,12 +129,14 @@ async fn run(settings: Settings) -> Result<(), String> {
     broker
         .start_housekeeping()
         .map_err(|e| format!("cannot start the housekeeping thread: {e}"))?;
+    let api = management::api_state(&broker, &settings.management);
     let control_socket =
         control::bind(&data_dir).map_err(|e| format!("cannot create the control socket: {e}"))?;
     let control = {
         let broker = Arc::clone(&broker);
+        let api = Arc::clone(&api);
         tokio::spawn(async move {
-            if let Err(e) = control::serve(broker, control_socket).await {
+            if let Err(e) = control::serve(broker, api, control_socket).await {
                 error!(error = %e, "control socket failed; warren ctl will not work");
             }
         })
@@ -202,7 +208,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         })
         .collect();
     management::start(
-        &broker,
+        &api,
         &settings.management,
         management_tls,
         amqp_listeners,

@@ -43,27 +43,31 @@ pub fn load_definitions(broker: &Broker, defs: &serde_json::Value) -> Result<(),
     Ok(())
 }
 
-/// Binds the API's listeners and serves them until `shutdown`. `amqp` lists the AMQP
-/// listeners for `/api/overview` and the listener health checks.
-pub async fn start(
-    broker: &Arc<Broker>,
-    settings: &ManagementSettings,
-    tls: Option<warren_server::tls::Tls>,
-    amqp: Vec<ListenerInfo>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
-    if settings.listen.is_empty() && settings.tls_listen.is_empty() {
-        return Ok(());
-    }
+/// The API's shared state: served over HTTP when listeners are configured, and over the
+/// control socket to `warren ctl` in any case.
+pub fn api_state(broker: &Arc<Broker>, settings: &ManagementSettings) -> Arc<ApiState> {
     let mut options = ManagementOptions::new(env!("CARGO_PKG_VERSION"));
     options.stats_interval = settings.stats_interval;
     if let Some(n) = &settings.node_name {
         options.node = n.clone();
     }
-    let state = ApiState::new(Arc::clone(broker), options);
+    ApiState::new(Arc::clone(broker), options)
+}
+
+/// Starts the message-rate sampler, binds the API's listeners and serves them until
+/// `shutdown`. `amqp` lists the AMQP listeners for `/api/overview` and the listener
+/// health checks.
+pub async fn start(
+    state: &Arc<ApiState>,
+    settings: &ManagementSettings,
+    tls: Option<warren_server::tls::Tls>,
+    amqp: Vec<ListenerInfo>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     for l in amqp {
         state.add_listener(l);
     }
+    warren_http::start_sampler(state);
     let mut bound: Vec<(TcpListener, bool)> = Vec::new();
     for (addrs, secure) in [(&settings.listen, false), (&settings.tls_listen, true)] {
         for addr in addrs {
@@ -89,7 +93,6 @@ pub async fn start(
             info!(%local, protocol, "management API listening");
         }
     }
-    warren_http::start_sampler(&state);
     for (listener, secure) in bound {
         let source: Option<warren_http::TlsSource> = match (&tls, secure) {
             (Some(tls), true) => {
@@ -99,7 +102,7 @@ pub async fn start(
             _ => None,
         };
         tokio::spawn(warren_http::serve(
-            Arc::clone(&state),
+            Arc::clone(state),
             listener,
             source,
             shutdown.clone(),
