@@ -221,3 +221,25 @@ def test_external_login_from_the_common_name(certs):
     finally:
         stop_warren(b, hard=True)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_management_api_over_https(certs):
+    """--management-tls-listen serves the API with the AMQPS certificate (RabbitMQ's 15671)."""
+    b, data_dir = tls_warren(certs, "--management-tls-listen", "127.0.0.1:0")
+    try:
+        https = [l for l in b.output if "listening for HTTPS on" in l]
+        assert https, "".join(b.output)
+        port = int(https[0].rsplit(":", 1)[1])
+        import requests
+        r = requests.get(f"https://localhost:{port}/api/overview", auth=("guest", "guest"),
+                         verify=os.path.join(certs, "ca.pem"), timeout=10)
+        assert r.status_code == 200
+        o = r.json()
+        assert any(l["protocol"] == "https" and l["port"] == port for l in o["listeners"])
+        assert any(l["protocol"] == "amqp/ssl" and l["port"] == b.tls_port for l in o["listeners"])
+        # Plain HTTP on the HTTPS port gets no answer (the TLS handshake fails).
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/api/overview", auth=("guest", "guest"), timeout=5)
+    finally:
+        stop_warren(b, hard=True)
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -130,7 +130,7 @@ async fn overview(State(state): St, Extension(caller): Extension<Caller>) -> Jso
     object_totals["consumers"] = json!(consumers);
     let mut message_stats = sampler::with_details(&total, &rates, &DELIVERY_FIELDS);
     message_stats.extend(sampler::with_details(&total, &rates, &[f::DROP_UNROUTABLE]));
-    Json(json!({
+    let mut out = json!({
         "management_version": RABBITMQ_API_VERSION,
         "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600]},
@@ -149,7 +149,16 @@ async fn overview(State(state): St, Extension(caller): Extension<Caller>) -> Jso
         "node": state.node(),
         "listeners": listeners_json(&state),
         "contexts": contexts(&state),
-    }))
+    });
+    // RabbitMQ 3.10: only monitors see the node, its listeners and contexts.
+    if !caller.is_monitor() {
+        if let Value::Object(m) = &mut out {
+            for key in ["node", "listeners", "contexts"] {
+                m.remove(key);
+            }
+        }
+    }
+    Json(out)
 }
 
 fn contexts(state: &ApiState) -> Value {
