@@ -67,6 +67,7 @@ def read_frame(sock):
 def open_connection(port):
     """An idle AMQP connection: handshake only, heartbeats off."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.sendall(b"AMQP\x00\x00\x09\x01")
     read_frame(s)  # connection.start
     props = struct.pack(">I", 0)
@@ -103,7 +104,8 @@ def main():
     a = ap.parse_args()
     api = a.http.rstrip("/") + "/api"
     print(f"# {a.label}: {a.queues} queues, {a.connections} connections; RSS {rss_mb(a.pid)} MB at start")
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", a.amqp_port, credentials=pika.PlainCredentials(*AUTH)))
+    # No heartbeats: this connection idles while the listings are timed.
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", a.amqp_port, credentials=pika.PlainCredentials(*AUTH), heartbeat=0))
     ch = conn.channel()
     t = time.perf_counter()
     for i in range(a.queues):

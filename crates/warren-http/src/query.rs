@@ -85,35 +85,70 @@ impl ListQuery {
 
     /// Filters, sorts, pages and prunes `items`, ordered by `default_sort` fields when no
     /// `sort` is given.
-    pub fn respond(&self, mut items: Vec<Value>, default_sort: &[&str]) -> ApiResult<Value> {
+    pub fn respond(&self, items: Vec<Value>, default_sort: &[&str]) -> ApiResult<Value> {
+        self.respond_with(
+            items,
+            |v| {
+                v.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            },
+            |a, b| match_default(a, b, default_sort),
+            |v| v.clone(),
+        )
+    }
+
+    /// As [`ListQuery::respond`] over objects that are turned into JSON only when they are
+    /// on the page asked for: without `sort`, the list is ordered with `by` (the default
+    /// order), filtered by `name_of`, and only the page's items are built. With `sort` (a
+    /// field of the JSON), every item is built first.
+    pub fn respond_lazy<T>(
+        &self,
+        items: Vec<T>,
+        name_of: impl Fn(&T) -> String,
+        by: impl Fn(&T, &T) -> Ordering,
+        build: impl Fn(&T) -> Value,
+    ) -> ApiResult<Value> {
+        if let Some(field) = &self.sort {
+            let built: Vec<Value> = items.iter().map(build).collect();
+            return self.respond_with(
+                built,
+                |v| {
+                    v.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                },
+                |a, b| compare(lookup(a, field), lookup(b, field)),
+                |v| v.clone(),
+            );
+        }
+        self.respond_with(items, name_of, by, build)
+    }
+
+    fn respond_with<T>(
+        &self,
+        mut items: Vec<T>,
+        name_of: impl Fn(&T) -> String,
+        by: impl Fn(&T, &T) -> Ordering,
+        build: impl Fn(&T) -> Value,
+    ) -> ApiResult<Value> {
         let total = items.len() as u64;
         // RabbitMQ 3.10: the name filter applies to paged requests only.
         if let (Some(filter), Some(_)) = (&self.name, self.page) {
             let matcher = NameFilter::new(filter, self.use_regex)?;
-            items.retain(|item| {
-                item.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| matcher.matches(n))
-            });
+            items.retain(|item| matcher.matches(&name_of(item)));
         }
-        match &self.sort {
-            Some(field) => {
-                items.sort_by(|a, b| compare(lookup(a, field), lookup(b, field)));
-            }
-            None => items.sort_by(|a, b| {
-                default_sort
-                    .iter()
-                    .map(|f| compare(lookup(a, f), lookup(b, f)))
-                    .find(|o| *o != Ordering::Equal)
-                    .unwrap_or(Ordering::Equal)
-            }),
-        }
+        items.sort_by(&by);
         if self.sort_reverse {
             items.reverse();
         }
         let filtered = items.len() as u64;
         let Some(page) = self.page else {
-            return Ok(Value::Array(self.prune_all(items)));
+            return Ok(Value::Array(
+                self.prune_all(items.iter().map(build).collect()),
+            ));
         };
         let page_count = filtered.div_ceil(self.page_size);
         if page > page_count.max(1) {
@@ -128,9 +163,10 @@ impl ListQuery {
         }
         let start = ((page - 1) * self.page_size) as usize;
         let page_items: Vec<Value> = items
-            .into_iter()
+            .iter()
             .skip(start)
             .take(self.page_size as usize)
+            .map(build)
             .collect();
         let item_count = page_items.len();
         Ok(json!({
@@ -176,6 +212,14 @@ impl NameFilter {
             NameFilter::Regex(r) => r.is_match(name),
         }
     }
+}
+
+fn match_default(a: &Value, b: &Value, fields: &[&str]) -> Ordering {
+    fields
+        .iter()
+        .map(|f| compare(lookup(a, f), lookup(b, f)))
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
 }
 
 /// The value at a dotted path (`message_stats.publish`).

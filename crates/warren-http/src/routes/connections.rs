@@ -94,11 +94,13 @@ fn connection_json(state: &ApiState, c: &ConnectionSnapshot, stats: bool) -> Val
 
 fn list(state: &ApiState, items: Vec<ConnectionSnapshot>, q: &Params) -> ApiResult<Json<Value>> {
     let query = ListQuery::parse(q)?;
-    let items = items
-        .iter()
-        .map(|c| connection_json(state, c, query.stats()))
-        .collect();
-    Ok(Json(query.respond(items, &["name"])?))
+    let page = query.respond_lazy(
+        items,
+        |c| c.info.name.clone(),
+        |a, b| (&a.info.vhost, &a.info.name).cmp(&(&b.info.vhost, &b.info.name)),
+        |c| connection_json(state, c, query.stats()),
+    )?;
+    Ok(Json(page))
 }
 
 async fn list_connections(

@@ -82,10 +82,16 @@ fn list(
     let mut items = Vec::new();
     for v in listed_vhosts(state, caller, vhost)? {
         for x in v.exchanges() {
-            items.push(exchange_json(state, &v.name, &x, query.stats()));
+            items.push((v.name.clone(), x));
         }
     }
-    Ok(Json(query.respond(items, &["vhost", "name"])?))
+    let page = query.respond_lazy(
+        items,
+        |(_, x)| x.spec.name.clone(),
+        |(va, a), (vb, b)| (va, &a.spec.name).cmp(&(vb, &b.spec.name)),
+        |(v, x)| exchange_json(state, v, x, query.stats()),
+    )?;
+    Ok(Json(page))
 }
 
 async fn list_all(

@@ -102,10 +102,16 @@ fn list(
     let mut items = Vec::new();
     for v in listed_vhosts(state, caller, vhost)? {
         for queue in v.queues() {
-            items.push(queue_json(state, &v, &queue, &query));
+            items.push((Arc::clone(&v), queue));
         }
     }
-    Ok(Json(query.respond(items, &["vhost", "name"])?))
+    let page = query.respond_lazy(
+        items,
+        |(_, q)| q.name().to_string(),
+        |(va, a), (vb, b)| (&va.name, a.name()).cmp(&(&vb.name, b.name())),
+        |(v, queue)| queue_json(state, v, queue, &query),
+    )?;
+    Ok(Json(page))
 }
 
 async fn list_all(
