@@ -63,10 +63,23 @@ async fn import(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let defs = body_json(&body)?;
+    let before: Vec<String> = state
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
     let report = tokio::task::block_in_place(|| {
         definitions::import(&state.broker, &defs, None, Existing::Update)
     })
     .map_err(|e| ApiError::bad_request(e.0))?;
+    // RabbitMQ 3.10: the importing user gets every permission on the vhosts it created.
+    for v in state.broker.vhosts() {
+        let access = state.broker.access();
+        if !before.contains(&v.name) && access.permissions(&v.name, caller.name()).is_none() {
+            access.set_permissions(caller.name(), &v.name, ".*", ".*", ".*")?;
+        }
+    }
     tracing::info!(applied = report.applied, skipped = report.skipped, by = %caller.name(), "definitions imported (management API)");
     Ok(no_content())
 }
