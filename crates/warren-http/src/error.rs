@@ -14,6 +14,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error: String,
     pub reason: String,
+    /// RabbitMQ sends some reasons as an Erlang term turned list (`["no_such_user","u"]`):
+    /// then this is sent instead of `reason`.
+    pub reason_terms: Option<Vec<String>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -24,7 +27,15 @@ impl ApiError {
             status,
             error: error.to_string(),
             reason: reason.into(),
+            reason_terms: None,
         }
+    }
+
+    /// A 400 whose reason RabbitMQ 3.10 sends as a list of terms.
+    pub fn bad_request_terms(terms: &[&str]) -> ApiError {
+        let mut e = ApiError::bad_request(terms.join(" "));
+        e.reason_terms = Some(terms.iter().map(|t| t.to_string()).collect());
+        e
     }
 
     pub fn bad_request(reason: impl Into<String>) -> ApiError {
@@ -57,7 +68,11 @@ impl IntoResponse for ApiError {
         let mut response = if self.error.is_empty() {
             self.status.into_response()
         } else {
-            let body = json!({"error": self.error, "reason": self.reason});
+            let reason = match self.reason_terms {
+                Some(terms) => json!(terms),
+                None => json!(self.reason),
+            };
+            let body = json!({"error": self.error, "reason": reason});
             (self.status, axum::Json(body)).into_response()
         };
         if self.status == StatusCode::UNAUTHORIZED && self.error != "not_authorised" {

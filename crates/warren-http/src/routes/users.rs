@@ -531,7 +531,7 @@ fn change_limit(state: &ApiState, user: &str, kind: &str, value: Option<&Value>)
         .broker
         .access()
         .user(user)
-        .ok_or_else(|| ApiError::bad_request(format!("no_such_user {user}")))?;
+        .ok_or_else(|| ApiError::bad_request_terms(&["no_such_user", user]))?;
     let mut definition: FieldTable = u.limits.to_definition();
     definition.remove(kind);
     if let Some(v) = value {
