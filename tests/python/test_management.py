@@ -297,6 +297,8 @@ def test_pagination_envelope_and_errors(api):
         assert isinstance(plain, list) and len(plain) >= 3
         desc = [q["name"] for q in api.ok("get", "/queues/%2F?sort=name&sort_reverse=true") if q["name"].startswith(prefix)]
         assert desc == [f"{prefix}-2", f"{prefix}-1", f"{prefix}-0"]
+        users = [u["name"] for u in api.ok("get", "/users?sort=name&sort_reverse=true")]
+        assert users == sorted(users, reverse=True)
         pruned = [q for q in api.ok("get", "/queues/%2F?columns=name,arguments") if q["name"].startswith(prefix)]
         assert pruned[0] == {"name": f"{prefix}-0", "arguments": {}}
         empty = api.ok("get", f"/queues/%2F?page=1&page_size=500&name={name('none')}")
@@ -375,6 +377,9 @@ def test_connections_channels_consumers_and_close(api):
         c = conns[0]
         assert (c["user"], c["vhost"], c["protocol"], c["state"]) == ("guest", "/", "AMQP 0-9-1", "running")
         assert c["peer_host"] == "127.0.0.1" and c["port"] == api.amqp_port
+        # RabbitMQ 3.10: the client's connection_name is echoed as user_provided_name.
+        assert c["user_provided_name"] == "mgmt-test"
+        assert all("user_provided_name" not in x for x in api.ok("get", "/connections") if x["name"] != c["name"] and not x["client_properties"].get("connection_name"))
         assert isinstance(c["connected_at"], int) and c["client_properties"]["capabilities"]["publisher_confirms"] is True
         chans = [x for x in api.ok("get", "/channels") if x["connection_details"]["name"] == c["name"]]
         assert len(chans) == 1

@@ -94,7 +94,10 @@ impl ListQuery {
                     .unwrap_or("")
                     .to_string()
             },
-            |a, b| match_default(a, b, default_sort),
+            |a, b| match &self.sort {
+                Some(field) => compare(lookup(a, field), lookup(b, field)),
+                None => match_default(a, b, default_sort),
+            },
             |v| v.clone(),
         )
     }
@@ -303,6 +306,15 @@ mod tests {
             .respond(items.clone(), &["name"])
             .unwrap();
         assert_eq!(out[0], json!({"name": "Q6", "s": {"a": 6}}));
+        let lazy = q(&[("sort", "n"), ("sort_reverse", "true"), ("page", "1")])
+            .respond_lazy(
+                (0..7).collect::<Vec<i64>>(),
+                |i| format!("Q{i}"),
+                |a, b| a.cmp(b),
+                |i| items[*i as usize].clone(),
+            )
+            .unwrap();
+        assert_eq!(lazy["items"][0]["name"], "Q0");
         assert!(q(&[("page", "9")]).respond(items, &["name"]).is_err());
         let bad: HashMap<String, String> = [
             ("page_size".to_string(), "501".to_string()),

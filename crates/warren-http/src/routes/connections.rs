@@ -78,6 +78,12 @@ fn connection_json(state: &ApiState, c: &ConnectionSnapshot, stats: bool) -> Val
         "connected_at": i.connected_at,
         "client_properties": table_to_json(&i.client_properties),
     });
+    // RabbitMQ 3.10: a client's `connection_name` property is shown as
+    // `user_provided_name`, and the field is absent when the client gave none.
+    if let Some(given) = v["client_properties"]["connection_name"].as_str() {
+        let given = given.to_string();
+        v["user_provided_name"] = Value::String(given);
+    }
     if stats {
         let point = sampler::connection_point(&c.state);
         let rates = state.rates.rates(&Key::Connection(c.id));
