@@ -160,7 +160,7 @@ start_warren() {
         tls_args=(--tls-listen "127.0.0.1:$WARREN_LISTEN_PORT" --tls-cert "$TLS_DIR/server.pem"
             --tls-key "$TLS_DIR/server.key")
     fi
-    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:0" --data-dir "$WARREN_DATA" "${tls_args[@]}" \
+    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:0" --prometheus-listen "127.0.0.1:0" --data-dir "$WARREN_DATA" "${tls_args[@]}" \
         >"$OUT_DIR/warren.log" 2>&1 &
     WARREN_PID=$!
     wait_port 127.0.0.1 "$WARREN_LISTEN_PORT" 30 || { log "warren did not start (see $OUT_DIR/warren.log)"; exit 1; }

@@ -272,6 +272,61 @@ def test_purge_empties_a_queue(api):
         api.delete(f"/queues/%2F/{q}")
 
 
+def test_move_messages_to_another_queue(api):
+    if api.external:
+        pytest.skip("Warren's own endpoint (RabbitMQ's UI moves messages with a shovel)")
+    src, dst = name("move-src"), name("move-dst")
+    api.ok("put", f"/queues/%2F/{src}", {"durable": False})
+    api.ok("put", f"/queues/%2F/{dst}", {"durable": False})
+    try:
+        for i in range(5):
+            publish(api, "amq.default", src, f"m{i}", {"headers": {"n": i}})
+        assert api.ok("post", f"/queues/%2F/{src}/move", {"destination": dst}) == {"moved": 5}
+        got = api.ok("post", f"/queues/%2F/{dst}/get", {"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"})
+        assert [m["payload"] for m in got] == [f"m{i}" for i in range(5)]
+        assert [m["properties"]["headers"]["n"] for m in got] == list(range(5))
+        # As through a shovel: the default exchange, the destination's name as the key.
+        assert (got[0]["exchange"], got[0]["routing_key"]) == ("", dst)
+        assert api.ok("get", f"/queues/%2F/{src}")["messages"] == 0
+        r = api.post(f"/queues/%2F/{src}/move", {"destination": src})
+        assert r.status_code == 400
+        r = api.post(f"/queues/%2F/{src}/move", {"destination": name("missing")})
+        assert r.status_code == 404
+        assert api.post(f"/queues/%2F/{src}/move", {}).status_code == 400
+    finally:
+        api.delete(f"/queues/%2F/{src}")
+        api.delete(f"/queues/%2F/{dst}")
+
+
+def test_moved_persistent_messages_survive_kill_9(tmp_path):
+    """The move acknowledges at the source only once the copies are on disk."""
+    if os.environ.get("WARREN_URL"):
+        pytest.skip("starts and kills its own Warren")
+    data = str(tmp_path / "data")
+    args = ["--management-listen", "127.0.0.1:0"]
+    b, _ = _start_warren(data_dir=data, extra_args=args)
+    try:
+        base = f"http://127.0.0.1:{b.http_port}/api"
+        for q in ("ms", "md"):
+            assert requests.put(f"{base}/queues/%2F/{q}", json={"durable": True}, auth=ADMIN, timeout=10).status_code == 201
+        for i in range(50):
+            r = requests.post(f"{base}/exchanges/%2F/amq.default/publish", auth=ADMIN, timeout=10,
+                              json={"routing_key": "ms", "payload": f"p{i}", "payload_encoding": "string", "properties": {"delivery_mode": 2}})
+            assert r.json() == {"routed": True}
+        r = requests.post(f"{base}/queues/%2F/ms/move", json={"destination": "md"}, auth=ADMIN, timeout=30)
+        assert r.json() == {"moved": 50}
+    finally:
+        stop_warren(b, hard=True)
+    b, _ = _start_warren(data_dir=data, extra_args=args)
+    try:
+        base = f"http://127.0.0.1:{b.http_port}/api"
+        got = requests.post(f"{base}/queues/%2F/md/get", auth=ADMIN, timeout=10,
+                            json={"count": 100, "ackmode": "ack_requeue_true", "encoding": "auto"}).json()
+        assert sorted(m["payload"] for m in got) == sorted(f"p{i}" for i in range(50))
+    finally:
+        stop_warren(b)
+
+
 # ----- lists -----
 
 def test_pagination_envelope_and_errors(api):

@@ -9,7 +9,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use warren_amqp::FieldTable;
 
-use crate::stats::{ChannelStats, ConnectionStats};
+use crate::stats::{ChannelStats, ConnectionStats, MessageCounts, SizeCounts};
+use crate::VHost;
 
 /// What the broker can ask of a front end's connection.
 pub trait ConnectionControl: Send + Sync {
@@ -47,6 +48,10 @@ pub struct ConnectionInfo {
 pub struct ConnectionState {
     pub stats: ConnectionStats,
     channels: Mutex<Vec<(u16, Arc<ChannelStats>)>>,
+    /// Where a closed channel's counters go, so that vhost and broker totals never
+    /// go backwards.
+    vhost: Weak<VHost>,
+    registry: Weak<Connections>,
 }
 
 impl ConnectionState {
@@ -61,11 +66,32 @@ impl ConnectionState {
     }
 
     pub fn close_channel(&self, number: u16) {
-        let mut channels = self.channels.lock();
-        let before = channels.len();
-        channels.retain(|(n, _)| *n != number);
-        if channels.len() != before {
+        self.retire_where(|n| n == number);
+    }
+
+    /// Removes the channels `closing` picks and moves their counters into the vhost's and
+    /// the broker's totals, under the broker's lock so a reader of the totals sees each
+    /// channel exactly once (a Prometheus counter never dips).
+    fn retire_where(&self, closing: impl Fn(u16) -> bool) {
+        let registry = self.registry.upgrade();
+        let mut retired = registry.as_ref().map(|r| r.retired.lock());
+        let closed: Vec<_> = {
+            let mut channels = self.channels.lock();
+            let (closed, open) = channels.drain(..).partition(|(n, _)| closing(*n));
+            *channels = open;
+            closed
+        };
+        let vhost = self.vhost.upgrade();
+        for (_, stats) in closed {
             crate::stats::count(&crate::stats::CHURN.channel_closed);
+            let counts = stats.counts();
+            if let Some(vhost) = &vhost {
+                vhost.absorb_channel_counts(&counts);
+            }
+            if let Some(retired) = retired.as_mut() {
+                retired.0.add(&counts);
+                retired.1.add(&stats.sizes.read());
+            }
         }
     }
 
@@ -91,6 +117,20 @@ pub struct ConnectionSnapshot {
 #[derive(Default)]
 pub struct Connections {
     open: RwLock<HashMap<u64, Entry>>,
+    /// Counters of every channel that has closed.
+    retired: Mutex<(MessageCounts, SizeCounts)>,
+}
+
+/// Broker-wide message counters (every channel that ever was) and the published-size
+/// histogram, read at one moment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GlobalCounts {
+    pub messages: MessageCounts,
+    pub sizes: SizeCounts,
+    /// Open channels that have published (RabbitMQ's `publishers`).
+    pub publishers: u64,
+    /// Consumers on open channels.
+    pub consumers: u64,
 }
 
 /// Keeps a connection registered; dropping it (however the connection's task ends)
@@ -114,10 +154,7 @@ impl Drop for Registration {
         churn
             .connection_closed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let open_channels = self.state.channels.lock().len() as u64;
-        churn
-            .channel_closed
-            .fetch_add(open_channels, std::sync::atomic::Ordering::Relaxed);
+        self.state.retire_where(|_| true);
         if let Some(registry) = self.registry.upgrade() {
             registry.open.write().remove(&self.id);
         }
@@ -130,8 +167,13 @@ impl Connections {
         id: u64,
         info: ConnectionInfo,
         control: Weak<dyn ConnectionControl>,
+        vhost: Weak<VHost>,
     ) -> Registration {
-        let state = Arc::new(ConnectionState::default());
+        let state = Arc::new(ConnectionState {
+            vhost,
+            registry: Arc::downgrade(self),
+            ..Default::default()
+        });
         crate::stats::count(&crate::stats::CHURN.connection_created);
         self.open.write().insert(
             id,
@@ -150,6 +192,26 @@ impl Connections {
 
     pub fn count(&self) -> usize {
         self.open.read().len()
+    }
+
+    /// The broker's message counters: closed channels' plus the open ones'.
+    pub fn global_counts(&self) -> GlobalCounts {
+        let retired = self.retired.lock();
+        let mut total = GlobalCounts {
+            messages: retired.0,
+            sizes: retired.1,
+            ..Default::default()
+        };
+        for entry in self.open.read().values() {
+            for (_, channel) in entry.state.channels() {
+                let counts = channel.counts();
+                total.publishers += u64::from(counts.publish > 0);
+                total.consumers += crate::stats::get(&channel.consumer_count);
+                total.messages.add(&counts);
+                total.sizes.add(&channel.sizes.read());
+            }
+        }
+        total
     }
 
     /// Every open connection.
@@ -216,8 +278,13 @@ mod tests {
         let bob = Arc::new(Recorder::default());
         let alice_dyn: Arc<dyn ConnectionControl> = alice.clone();
         let bob_dyn: Arc<dyn ConnectionControl> = bob.clone();
-        let a = registry.register(1, info("alice", "/"), Arc::downgrade(&alice_dyn));
-        let _b = registry.register(2, info("bob", "v"), Arc::downgrade(&bob_dyn));
+        let a = registry.register(
+            1,
+            info("alice", "/"),
+            Arc::downgrade(&alice_dyn),
+            Weak::new(),
+        );
+        let _b = registry.register(2, info("bob", "v"), Arc::downgrade(&bob_dyn), Weak::new());
         assert_eq!(
             registry.close_where(|u, _| u == "alice", "user 'alice' is deleted"),
             1
@@ -230,5 +297,25 @@ mod tests {
             registry.close_where(|_, v| v == "v", "vhost 'v' is deleted"),
             1
         );
+    }
+
+    #[test]
+    fn closed_channels_keep_counting_in_the_totals() {
+        let registry = Arc::new(Connections::default());
+        let control: Arc<dyn ConnectionControl> = Arc::new(Recorder::default());
+        let conn = registry.register(1, info("u", "/"), Arc::downgrade(&control), Weak::new());
+        let ch = conn.state().open_channel(1);
+        crate::stats::bump(&ch.publish, 3);
+        ch.sizes.observe(10);
+        let other = conn.state().open_channel(2);
+        crate::stats::bump(&other.publish, 1);
+        assert_eq!(registry.global_counts().messages.publish, 4);
+        assert_eq!(registry.global_counts().publishers, 2);
+        conn.state().close_channel(1);
+        let after = registry.global_counts();
+        assert_eq!((after.messages.publish, after.publishers), (4, 1));
+        assert_eq!(after.sizes.buckets[0], 1);
+        drop(conn);
+        assert_eq!(registry.global_counts().messages.publish, 4);
     }
 }

@@ -78,6 +78,9 @@ pub struct QueueMessageStats {
 #[derive(Default)]
 pub struct ChannelStats {
     pub publish: AtomicU64,
+    /// Publishes received while the channel was in confirm mode.
+    pub publish_confirm: AtomicU64,
+    pub sizes: SizeHistogram,
     pub confirm: AtomicU64,
     pub return_unroutable: AtomicU64,
     pub drop_unroutable: AtomicU64,
@@ -102,10 +105,66 @@ pub struct ChannelStats {
     pub transactional: AtomicU64,
 }
 
+/// Upper bounds (bytes, inclusive) of the published-message size histogram's buckets,
+/// RabbitMQ's (`rabbit_msg_size_metrics`); one more bucket holds everything larger.
+pub const SIZE_BUCKETS: [u64; 8] = [
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Sizes of published message bodies: a count per bucket (not cumulative) and the sum.
+#[derive(Default)]
+pub struct SizeHistogram {
+    pub buckets: [AtomicU64; SIZE_BUCKETS.len() + 1],
+    pub sum: AtomicU64,
+}
+
+impl SizeHistogram {
+    /// Single writer (the channel's task).
+    pub fn observe(&self, size: u64) {
+        let bucket = SIZE_BUCKETS
+            .iter()
+            .position(|bound| size <= *bound)
+            .unwrap_or(SIZE_BUCKETS.len());
+        bump(&self.buckets[bucket], 1);
+        bump(&self.sum, size);
+    }
+
+    pub fn read(&self) -> SizeCounts {
+        SizeCounts {
+            buckets: std::array::from_fn(|i| get(&self.buckets[i])),
+            sum: get(&self.sum),
+        }
+    }
+}
+
+/// A [`SizeHistogram`] read at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SizeCounts {
+    pub buckets: [u64; SIZE_BUCKETS.len() + 1],
+    pub sum: u64,
+}
+
+impl SizeCounts {
+    pub fn add(&mut self, o: &SizeCounts) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.sum += o.sum;
+    }
+}
+
 /// What the management API reports of a channel's counters, read at one moment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MessageCounts {
     pub publish: u64,
+    pub publish_confirm: u64,
     pub confirm: u64,
     pub return_unroutable: u64,
     pub drop_unroutable: u64,
@@ -121,6 +180,7 @@ pub struct MessageCounts {
 impl MessageCounts {
     pub fn add(&mut self, o: &MessageCounts) {
         self.publish += o.publish;
+        self.publish_confirm += o.publish_confirm;
         self.confirm += o.confirm;
         self.return_unroutable += o.return_unroutable;
         self.drop_unroutable += o.drop_unroutable;
@@ -153,6 +213,7 @@ impl ChannelStats {
     pub fn counts(&self) -> MessageCounts {
         MessageCounts {
             publish: get(&self.publish),
+            publish_confirm: get(&self.publish_confirm),
             confirm: get(&self.confirm),
             return_unroutable: get(&self.return_unroutable),
             drop_unroutable: get(&self.drop_unroutable),
@@ -207,6 +268,17 @@ pub fn count(counter: &AtomicU64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_fall_into_rabbitmqs_buckets() {
+        let h = SizeHistogram::default();
+        for size in [0, 100, 101, 1_000_000, 100_000_001] {
+            h.observe(size);
+        }
+        let c = h.read();
+        assert_eq!(c.buckets, [2, 1, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(c.sum, 101_000_202);
+    }
 
     #[test]
     fn striped_counter_sums_every_thread() {

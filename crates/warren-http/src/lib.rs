@@ -6,16 +6,19 @@
 //! Layout: [`auth`] (who is calling, what tags allow), [`query`] (list parameters and
 //! paging), [`json`] (field tables and JSON), [`sampler`] (message rates), [`routes`] (one
 //! module per area of the API), [`definitions`] (RabbitMQ's `definitions.json`, also used
-//! by `warren ctl` and `--load-definitions`), and here the listener and the router.
+//! by `warren ctl` and `--load-definitions`), [`ui`] (the embedded web UI, served outside
+//! `/api`), and here the listener and the router.
 
 pub mod auth;
 pub mod definitions;
 pub mod error;
 pub mod json;
+pub mod prometheus;
 pub mod query;
 mod routes;
 pub mod sampler;
 pub mod state;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,9 +105,26 @@ pub async fn serve(
     state: Arc<ApiState>,
     listener: TcpListener,
     tls: Option<TlsSource>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_router(router(state), listener, tls, shutdown).await
+}
+
+/// Serves the Prometheus endpoint on `listener` until `shutdown` turns true.
+pub async fn serve_metrics(
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_router(prometheus::router(state), listener, None, shutdown).await
+}
+
+async fn serve_router(
+    app: Router,
+    listener: TcpListener,
+    tls: Option<TlsSource>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(state);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

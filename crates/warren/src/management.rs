@@ -93,6 +93,26 @@ pub async fn start(
             info!(%local, protocol, "management API listening");
         }
     }
+    for addr in &settings.prometheus_listen {
+        let listener = TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (Prometheus): {e}"))?;
+        if let Ok(local) = listener.local_addr() {
+            // RabbitMQ 3.10 lists the Prometheus listener as `http/prometheus`.
+            state.add_listener(ListenerInfo {
+                protocol: "http/prometheus".into(),
+                ip: local.ip().to_string(),
+                port: local.port(),
+            });
+            println!("warren: listening for Prometheus on {local}");
+            info!(%local, "Prometheus metrics listening");
+        }
+        tokio::spawn(warren_http::serve_metrics(
+            Arc::clone(state),
+            listener,
+            shutdown.clone(),
+        ));
+    }
     for (listener, secure) in bound {
         let source: Option<warren_http::TlsSource> = match (&tls, secure) {
             (Some(tls), true) => {

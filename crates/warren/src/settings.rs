@@ -115,6 +115,14 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub management_tls_listen: Vec<String>,
+    /// Address of the Prometheus metrics endpoint (repeatable; default 0.0.0.0:15692;
+    /// `none`: off).
+    #[arg(
+        long = "prometheus-listen",
+        env = "WARREN_PROMETHEUS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub prometheus_listen: Vec<String>,
     /// Milliseconds between samples of message rates (RabbitMQ's
     /// collect_statistics_interval; default 5000).
     #[arg(long, env = "WARREN_STATS_INTERVAL")]
@@ -169,6 +177,7 @@ pub struct FileConfig {
     pub disk_free_limit: Option<u64>,
     pub management_listen: Option<Vec<String>>,
     pub management_tls_listen: Option<Vec<String>>,
+    pub prometheus_listen: Option<Vec<String>>,
     pub stats_interval: Option<u64>,
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
@@ -179,6 +188,8 @@ pub struct ManagementSettings {
     /// Plain HTTP listeners (none: the API is off).
     pub listen: Vec<String>,
     pub tls_listen: Vec<String>,
+    /// Prometheus `/metrics` listeners (none: off).
+    pub prometheus_listen: Vec<String>,
     pub stats_interval: Duration,
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
@@ -202,6 +213,7 @@ pub struct Settings {
 }
 
 pub const DEFAULT_MANAGEMENT_LISTEN: &str = "0.0.0.0:15672";
+pub const DEFAULT_PROMETHEUS_LISTEN: &str = "0.0.0.0:15692";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5672";
 pub const DEFAULT_DATA_DIR: &str = "warren-data";
 /// Per-queue bytes of ready messages held in memory before paging to disk.
@@ -243,6 +255,7 @@ impl Settings {
             disk_free_limit: cli.disk_free_limit,
             management_listen: cli.management_listen.clone(),
             management_tls_listen: cli.management_tls_listen.clone(),
+            prometheus_listen: cli.prometheus_listen.clone(),
             stats_interval: cli.stats_interval,
             load_definitions: cli.load_definitions.clone(),
             node_name: cli.node_name.clone(),
@@ -392,6 +405,11 @@ impl Settings {
                 &[DEFAULT_MANAGEMENT_LISTEN],
             ),
             tls_listen: addresses(cli.management_tls_listen, file.management_tls_listen, &[]),
+            prometheus_listen: addresses(
+                cli.prometheus_listen,
+                file.prometheus_listen,
+                &[DEFAULT_PROMETHEUS_LISTEN],
+            ),
             stats_interval: Duration::from_millis(
                 cli.stats_interval
                     .or(file.stats_interval)

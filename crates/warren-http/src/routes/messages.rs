@@ -1,6 +1,7 @@
 //! Messages over HTTP, RabbitMQ's testing tools: publish to an exchange (answering
 //! `{"routed": bool}` once a persistent message is as durable as a publisher confirm would
-//! make it) and get from a queue with one of RabbitMQ's four ack modes.
+//! make it), get from a queue with one of RabbitMQ's four ack modes, and move a queue's
+//! messages to another queue (what RabbitMQ's UI does with a dynamic shovel).
 
 use std::sync::Arc;
 
@@ -25,6 +26,29 @@ pub(super) fn routes() -> Routes {
     Router::new()
         .route("/exchanges/{vhost}/{name}/publish", post(publish))
         .route("/queues/{vhost}/{name}/get", post(get))
+        .route("/queues/{vhost}/{name}/move", post(move_messages))
+}
+
+/// How many messages a move holds unacknowledged at once.
+const MOVE_BATCH: usize = 1000;
+
+/// Waits until the store has synced `generation` (the point a publisher confirm goes).
+async fn durable(state: &crate::state::ApiState, generation: Option<u64>) -> ApiResult<()> {
+    let (Some(generation), Some(p)) = (generation, state.broker.persistence()) else {
+        return Ok(());
+    };
+    let mut synced = p.synced();
+    p.request_sync();
+    while *synced.borrow_and_update() < generation {
+        if synced.changed().await.is_err() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the store stopped before the message was durable",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn text(props: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
@@ -180,19 +204,7 @@ async fn publish(
             }
             _ => e.into(),
         })?;
-    if let (Some(generation), Some(p)) = (outcome.confirm_after, state.broker.persistence()) {
-        let mut synced = p.synced();
-        p.request_sync();
-        while *synced.borrow_and_update() < generation {
-            if synced.changed().await.is_err() {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the store stopped before the message was durable",
-                ));
-            }
-        }
-    }
+    durable(&state, outcome.confirm_after).await?;
     Ok(Json(
         json!({"routed": !outcome.unroutable && !outcome.rejected}),
     ))
@@ -287,4 +299,99 @@ async fn get(
         AckMode::Reject => queue.discard(taken),
     }
     Ok(Json(Value::Array(out)))
+}
+
+/// `POST /api/queues/{vhost}/{name}/move` with `{"destination": queue}`: moves the messages
+/// that are ready now to `destination` through the default exchange (as RabbitMQ's
+/// shovel-based "move messages" does), answering `{"moved": n}`. Each batch is taken
+/// unacknowledged, published, made as durable as a confirm would make it, and only then
+/// acknowledged at the source: a crash in between leaves a message in both queues, never
+/// in neither. A message the destination refuses (`x-overflow: reject-publish`) stays in
+/// the source and ends the move.
+async fn move_messages(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    Path((vhost, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let v = usable_vhost(&state, &caller, &vhost)?;
+    let body = body_json(&body)?;
+    let destination = body
+        .get("destination")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| ApiError::bad_request("destination is required"))?
+        .to_string();
+    if destination == name {
+        return Err(ApiError::bad_request(
+            "destination must be another queue than the source",
+        ));
+    }
+    require_resource(
+        &state,
+        &caller,
+        &vhost,
+        Perm::Read,
+        ResourceKind::Queue,
+        &name,
+    )?;
+    require_resource(
+        &state,
+        &caller,
+        &vhost,
+        Perm::Write,
+        ResourceKind::Exchange,
+        "amq.default",
+    )?;
+    let source = find(&v, &name)?;
+    find(&v, &destination)?;
+    // Only what is there now: messages published during the move stay where they are.
+    let mut left = source.message_count() as usize;
+    let mut moved = 0u64;
+    while left > 0 {
+        let mut taken = Vec::new();
+        let mut confirm_after = None;
+        let mut refused = None;
+        while taken.len() < MOVE_BATCH.min(left) {
+            let Some((entry, msg, _)) = source.get(false) else {
+                left = 0;
+                break;
+            };
+            let copy = Arc::new(
+                Message::new(
+                    String::new(),
+                    destination.clone(),
+                    msg.properties_raw.clone(),
+                    msg.body.clone(),
+                )
+                .with_sender_selected(),
+            );
+            let outcome = match v.publish(&copy, &mut Default::default(), &mut Vec::new()) {
+                Ok(o) => o,
+                Err(e) => {
+                    // Not yet durable elsewhere: back to the source, nothing settled.
+                    source.requeue(taken.into_iter().chain([entry]));
+                    return Err(e.into());
+                }
+            };
+            if outcome.unroutable || outcome.rejected {
+                refused = Some(entry);
+                break;
+            }
+            confirm_after = confirm_after.max(outcome.confirm_after);
+            taken.push(entry);
+        }
+        left = left.saturating_sub(taken.len());
+        if let Err(e) = durable(&state, confirm_after).await {
+            source.requeue(taken);
+            return Err(e);
+        }
+        moved += taken.len() as u64;
+        source.settle(taken);
+        if let Some(entry) = refused {
+            source.requeue([entry]);
+            break;
+        }
+    }
+    Ok(Json(json!({ "moved": moved })))
 }

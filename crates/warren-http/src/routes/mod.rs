@@ -8,6 +8,7 @@ mod exchanges;
 mod health;
 mod messages;
 mod overview;
+pub(crate) use overview::file_descriptors;
 mod parameters;
 mod policies;
 pub(crate) use policies::policy_from_json;
@@ -52,7 +53,7 @@ pub fn api(state: Arc<ApiState>) -> Routes {
         .route_layer(middleware::from_fn_with_state(state, auth::authenticate));
     Router::new()
         .nest("/api", authenticated.merge(overview::public_routes()))
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(crate::ui::fallback)
 }
 
 /// A JSON request body; an empty body is `{}`. Malformed JSON is RabbitMQ's 400.

@@ -199,7 +199,7 @@ async fn set_cluster_name(
 }
 
 /// Open file descriptors and their limit, from /proc (Linux).
-fn file_descriptors() -> (Option<u64>, Option<u64>) {
+pub(crate) fn file_descriptors() -> (Option<u64>, Option<u64>) {
     let used = std::fs::read_dir("/proc/self/fd")
         .ok()
         .map(|d| d.count() as u64);

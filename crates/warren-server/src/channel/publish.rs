@@ -137,6 +137,10 @@ impl Channel {
                 .publish(msg, &mut ctx.route_scratch, &mut ctx.lagging_queues)?
         };
         stats::bump(&self.stats.publish, 1);
+        if self.confirms.is_some() {
+            stats::bump(&self.stats.publish_confirm, 1);
+        }
+        self.stats.sizes.observe(msg.body.len() as u64);
         if outcome.unroutable && !mandatory {
             stats::bump(&self.stats.drop_unroutable, 1);
         }

@@ -108,9 +108,12 @@ pub(crate) async fn serve_connection(
         channel_max: negotiated.channel_max,
         timeout: negotiated.heartbeat,
     };
-    let registration = broker
-        .connections()
-        .register(id, info, Arc::downgrade(&control));
+    let registration = broker.connections().register(
+        id,
+        info,
+        Arc::downgrade(&control),
+        Arc::downgrade(&negotiated.vhost),
+    );
     let ctx = ConnCtx {
         id,
         broker: Arc::clone(&broker),

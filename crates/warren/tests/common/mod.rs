@@ -60,6 +60,7 @@ impl Broker {
             // Many brokers run at once: the management API only where a test asks for it
             // (a --management-listen flag wins over this).
             .env("WARREN_MANAGEMENT_LISTEN", "none")
+            .env("WARREN_PROMETHEUS_LISTEN", "none")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -584,6 +585,7 @@ fn spawn_warren_in(
         // Many brokers run at once: the management API only where a test asks for it
         // (a --management-listen flag wins over this).
         .env("WARREN_MANAGEMENT_LISTEN", "none")
+        .env("WARREN_PROMETHEUS_LISTEN", "none")
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
