@@ -89,3 +89,19 @@ impl ApiState {
         self.listeners.write().push(listener);
     }
 }
+
+/// Open file descriptors and their limit, from /proc (Linux).
+pub fn file_descriptors() -> (Option<u64>, Option<u64>) {
+    let used = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64);
+    let total = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        });
+    (used, total)
+}

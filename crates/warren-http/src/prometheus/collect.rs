@@ -318,7 +318,7 @@ fn global(e: &mut Exposition, state: &ApiState) {
 fn resources(e: &mut Exposition, state: &ApiState) {
     let broker = &state.broker;
     let alarms = broker.alarms().state();
-    let (fd_used, fd_total) = crate::routes::file_descriptors();
+    let (fd_used, fd_total) = crate::state::file_descriptors();
     if let Some(rss) = warren_core::alarms::resident_bytes() {
         e.single(
             "process_resident_memory_bytes",

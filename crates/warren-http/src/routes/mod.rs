@@ -8,7 +8,6 @@ mod exchanges;
 mod health;
 mod messages;
 mod overview;
-pub(crate) use overview::file_descriptors;
 mod parameters;
 mod policies;
 pub(crate) use policies::policy_from_json;

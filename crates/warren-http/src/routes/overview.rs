@@ -198,27 +198,11 @@ async fn set_cluster_name(
     Ok(no_content())
 }
 
-/// Open file descriptors and their limit, from /proc (Linux).
-pub(crate) fn file_descriptors() -> (Option<u64>, Option<u64>) {
-    let used = std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as u64);
-    let total = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|line| line.starts_with("Max open files"))
-                .and_then(|line| line.split_whitespace().nth(3))
-                .and_then(|n| n.parse().ok())
-        });
-    (used, total)
-}
-
 pub(crate) fn node_json(state: &ApiState) -> Value {
     let broker = &state.broker;
     let alarms = broker.alarms().state();
     let disk_free = broker.persistence().and_then(|p| p.disk_free_bytes());
-    let (fd_used, fd_total) = file_descriptors();
+    let (fd_used, fd_total) = crate::state::file_descriptors();
     let processors = std::thread::available_parallelism().map_or(1, |n| n.get());
     json!({
         "name": state.node(),
