@@ -260,6 +260,26 @@ def test_publish_and_get_with_each_ack_mode(api):
         api.delete(f"/queues/%2F/{dlq}")
 
 
+def test_http_publish_and_get_count_in_the_overview(api):
+    """RabbitMQ publishes and gets over an internal channel, so they count like AMQP's."""
+    q = name("httpcount")
+    api.ok("put", f"/queues/%2F/{q}", {"durable": False})
+    try:
+        time.sleep(api.stats_wait)
+        before = api.ok("get", "/overview")["message_stats"]
+        for i in range(3):
+            publish(api, "amq.default", q, f"m{i}")
+        api.ok("post", f"/queues/%2F/{q}/get", {"count": 2, "ackmode": "ack_requeue_false", "encoding": "auto"})
+        time.sleep(api.stats_wait)
+        after = api.ok("get", "/overview")["message_stats"]
+        assert after["publish"] - before.get("publish", 0) == 3
+        assert after["get"] - before.get("get", 0) == 2
+        # And the queue's rate shows them.
+        assert api.ok("get", f"/queues/%2F/{q}")["message_stats"]["publish_details"]["rate"] > 0
+    finally:
+        api.delete(f"/queues/%2F/{q}")
+
+
 def test_purge_empties_a_queue(api):
     q = name("purge")
     api.ok("put", f"/queues/%2F/{q}", {"durable": False})
@@ -447,6 +467,8 @@ def test_connections_channels_consumers_and_close(api):
         assert cons[0]["queue"] == {"name": q, "vhost": "/"} and cons[0]["prefetch_count"] == 5
         assert cons[0]["ack_required"] is True and cons[0]["arguments"] == {}
         qs = api.ok("get", f"/queues/%2F/{q}")
+        assert qs["consumer_details"][0]["channel_details"]["connection_name"] == c["name"]
+        assert qs["consumer_details"][0]["channel_details"]["number"] == chan["number"]
         assert (qs["messages"], qs["messages_ready"], qs["messages_unacknowledged"]) == (1, 0, 1)
         assert qs["message_stats"]["publish"] == 3 and qs["message_stats"]["ack"] == 2
         paged = api.ok("get", "/connections?page=1&page_size=1")

@@ -194,6 +194,12 @@ impl Connections {
         self.open.read().len()
     }
 
+    /// Counts work done outside any channel (the management API's publish and get, which
+    /// RabbitMQ does over an internal channel) in the broker's totals.
+    pub fn count_unchannelled(&self, counts: &MessageCounts) {
+        self.retired.lock().0.add(counts);
+    }
+
     /// The broker's message counters: closed channels' plus the open ones'.
     pub fn global_counts(&self) -> GlobalCounts {
         let retired = self.retired.lock();

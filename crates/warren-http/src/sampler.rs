@@ -155,6 +155,8 @@ const WINDOW: usize = 3;
 pub struct Rates {
     pub interval: Duration,
     samples: Mutex<HashMap<Key, VecDeque<(Instant, Point)>>>,
+    /// When the previous sample was taken.
+    last_at: Mutex<Option<Instant>>,
     churn: Mutex<VecDeque<(Instant, [u64; CHURN_FIELDS.len()])>>,
 }
 
@@ -187,6 +189,7 @@ impl Rates {
         Rates {
             interval,
             samples: Mutex::new(HashMap::new()),
+            last_at: Mutex::new(None),
             churn: Mutex::new(VecDeque::new()),
         }
     }
@@ -222,8 +225,15 @@ impl Rates {
         let mut samples = self.samples.lock();
         let mut next: HashMap<Key, VecDeque<(Instant, Point)>> =
             HashMap::with_capacity(points.len());
+        let previous = self.last_at.lock().replace(at);
         for (key, point) in points {
-            let mut ring = samples.remove(&key).unwrap_or_default();
+            let mut ring = samples.remove(&key).unwrap_or_else(|| {
+                // Made since the previous sample, with every counter at zero then: what it
+                // did before its first sample is part of its first rate.
+                previous
+                    .map(|t| VecDeque::from([(t, [0; FIELDS.len()])]))
+                    .unwrap_or_default()
+            });
             if ring.len() == WINDOW {
                 ring.pop_front();
             }

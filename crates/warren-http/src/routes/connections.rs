@@ -7,7 +7,10 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
 use warren_core::connections::ConnectionSnapshot;
+use warren_core::queue::ConsumerInfo;
 use warren_core::stats::get as read;
 
 use super::{listed_vhosts, no_content, Params, Routes, St};
@@ -305,45 +308,61 @@ async fn get_channel(
 
 // ----- consumers -----
 
-fn consumers(state: &ApiState, caller: &Caller, vhost: Option<&str>) -> ApiResult<Vec<Value>> {
-    let vhosts = listed_vhosts(state, caller, vhost)?;
-    let conns: std::collections::HashMap<u64, ConnectionSnapshot> = state
+/// Open connections by id, to describe consumers' channels.
+pub(super) fn connections_by_id(state: &ApiState) -> HashMap<u64, ConnectionSnapshot> {
+    state
         .broker
         .connections()
         .list()
         .into_iter()
         .map(|c| (c.id, c))
-        .collect();
+        .collect()
+}
+
+/// One consumer as `/api/consumers` and a queue's `consumer_details` show it.
+pub(super) fn consumer_json(
+    state: &ApiState,
+    conns: &HashMap<u64, ConnectionSnapshot>,
+    vhost: &str,
+    queue: &str,
+    c: &ConsumerInfo,
+) -> Value {
+    let details = conns.get(&c.connection_id).map_or(json!({}), |conn| {
+        json!({
+            "name": channel_name(conn, c.channel),
+            "number": c.channel,
+            "connection_name": conn.info.name,
+            "peer_host": conn.info.peer_host,
+            "peer_port": conn.info.peer_port,
+            "user": conn.info.user,
+            "node": state.node(),
+        })
+    });
+    let mut arguments = Map::new();
+    if c.priority != 0 {
+        arguments.insert("x-priority".into(), json!(c.priority));
+    }
+    json!({
+        "consumer_tag": &*c.tag,
+        "exclusive": c.exclusive,
+        "ack_required": !c.no_ack,
+        "prefetch_count": c.prefetch,
+        "active": c.active,
+        "activity_status": if c.active { "up" } else { "waiting" },
+        "arguments": arguments,
+        "queue": {"name": queue, "vhost": vhost},
+        "channel_details": details,
+    })
+}
+
+fn consumers(state: &ApiState, caller: &Caller, vhost: Option<&str>) -> ApiResult<Vec<Value>> {
+    let vhosts = listed_vhosts(state, caller, vhost)?;
+    let conns = connections_by_id(state);
     let mut out = Vec::new();
     for v in vhosts {
         for q in v.queues() {
             for c in q.consumer_list() {
-                let details = conns.get(&c.connection_id).map_or(json!({}), |conn| {
-                    json!({
-                        "name": channel_name(conn, c.channel),
-                        "number": c.channel,
-                        "connection_name": conn.info.name,
-                        "peer_host": conn.info.peer_host,
-                        "peer_port": conn.info.peer_port,
-                        "user": conn.info.user,
-                        "node": state.node(),
-                    })
-                });
-                let mut arguments = Map::new();
-                if c.priority != 0 {
-                    arguments.insert("x-priority".into(), json!(c.priority));
-                }
-                out.push(json!({
-                    "consumer_tag": &*c.tag,
-                    "exclusive": c.exclusive,
-                    "ack_required": !c.no_ack,
-                    "prefetch_count": c.prefetch,
-                    "active": c.active,
-                    "activity_status": if c.active { "up" } else { "waiting" },
-                    "arguments": arguments,
-                    "queue": {"name": q.name(), "vhost": v.name},
-                    "channel_details": details,
-                }));
+                out.push(consumer_json(state, &conns, &v.name, q.name(), &c));
             }
         }
     }

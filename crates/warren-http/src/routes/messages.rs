@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use warren_amqp::BasicProperties;
 use warren_core::access::{Perm, ResourceKind};
+use warren_core::stats::MessageCounts;
 use warren_core::Message;
 
 use super::exchanges::path_exchange;
@@ -27,6 +28,17 @@ pub(super) fn routes() -> Routes {
         .route("/exchanges/{vhost}/{name}/publish", post(publish))
         .route("/queues/{vhost}/{name}/get", post(get))
         .route("/queues/{vhost}/{name}/move", post(move_messages))
+}
+
+/// Counts a publish or get over HTTP in its vhost's and the broker's message statistics, as
+/// RabbitMQ's internal channel does.
+fn count_in_stats(
+    state: &crate::state::ApiState,
+    vhost: &warren_core::VHost,
+    counts: MessageCounts,
+) {
+    vhost.absorb_channel_counts(&counts);
+    state.broker.connections().count_unchannelled(&counts);
 }
 
 /// How many messages a move holds unacknowledged at once.
@@ -204,6 +216,15 @@ async fn publish(
             }
             _ => e.into(),
         })?;
+    count_in_stats(
+        &state,
+        &v,
+        MessageCounts {
+            publish: 1,
+            drop_unroutable: u64::from(outcome.unroutable),
+            ..Default::default()
+        },
+    );
     durable(&state, outcome.confirm_after).await?;
     Ok(Json(
         json!({"routed": !outcome.unroutable && !outcome.rejected}),
@@ -291,6 +312,17 @@ async fn get(
         }));
         taken.push(entry);
     }
+    let got = taken.len() as u64;
+    count_in_stats(
+        &state,
+        &v,
+        MessageCounts {
+            get: got,
+            get_empty: u64::from(got == 0),
+            ack: if mode == AckMode::Ack { got } else { 0 },
+            ..Default::default()
+        },
+    );
     // Settled together, once every message is taken (so a requeue does not hand the same
     // message out again within one request).
     match mode {

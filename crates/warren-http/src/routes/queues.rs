@@ -143,20 +143,11 @@ async fn get_one(
     let v = usable_vhost(&state, &caller, &vhost)?;
     let q = find(&v, &name)?;
     let mut out = queue_json(&state, &v, &q, &ListQuery::default());
+    let conns = super::connections::connections_by_id(&state);
     let consumers: Vec<Value> = q
         .consumer_list()
         .iter()
-        .map(|c| {
-            json!({
-                "consumer_tag": &*c.tag,
-                "exclusive": c.exclusive,
-                "ack_required": !c.no_ack,
-                "prefetch_count": c.prefetch,
-                "active": c.active,
-                "arguments": {},
-                "queue": {"name": q.name(), "vhost": v.name},
-            })
-        })
+        .map(|c| super::connections::consumer_json(&state, &conns, &v.name, q.name(), c))
         .collect();
     out["consumer_details"] = Value::Array(consumers);
     Ok(Json(out))
