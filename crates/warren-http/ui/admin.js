@@ -124,7 +124,7 @@ function vhosts(main) {
     field('Name', h('input', { name: 'name', required: true, autocomplete: 'off', 'data-testid': 'vhost-name' })),
     field('Description', h('input', { name: 'description', autocomplete: 'off' })),
     field('Tags (comma separated)', h('input', { name: 'tags', autocomplete: 'off' })),
-    field('Default queue type', select(['classic', 'quorum', 'stream'], { name: 'default_queue_type' })),
+    field('Default queue type', select(['classic'], { name: 'default_queue_type' })),
     h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary', 'data-testid': 'add-vhost-submit' }, 'Add virtual host')));
   onSubmit(form, async (fd) => {
     const name = String(fd.get('name')).trim();

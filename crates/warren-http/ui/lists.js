@@ -234,7 +234,7 @@ function queueForm(ctx, reload) {
   const form = h('form', { class: 'grid-form', 'data-testid': 'add-queue-form' },
     field('Virtual host', vhostSelect(ctx, { 'data-testid': 'add-queue-vhost' })),
     field('Name', h('input', { name: 'name', required: true, 'data-testid': 'add-queue-name', autocomplete: 'off' })),
-    field('Type', select([['', 'Default for virtual host'], 'classic', 'quorum', 'stream'], { name: 'type', 'data-testid': 'add-queue-type' })),
+    field('Type', select([['', 'Default for virtual host'], 'classic'], { name: 'type', 'data-testid': 'add-queue-type' })),
     field('Durability', select([['true', 'Durable'], ['false', 'Transient']], { name: 'durable', 'data-testid': 'add-queue-durable' })),
     field('Auto delete', select([['false', 'No'], ['true', 'Yes']], { name: 'auto_delete', 'data-testid': 'add-queue-autodelete' })),
     field('Arguments (JSON object)', h('textarea', { name: 'arguments', rows: 2, placeholder: '{"x-message-ttl": 60000}', 'data-testid': 'add-queue-args' }), 'For example x-message-ttl, x-max-length, x-dead-letter-exchange.'),

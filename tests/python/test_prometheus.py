@@ -1,0 +1,246 @@
+"""Warren's Prometheus endpoint, parsed with prometheus_client's own parser: RabbitMQ's
+metric names, types and labels, counters that move with AMQP traffic by exactly what was
+done, per-object and detailed endpoints, and every metric the RabbitMQ-Overview Grafana
+dashboard queries."""
+
+import re
+import time
+import uuid
+
+import pika
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import _start_warren, stop_warren
+
+PROM_RE = re.compile(r"listening for Prometheus on ([\d.]+):(\d+)")
+
+# What RabbitMQ-Overview.json queries (../shared/reference/management-api.md §2).
+DASHBOARD = [
+    "rabbitmq_identity_info", "rabbitmq_build_info",
+    "rabbitmq_connections", "rabbitmq_channels", "rabbitmq_queues", "rabbitmq_consumers",
+    "rabbitmq_connections_opened_total", "rabbitmq_connections_closed_total",
+    "rabbitmq_channels_opened_total", "rabbitmq_channels_closed_total",
+    "rabbitmq_queues_declared_total", "rabbitmq_queues_created_total", "rabbitmq_queues_deleted_total",
+    "rabbitmq_queue_messages_ready", "rabbitmq_queue_messages_unacked", "rabbitmq_queue_messages",
+    "rabbitmq_queue_consumers",
+    "rabbitmq_global_messages_received_total", "rabbitmq_global_messages_received_confirm_total",
+    "rabbitmq_global_messages_routed_total", "rabbitmq_global_messages_confirmed_total",
+    "rabbitmq_global_messages_unroutable_dropped_total", "rabbitmq_global_messages_unroutable_returned_total",
+    "rabbitmq_global_messages_delivered_total", "rabbitmq_global_messages_delivered_consume_manual_ack_total",
+    "rabbitmq_global_messages_delivered_consume_auto_ack_total", "rabbitmq_global_messages_delivered_get_manual_ack_total",
+    "rabbitmq_global_messages_delivered_get_auto_ack_total", "rabbitmq_global_messages_get_empty_total",
+    "rabbitmq_global_messages_redelivered_total", "rabbitmq_global_messages_acknowledged_total",
+    "rabbitmq_global_publishers", "rabbitmq_global_consumers",
+    "rabbitmq_process_resident_memory_bytes", "rabbitmq_resident_memory_limit_bytes",
+    "rabbitmq_disk_space_available_bytes", "rabbitmq_disk_space_available_limit_bytes",
+    "rabbitmq_process_open_fds", "rabbitmq_process_max_fds", "rabbitmq_erlang_uptime_seconds",
+    "rabbitmq_message_size_bytes",
+]
+ALARMS = ["rabbitmq_alarms_memory_used_watermark", "rabbitmq_alarms_free_disk_space_watermark",
+          "rabbitmq_alarms_file_descriptor_limit"]
+GAUGES = ["rabbitmq_connections", "rabbitmq_channels", "rabbitmq_queues", "rabbitmq_consumers",
+          "rabbitmq_queue_messages_ready", "rabbitmq_queue_messages_unacked", "rabbitmq_queue_messages",
+          "rabbitmq_global_publishers", "rabbitmq_global_consumers", "rabbitmq_process_resident_memory_bytes",
+          "rabbitmq_process_open_fds"]
+
+
+@pytest.fixture(scope="module")
+def warren():
+    b, _ = _start_warren(extra_args=["--prometheus-listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0"])
+    try:
+        port = next(int(m.group(2)) for m in map(PROM_RE.search, b.output) if m)
+        yield b, f"http://127.0.0.1:{port}"
+    finally:
+        stop_warren(b)
+
+
+def scrape(base, path="/metrics"):
+    r = requests.get(base + path, timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {f.name: f for f in text_string_to_metric_families(r.text)}, r.text
+
+
+def family(families, name):
+    """The parser drops `_total` from counters' family names."""
+    return families.get(name) or families.get(name[: -len("_total")] if name.endswith("_total") else name)
+
+
+def value(families, name, **labels):
+    f = family(families, name)
+    assert f is not None, f"{name} missing"
+    want = name if f.type != "counter" or name.endswith("_total") else name + "_total"
+    hits = [s.value for s in f.samples if s.name == want and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert hits, f"no sample {want}{labels}"
+    return sum(hits)
+
+
+def connect(b):
+    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port, heartbeat=0, socket_timeout=5))
+
+
+def test_families_types_and_labels(warren):
+    b, base = warren
+    families, text = scrape(base)
+    for name in DASHBOARD + ALARMS:
+        assert family(families, name) is not None, name
+    for name in GAUGES:
+        assert family(families, name).type == "gauge", name
+    for name in [n for n in DASHBOARD if n.endswith("_total")]:
+        assert family(families, name).type == "counter", name
+    assert family(families, "rabbitmq_message_size_bytes").type == "histogram"
+    for name in ["rabbitmq_identity_info", "rabbitmq_build_info"] + ALARMS:
+        assert family(families, name).type == "unknown", name  # `untyped` in the text
+    identity = family(families, "rabbitmq_identity_info").samples[0]
+    assert identity.value == 1
+    assert set(identity.labels) == {"rabbitmq_node", "rabbitmq_cluster", "rabbitmq_cluster_permanent_id", "rabbitmq_endpoint"}
+    assert identity.labels["rabbitmq_endpoint"] == "aggregated"
+    assert identity.labels["rabbitmq_node"].startswith("rabbit@")
+    build = family(families, "rabbitmq_build_info").samples[0].labels
+    assert (build["rabbitmq_version"], build["product_name"]) == ("3.10.8", "Warren")
+    received = family(families, "rabbitmq_global_messages_received_total").samples[0]
+    assert received.labels == {"protocol": "amqp091"}
+    delivered = family(families, "rabbitmq_global_messages_delivered_total").samples[0]
+    assert delivered.labels == {"protocol": "amqp091", "queue_type": "rabbit_classic_queue"}
+    buckets = [s.labels["le"] for s in family(families, "rabbitmq_message_size_bytes").samples if s.name.endswith("_bucket")]
+    assert buckets == ["100.0", "1000.0", "10000.0", "100000.0", "1e+06", "1e+07", "5e+07", "1e+08", "+Inf"] or \
+        buckets == ["100", "1000", "10000", "100000", "1000000", "10000000", "50000000", "100000000", "+Inf"]
+    assert "# TYPE rabbitmq_connections_opened_total counter" in text
+    assert value(families, "rabbitmq_resident_memory_limit_bytes") > 0
+    assert value(families, "rabbitmq_process_max_fds") >= value(families, "rabbitmq_process_open_fds") > 0
+    assert value(families, "rabbitmq_alarms_memory_used_watermark") == 0
+
+
+def test_counters_move_by_exactly_the_traffic(warren):
+    b, base = warren
+    q = f"prom-{uuid.uuid4().hex[:8]}"
+    before, _ = scrape(base)
+    conn = connect(b)
+    try:
+        ch = conn.channel()
+        ch.queue_declare(q)
+        ch.confirm_delivery()
+        for i in range(20):
+            ch.basic_publish("", q, b"x" * (50 if i < 10 else 5000))
+        with pytest.raises(pika.exceptions.UnroutableError):
+            ch.basic_publish("", "prom-nowhere", b"r", mandatory=True)
+        ch.basic_publish("", "prom-nowhere", b"d")
+        for _ in range(2):
+            assert ch.basic_get(q, auto_ack=True)[0] is not None
+        method, _, _ = ch.basic_get(q, auto_ack=False)
+        ch.basic_ack(method.delivery_tag)
+        method, _, _ = ch.basic_get(q, auto_ack=False)
+        ch.basic_nack(method.delivery_tag, requeue=True)  # its next delivery is a redelivery
+        got = []
+        ch.basic_qos(prefetch_count=100)
+        tag = ch.basic_consume(q, lambda c, m, p, body: got.append(m))
+        deadline = time.monotonic() + 10
+        while len(got) < 17 and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        assert len(got) == 17 and sum(m.redelivered for m in got) == 1
+        for m in got[:10]:
+            ch.basic_ack(m.delivery_tag)
+        ch.basic_cancel(tag)
+        assert ch.basic_get(q, auto_ack=True)[0] is None  # 7 are unacked, none ready
+        during, _ = scrape(base)
+
+        def delta(name, **labels):
+            return value(during, name, **labels) - value(before, name, **labels)
+
+        expected = {
+            "received": 22, "received_confirm": 22, "routed": 20, "confirmed": 22,
+            "unroutable_returned": 1, "unroutable_dropped": 1,
+            "delivered": 21, "delivered_get_auto_ack": 2, "delivered_get_manual_ack": 2,
+            "delivered_consume_manual_ack": 17, "delivered_consume_auto_ack": 0,
+            "get_empty": 1, "redelivered": 1, "acknowledged": 11,
+        }
+        got_deltas = {k: delta(f"rabbitmq_global_messages_{k}_total") for k in expected}
+        assert got_deltas == expected
+        buckets = {s.labels["le"]: s.value for s in family(during, "rabbitmq_message_size_bytes").samples if s.name.endswith("_bucket")}
+        old = {s.labels["le"]: s.value for s in family(before, "rabbitmq_message_size_bytes").samples if s.name.endswith("_bucket")}
+        grown = [buckets[k] - old[k] for k in buckets]
+        assert grown == [12, 12, 22, 22, 22, 22, 22, 22, 22]
+        def hist(families, suffix):
+            return next(x.value for x in family(families, "rabbitmq_message_size_bytes").samples
+                        if x.name == "rabbitmq_message_size_bytes" + suffix)
+
+        assert hist(during, "_count") - hist(before, "_count") == 22
+        assert hist(during, "_sum") - hist(before, "_sum") == 10 * 50 + 10 * 5000 + 2
+        gauges = {n: value(during, n) for n in ["rabbitmq_connections", "rabbitmq_channels", "rabbitmq_queues",
+                                                 "rabbitmq_consumers", "rabbitmq_queue_messages_ready",
+                                                 "rabbitmq_queue_messages_unacked", "rabbitmq_queue_messages",
+                                                 "rabbitmq_global_publishers", "rabbitmq_global_consumers"]}
+        assert gauges == {"rabbitmq_connections": 1, "rabbitmq_channels": 1, "rabbitmq_queues": 1,
+                          "rabbitmq_consumers": 0, "rabbitmq_queue_messages_ready": 0,
+                          "rabbitmq_queue_messages_unacked": 7, "rabbitmq_queue_messages": 7,
+                          "rabbitmq_global_publishers": 1, "rabbitmq_global_consumers": 0}
+        conn.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            after, _ = scrape(base)
+            if value(after, "rabbitmq_connections") == 0:
+                break
+            time.sleep(0.05)
+        # A closed channel's counts stay in the totals: counters never go down.
+        for k in expected:
+            name = f"rabbitmq_global_messages_{k}_total"
+            assert value(after, name) == value(during, name), name
+        assert value(after, "rabbitmq_connections_closed_total") - value(before, "rabbitmq_connections_closed_total") == 1
+        assert value(after, "rabbitmq_channels_closed_total") - value(before, "rabbitmq_channels_closed_total") == 1
+        assert value(after, "rabbitmq_queue_messages_ready") == 7  # the unacked came back
+        assert value(after, "rabbitmq_global_publishers") == 0
+    finally:
+        if conn.is_open:
+            conn.close()
+        cleanup = connect(b)
+        cleanup.channel().queue_delete(q)
+        cleanup.close()
+
+
+def test_per_object_and_detailed(warren):
+    b, base = warren
+    api = f"http://127.0.0.1:{b.http_port}/api"
+    auth = ("guest", "guest")
+    vhost = f"prom-v-{uuid.uuid4().hex[:6]}"
+    odd = 'odd "name" \\ here'
+    assert requests.put(f"{api}/vhosts/{vhost}", auth=auth, timeout=10).status_code == 201
+    try:
+        for v, name, n in [("%2F", "prom-a", 2), ("%2F", odd, 1), (vhost, "prom-b", 3)]:
+            enc = requests.utils.quote(name, safe="")
+            assert requests.put(f"{api}/queues/{v}/{enc}", json={"durable": False}, auth=auth, timeout=10).status_code == 201
+            for i in range(n):
+                r = requests.post(f"{api}/exchanges/{v}/amq.default/publish", auth=auth, timeout=10,
+                                  json={"routing_key": name, "payload": "p", "payload_encoding": "string", "properties": {}})
+                assert r.json() == {"routed": True}
+        per, _ = scrape(base, "/metrics/per-object")
+        ready = {(s.labels["vhost"], s.labels["queue"]): s.value
+                 for s in family(per, "rabbitmq_queue_messages_ready").samples}
+        assert ready[("/", "prom-a")] == 2 and ready[(vhost, "prom-b")] == 3
+        assert ready[("/", odd)] == 1  # quotes and backslashes escaped and parsed back
+        assert family(per, "rabbitmq_identity_info").samples[0].labels["rabbitmq_endpoint"] == "per-object"
+        agg, _ = scrape(base)
+        assert [s.labels for s in family(agg, "rabbitmq_queue_messages_ready").samples] == [{}]
+        assert value(agg, "rabbitmq_queue_messages_ready") == sum(ready.values())
+        det, text = scrape(base, f"/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count&vhost={vhost}")
+        assert family(det, "rabbitmq_identity_info").samples[0].labels["rabbitmq_endpoint"] == "detailed"
+        assert [(s.labels, s.value) for s in family(det, "rabbitmq_detailed_queue_messages_ready").samples] == \
+            [({"vhost": vhost, "queue": "prom-b"}, 3)]
+        assert value(det, "rabbitmq_detailed_queue_messages", queue="prom-b") == 3
+        assert value(det, "rabbitmq_detailed_queue_consumers", queue="prom-b") == 0
+        assert "rabbitmq_queue_messages_ready" not in text and "rabbitmq_detailed_queue_messages_ready_bytes" not in text
+        bare, _ = scrape(base, "/metrics/detailed")
+        assert set(bare) == {"rabbitmq_identity_info", "rabbitmq_build_info"}
+        assert requests.get(base + "/nothing", timeout=10).status_code == 404
+    finally:
+        requests.delete(f"{api}/vhosts/{vhost}", auth=auth, timeout=10)
+        for name in ["prom-a", odd]:
+            requests.delete(f"{api}/queues/%2F/{requests.utils.quote(name, safe='')}", auth=auth, timeout=10)
+
+
+def test_every_dashboard_query_has_series(warren):
+    b, base = warren
+    families, _ = scrape(base)
+    empty = [n for n in DASHBOARD if not family(families, n).samples]
+    assert empty == []
