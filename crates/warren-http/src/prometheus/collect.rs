@@ -41,6 +41,7 @@ struct QueueRow {
     ready_bytes: u64,
     unacked_bytes: u64,
     consumers: u64,
+    published: u64,
 }
 
 fn queue_rows(state: &ApiState, vhost: Option<&str>) -> Vec<QueueRow> {
@@ -59,6 +60,7 @@ fn queue_rows(state: &ApiState, vhost: Option<&str>) -> Vec<QueueRow> {
                 ready_bytes: s.ready_bytes,
                 unacked_bytes: s.unacked_bytes,
                 consumers: u64::from(s.consumers),
+                published: s.stats.publish,
             });
         }
     }
@@ -138,6 +140,7 @@ pub fn core(e: &mut Exposition, state: &ApiState, per_object: bool) {
         consumers,
     );
     churn(e);
+    super::channels::live_channels(e, &connections);
     queues(e, &rows, per_object, "");
     global(e, state);
     resources(e, state);
@@ -237,14 +240,37 @@ fn queues(e: &mut Exposition, rows: &[QueueRow], per_object: bool, only: &str) {
         if !only.is_empty() && family != only {
             continue;
         }
-        e.family(name, Kind::Gauge, help);
-        if per_object {
-            for r in rows {
-                e.sample(name, &[("vhost", &r.vhost), ("queue", &r.name)], pick(r));
-            }
-        } else {
-            e.sample(name, &[], rows.iter().map(pick).sum::<u64>());
+        queue_family(e, rows, per_object, name, Kind::Gauge, help, pick);
+    }
+    if only.is_empty() {
+        queue_family(
+            e,
+            rows,
+            per_object,
+            "queue_messages_published_total",
+            Kind::Counter,
+            "Total number of messages published to queues",
+            |r| r.published,
+        );
+    }
+}
+
+fn queue_family(
+    e: &mut Exposition,
+    rows: &[QueueRow],
+    per_object: bool,
+    name: &str,
+    kind: Kind,
+    help: &str,
+    pick: fn(&QueueRow) -> u64,
+) {
+    e.family(name, kind, help);
+    if per_object {
+        for r in rows {
+            e.sample(name, &[("vhost", &r.vhost), ("queue", &r.name)], pick(r));
         }
+    } else {
+        e.sample(name, &[], rows.iter().map(pick).sum::<u64>());
     }
 }
 
@@ -363,6 +389,16 @@ fn resources(e: &mut Exposition, state: &ApiState) {
             total,
         );
     }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(broker.uptime());
+    e.raw_single(
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "Start time of the process since unix epoch in seconds.",
+        started.as_secs(),
+    );
     // The node's uptime (RabbitMQ names it after the Erlang VM that is its process).
     e.single(
         "erlang_uptime_seconds",

@@ -71,6 +71,14 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// A family with one unlabelled sample, without the prefix (`process_*`, the standard
+    /// process metrics).
+    pub fn raw_single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
+        let _ = writeln!(self.out, "{name} {value}");
+    }
+
     pub fn finish(self) -> String {
         self.out
     }

@@ -5,6 +5,7 @@
 //! on a blocking thread so that building a large answer never holds up the runtime's
 //! workers, which carry the publishers.
 
+mod channels;
 mod collect;
 pub mod exposition;
 
