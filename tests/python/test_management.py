@@ -274,8 +274,8 @@ def test_http_publish_and_get_count_in_the_overview(api):
         after = api.ok("get", "/overview")["message_stats"]
         assert after["publish"] - before.get("publish", 0) == 3
         assert after["get"] - before.get("get", 0) == 2
-        # And the queue's rate shows them.
-        assert api.ok("get", f"/queues/%2F/{q}")["message_stats"]["publish_details"]["rate"] > 0
+        # (Their rate is not asserted here: after the wait the window of three samples may
+        # have moved past them. test_message_rates_move_with_traffic covers rates.)
     finally:
         api.delete(f"/queues/%2F/{q}")
 
