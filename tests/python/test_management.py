@@ -700,6 +700,22 @@ def test_warren_export_imports_into_rabbitmq(api):
 
 # ----- warren ctl / rabbitmqctl -----
 
+def test_ctl_output_into_a_closed_pipe_ends_quietly(api):
+    """`warren ctl list_queues | head -1`: the reader is gone, ctl ends like any CLI tool
+    (killed by SIGPIPE), not with a panic."""
+    if api.external:
+        pytest.skip("Warren's ctl")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails: deterministic, whatever the output size
+    try:
+        out = subprocess.run([warren_binary(), "ctl", "--data-dir", api.process.data_dir, "list_queues"],
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert "panicked" not in out.stderr, out.stderr
+    assert out.returncode == -13, (out.returncode, out.stderr)
+
+
 def test_ctl_read_verbs_columns_and_checks(api):
     q = name("ctlq")
     api.ok("put", f"/queues/%2F/{q}", {"durable": True})

@@ -32,6 +32,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     if let Some(Command::Ctl(args)) = &cli.command {
+        // Like any command-line tool, `warren ctl list_queues | head` ends quietly when the
+        // reader goes away (Rust ignores SIGPIPE, and println! then panics).
+        // SAFETY: no other thread exists yet, and SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         return match ctl::run(args, &settings.data_dir) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
