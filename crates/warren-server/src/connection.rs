@@ -51,7 +51,7 @@ const NO_ACK_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 /// What a delivery counts for beyond its body (frames, bookkeeping).
 const DELIVERY_OVERHEAD: usize = 128;
 /// Unwritten store bytes above which publishing connections pause.
-const STORE_BACKLOG_LIMIT: u64 = 64 * 1024 * 1024;
+const STORE_BACKLOG_LIMIT: u64 = 8 * 1024 * 1024;
 /// How often a throttled publisher checks whether the store caught up.
 const THROTTLE_POLL: Duration = Duration::from_millis(2);
 /// Output bytes after which a batch of deliveries is written out.

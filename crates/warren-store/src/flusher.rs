@@ -3,8 +3,10 @@
 //!
 //! A round: read the generation `g`; take the list of segments to delete; move every dirty
 //! queue log's buffer into its unsynced chunks; cut the segment write buffer into a chunk;
-//! write and fdatasync the segment files (and the segments directory if a file was created);
-//! only then write and fdatasync the queue logs; publish `g` as synced; unlink the segments
+//! write the segment files and fdatasync those holding records a queue log names (with the
+//! segments directory and the id file, if a file was created: see `segment` for why records
+//! no index names are neither fsynced nor kept once written); only then write and fdatasync
+//! the queue logs; publish `g` as synced; unlink the segments
 //! taken at the start. Queue-log buffers are taken before the segment buffer, and segments are
 //! synced before queue logs, so an index entry that reaches the disk in a round never points at
 //! message data that is not durable by the end of that same round. Deleting a segment only
@@ -64,8 +66,10 @@ struct Flusher {
     dirty_since: Option<Instant>,
     /// A segment file was created and the directory not yet fsynced successfully.
     dir_sync_needed: bool,
-    /// Highest `next_id` value made durable.
+    /// Highest `next_id` value written.
     next_id_written: u32,
+    /// `next_id` was written and not fsynced yet.
+    next_id_unsynced: bool,
     /// Segments taken for deletion, unlinked once a round's queue logs are synced.
     doomed: Vec<u32>,
     next_id_file: Option<File>,
@@ -82,6 +86,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         dirty_since: None,
         dir_sync_needed: false,
         next_id_written,
+        next_id_unsynced: false,
         doomed: Vec::new(),
         next_id_file: None,
     };
@@ -409,29 +414,57 @@ impl Flusher {
 
     fn write_segments(&mut self) -> io::Result<()> {
         let sh = self.shared.clone();
-        let (chunks, max_id, mut files) = {
+        let (chunks, max_id, resync, mut files) = {
             let mut s = sh.segs.lock();
             s.cut_active();
-            if s.unsynced.is_empty() {
-                return self.sync_dir_if_needed();
+            let resync = std::mem::take(&mut s.resync);
+            if s.unsynced.is_empty() && resync.is_empty() {
+                return Ok(());
             }
-            let chunks: Vec<(u32, u64, Arc<Vec<u8>>)> = s
+            let chunks: Vec<(u32, u64, Arc<Vec<u8>>, bool)> = s
                 .unsynced
                 .iter()
-                .map(|c| (c.seg, c.base, c.data.clone()))
+                .map(|c| (c.seg, c.base, c.data.clone(), c.durable))
                 .collect();
             let max_id = s.unsynced.last().map_or(0, |c| c.id);
             let mut files: HashMap<u32, Option<Arc<File>>> = HashMap::new();
-            for &(seg, _, _) in &chunks {
+            for seg in chunks.iter().map(|c| c.0).chain(resync.iter().copied()) {
                 files
                     .entry(seg)
                     .or_insert_with(|| s.metas.get(&seg).and_then(|m| m.file.clone()));
             }
-            (chunks, max_id, files)
+            (chunks, max_id, resync, files)
         };
+        let result = self.write_and_sync(&chunks, max_id, &resync, &mut files);
+        if result.is_err() && !resync.is_empty() {
+            // Those files still owe their fsync: the next round tries again.
+            let mut s = sh.segs.lock();
+            for seg in resync {
+                if !s.resync.contains(&seg) {
+                    s.resync.push(seg);
+                }
+            }
+        }
+        result
+    }
 
-        for (&seg, file) in files.iter_mut() {
-            if file.is_some() {
+    /// Writes the chunks, drops the transient ones, fsyncs the files holding durable-bound
+    /// records (see `segment`'s module doc), then drops the rest.
+    fn write_and_sync(
+        &mut self,
+        chunks: &[(u32, u64, Arc<Vec<u8>>, bool)],
+        max_id: u64,
+        resync: &[u32],
+        files: &mut HashMap<u32, Option<Arc<File>>>,
+    ) -> io::Result<()> {
+        let sh = self.shared.clone();
+        let new_segments: Vec<u32> = chunks
+            .iter()
+            .map(|c| c.0)
+            .filter(|seg| matches!(files.get(seg), Some(None)))
+            .collect();
+        for seg in new_segments {
+            if matches!(files.get(&seg), Some(Some(_))) {
                 continue;
             }
             if seg >= self.next_id_written {
@@ -449,26 +482,51 @@ impl Flusher {
             if let Some(m) = sh.segs.lock().metas.get_mut(&seg) {
                 m.file = Some(f.clone());
             }
-            *file = Some(f);
+            files.insert(seg, Some(f));
         }
 
-        for (seg, base, data) in &chunks {
+        for (seg, base, data, _) in chunks {
             if let Some(Some(f)) = files.get(seg) {
                 f.write_all_at(data, *base)?;
             }
         }
+        sh.segs.lock().drop_written_transient(max_id);
+        let mut to_sync: Vec<u32> = chunks
+            .iter()
+            .filter(|c| c.3)
+            .map(|c| c.0)
+            .chain(resync.iter().copied())
+            .collect();
+        to_sync.sort_unstable();
+        to_sync.dedup();
+        if !to_sync.is_empty() {
+            // New segment files and the id counter only need to be durable once durable
+            // data lives in them; a transient backlog never waits for these (on ext4 each is
+            // a journal commit that can wait for every dirty page written so far).
+            self.sync_metadata_if_needed()?;
+        }
         if sh.fsync {
-            for f in files.values().flatten() {
-                f.sync_data()?;
-                sh.fsyncs.fetch_add(1, Ordering::Relaxed);
+            for seg in to_sync {
+                if let Some(Some(f)) = files.get(&seg) {
+                    f.sync_data()?;
+                    sh.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
-        self.sync_dir_if_needed()?;
         sh.segs.lock().drop_synced(max_id);
         Ok(())
     }
 
-    fn sync_dir_if_needed(&mut self) -> io::Result<()> {
+    fn sync_metadata_if_needed(&mut self) -> io::Result<()> {
+        if self.next_id_unsynced {
+            if let Some(f) = &self.next_id_file {
+                if self.shared.fsync {
+                    f.sync_data()?;
+                    self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.next_id_unsynced = false;
+        }
         if self.dir_sync_needed {
             if self.shared.fsync {
                 sys::sync_dir(&self.shared.seg_dir)?;
@@ -499,10 +557,7 @@ impl Flusher {
             // 8 bytes at offset 0 sit in one sector: the write is not torn in practice, and
             // a torn one fails its checksum and falls back to the segment files' own ids.
             f.write_all_at(&data, 0)?;
-            if sh.fsync {
-                f.sync_data()?;
-                sh.fsyncs.fetch_add(1, Ordering::Relaxed);
-            }
+            self.next_id_unsynced = true;
         }
         self.next_id_written = next;
         Ok(())

@@ -16,8 +16,10 @@
 //! Callers never do I/O: [`Store::append`], [`QueueLog::enqueue`], [`QueueLog::delivered`]
 //! and [`QueueLog::ack`] copy bytes into an in-memory buffer under a short `parking_lot`
 //! mutex, bump the store's *generation* and return. One background thread (the flusher) owns
-//! all writing: it swaps the buffers out, `pwrite`s them, `fdatasync`s every dirty segment
-//! file, then every dirty queue log, and publishes the generation it covered on a
+//! all writing: it swaps the buffers out, `pwrite`s them, `fdatasync`s every segment file
+//! holding a record that a queue log names (records nobody indexes, such as transient
+//! messages paged out of memory, are dropped from memory once written and never fsynced),
+//! then every dirty queue log, and publishes the generation it covered on a
 //! `tokio::sync::watch` ([`Store::synced`]). One fsync thus covers everything appended since
 //! the previous one. A publisher waiting for a confirm does
 //! `append; enqueue...; let g = store.generation(); store.request_sync();` and waits until

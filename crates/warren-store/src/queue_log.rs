@@ -479,6 +479,9 @@ impl QueueLog {
     /// (Unix milliseconds, 0 for never). Buffered; covered by the next flush and by
     /// `Store::generation()` taken after this call.
     pub fn enqueue(&self, seq: u64, loc: Location, deadline: u64) {
+        // Before the generation moves (in `push`): a round that covers this entry also
+        // fsyncs the record it names.
+        self.inner.shared.segs.lock().mark_durable(loc);
         self.push(record(KIND_ENQUEUE, 0, seq, loc, deadline), 1, 0);
     }
 

@@ -11,6 +11,15 @@
 //! that covers it succeeds, so that (a) `read` finds not-yet-durable data in memory and (b) a
 //! failed write or fsync can be retried by writing the same bytes at the same offsets again.
 //!
+//! Only records that a queue index names need that: a record becomes *durable-bound* when a
+//! queue log enqueues it ([`Segments::mark_durable`]). A chunk holding none (transient
+//! messages paged out of memory, which no restart brings back) is dropped as soon as its bytes
+//! are written, and its segment is not fsynced for it: a backlog of transient messages costs
+//! the store no memory beyond the bytes written in one round. A record that becomes
+//! durable-bound after its chunk was written (a fanout that paged the message for a transient
+//! queue first) puts its segment on the `resync` list: the next round fsyncs that file
+//! before its queue logs, which is before the enqueue can be confirmed.
+//!
 //! Segments are reference counted by ownership: `append` counts one reference for the
 //! [`crate::RecordRef`] it returns (held until routing has handed the record to every queue),
 //! and every queue entry holding the record counts one more (`retain`/`release`). A segment
@@ -33,6 +42,11 @@ pub(crate) const SEG_HEADER_LEN: u64 = 16;
 /// Bytes of a record header (`len` + `crc32c`).
 pub(crate) const REC_HEADER_LEN: u64 = 8;
 const SEG_MAGIC: &[u8; 8] = b"WRNSEG01";
+
+/// `active` is cut into a chunk once it would grow past this: the write buffer is a list of
+/// buffers this size rather than one that doubles (and copies) while a burst of appends
+/// outruns a flush round.
+const ACTIVE_CHUNK: usize = 1024 * 1024;
 
 /// Largest segment size we accept: offsets are u32, and a record may start just below the
 /// limit, so keep the limit well under 4 GiB.
@@ -97,6 +111,8 @@ pub(crate) struct Chunk {
     pub seg: u32,
     pub base: u64,
     pub data: Arc<Vec<u8>>,
+    /// Holds a record some queue index names: kept until an fsync covers it.
+    pub durable: bool,
 }
 
 /// What the store knows of one segment file.
@@ -134,6 +150,11 @@ pub(crate) struct Segments {
     pub next_chunk_id: u64,
     /// Bytes in `active` + `unsynced` (memory the store holds for data not yet durable).
     pub buffered: u64,
+    /// `active` holds a durable-bound record.
+    pub active_durable: bool,
+    /// Segments with a durable-bound record that was written without an fsync: the next
+    /// round fsyncs them.
+    pub resync: Vec<u32>,
     pub metas: HashMap<u32, SegMeta>,
     /// Segments whose files are to be unlinked (by the flusher, off the caller's thread).
     pub doomed: Vec<u32>,
@@ -151,6 +172,8 @@ impl Segments {
             unsynced: Vec::new(),
             next_chunk_id: 1,
             buffered: 0,
+            active_durable: false,
+            resync: Vec::new(),
             metas: existing,
             doomed: Vec::new(),
         }
@@ -165,6 +188,9 @@ impl Segments {
         }
         if self.current_len == 0 {
             self.start_segment();
+        }
+        if !self.active.is_empty() && self.active.len() + rec_len as usize > ACTIVE_CHUNK {
+            self.cut_active();
         }
         let offset = self.current_len;
         self.active
@@ -221,12 +247,12 @@ impl Segments {
         }
     }
 
-    /// Hands `active` over to the flusher as a chunk (keeps its capacity for the next round).
+    /// Hands `active` over to the flusher as a chunk.
     pub(crate) fn cut_active(&mut self) {
         if self.active.is_empty() {
             return;
         }
-        let cap = self.active.capacity();
+        let cap = self.active.capacity().min(ACTIVE_CHUNK);
         let data = std::mem::replace(&mut self.active, Vec::with_capacity(cap));
         let id = self.next_chunk_id;
         self.next_chunk_id += 1;
@@ -235,11 +261,54 @@ impl Segments {
             seg: self.current,
             base: self.active_base,
             data: Arc::new(data),
+            durable: std::mem::take(&mut self.active_durable),
         });
         self.active_base = self.current_len;
         if let Some(m) = self.metas.get_mut(&self.current) {
             m.size = self.current_len;
         }
+    }
+
+    /// A queue index names the record at `loc`: it must be durable before that index entry
+    /// is (see the module doc). Usually the record was appended a moment ago and is in
+    /// `active`.
+    pub(crate) fn mark_durable(&mut self, loc: Location) {
+        let start = u64::from(loc.offset);
+        if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
+            self.active_durable = true;
+            return;
+        }
+        for c in self.unsynced.iter_mut().rev() {
+            if c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64 {
+                c.durable = true;
+                // A round may have taken this chunk as transient already and drop it
+                // unsynced once written: the next round fsyncs its file either way.
+                if !self.resync.contains(&loc.segment) {
+                    self.resync.push(loc.segment);
+                }
+                return;
+            }
+        }
+        // Written already, maybe without an fsync (or long durable: one more fsync of a
+        // clean file costs little).
+        if self.metas.contains_key(&loc.segment) && !self.resync.contains(&loc.segment) {
+            self.resync.push(loc.segment);
+        }
+    }
+
+    /// Drops the chunks with id <= `max_id` that hold no durable-bound record, once they
+    /// are written.
+    pub(crate) fn drop_written_transient(&mut self, max_id: u64) {
+        let mut freed = 0u64;
+        self.unsynced.retain(|c| {
+            if c.id <= max_id && !c.durable {
+                freed += c.data.len() as u64;
+                false
+            } else {
+                true
+            }
+        });
+        self.buffered = self.buffered.saturating_sub(freed);
     }
 
     /// Drops the chunks with id <= `max_id` after the fsync that covers them.

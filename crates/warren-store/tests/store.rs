@@ -952,3 +952,67 @@ proptest::proptest! {
         proptest::prop_assert!(seg_files(dir.path()) <= 1, "segments left: {}", seg_files(dir.path()));
     }
 }
+
+#[test]
+fn records_no_queue_log_names_are_written_without_fsync_and_not_kept_in_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    // 3 MiB of records nobody indexes: transient messages paged out of memory.
+    let refs: Vec<_> = (0..3072u64)
+        .map(|i| store.append(&payload(i, 1024)))
+        .collect();
+    let fsyncs = store.fsync_count();
+    store.request_sync();
+    wait_synced(&store, store.generation());
+    assert_eq!(
+        store.fsync_count(),
+        fsyncs,
+        "records that no index names need no fsync (nor the new segment's directory entry)"
+    );
+    assert_eq!(store.buffered_bytes(), 0, "written chunks are not kept");
+    // Read back from the file.
+    for (i, r) in refs.iter().enumerate().step_by(97) {
+        assert_eq!(
+            &store.read(r.location()).expect("read")[..],
+            &payload(i as u64, 1024)[..]
+        );
+    }
+}
+
+#[test]
+fn a_record_indexed_after_it_was_written_is_fsynced_before_the_index_entry_is_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let log = store.queue_log(3).expect("log");
+    // Written (and dropped from memory) as a transient record first, as a fanout that pages
+    // the message for a transient queue before a durable one logs it.
+    let r = store.append(&payload(1, 512));
+    store.request_sync();
+    wait_synced(&store, store.generation());
+    assert_eq!(store.buffered_bytes(), 0);
+    let fsyncs = store.fsync_count();
+    log.enqueue(1, r.location(), 0);
+    store.request_sync();
+    wait_synced(&store, store.generation());
+    // The segment (plus the new segment's directory entry and id file) and the queue log.
+    assert!(
+        store.fsync_count() >= fsyncs + 2,
+        "segment and queue log fsynced: {} -> {}",
+        fsyncs,
+        store.fsync_count()
+    );
+    // An indexed record appended and logged together is kept until its fsync as before.
+    let r2 = store.append(&payload(2, 512));
+    log.enqueue(2, r2.location(), 0);
+    let before = store.fsync_count();
+    store.sync_now().expect("sync");
+    assert!(store.fsync_count() >= before + 2);
+    drop(store);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let log = store.queue_log(3).expect("log");
+    let live = log.recover().expect("recover");
+    assert_eq!(live.len(), 2);
+    for (e, i) in live.iter().zip([1u64, 2]) {
+        assert_eq!(&store.read(e.loc).expect("read")[..], &payload(i, 512)[..]);
+    }
+}

@@ -30,6 +30,7 @@ use crate::storage::{MessageStore, QueueIndex, RecordLocation};
 use crate::timers::{TimerTarget, Timers};
 
 mod entries;
+mod fifo;
 
 mod ready;
 mod snapshot;

@@ -1,13 +1,12 @@
 //! A queue's ready messages: one FIFO per priority level, highest level served first, with
 //! the counts and in-memory bytes that limits and paging read.
 
-use std::collections::VecDeque;
-
+use super::fifo::BlockFifo;
 use super::Entry;
 
 /// Ready messages: one FIFO per priority level, highest level served first.
 pub(super) struct Ready {
-    pub(super) levels: Vec<VecDeque<Entry>>,
+    pub(super) levels: Vec<BlockFifo<Entry>>,
     pub(super) len: usize,
     /// Bytes of every ready message (what `x-max-length-bytes` limits).
     pub(super) bytes: usize,
@@ -18,7 +17,7 @@ pub(super) struct Ready {
 impl Ready {
     pub(super) fn new(levels: usize) -> Ready {
         Ready {
-            levels: (0..levels.max(1)).map(|_| VecDeque::new()).collect(),
+            levels: (0..levels.max(1)).map(|_| BlockFifo::default()).collect(),
             len: 0,
             bytes: 0,
             mem_bytes: 0,
@@ -51,13 +50,8 @@ impl Ready {
     pub(super) fn insert_by_seq(&mut self, e: Entry) {
         self.count_in(&e);
         let level = usize::from(e.level).min(self.levels.len() - 1);
-        let list = &mut self.levels[level];
-        // Requeued messages are usually older than everything ready: check the front first.
-        let pos = match list.front() {
-            Some(front) if e.seq < front.seq => 0,
-            _ => list.partition_point(|x| x.seq < e.seq),
-        };
-        list.insert(pos, e);
+        let seq = e.seq;
+        self.levels[level].insert_sorted(e, |x| x.seq < seq);
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Entry> {
@@ -96,7 +90,7 @@ impl Ready {
     pub(super) fn take_all(&mut self) -> Vec<Entry> {
         let mut all = Vec::with_capacity(self.len);
         for l in self.levels.iter_mut() {
-            all.extend(l.drain(..));
+            all.extend(l.drain_all());
         }
         self.len = 0;
         self.bytes = 0;
