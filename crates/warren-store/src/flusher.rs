@@ -435,7 +435,7 @@ impl Flusher {
             }
             (chunks, max_id, resync, files)
         };
-        let result = self.write_and_sync(&chunks, max_id, &resync, &mut files);
+        let result = self.write_and_sync(chunks, max_id, &resync, &mut files);
         if result.is_err() && !resync.is_empty() {
             // Those files still owe their fsync: the next round tries again.
             let mut s = sh.segs.lock();
@@ -452,7 +452,7 @@ impl Flusher {
     /// records (see `segment`'s module doc), then drops the rest.
     fn write_and_sync(
         &mut self,
-        chunks: &[(u32, u64, Arc<Vec<u8>>, bool)],
+        chunks: Vec<(u32, u64, Arc<Vec<u8>>, bool)>,
         max_id: u64,
         resync: &[u32],
         files: &mut HashMap<u32, Option<Arc<File>>>,
@@ -485,18 +485,20 @@ impl Flusher {
             files.insert(seg, Some(f));
         }
 
-        for (seg, base, data, _) in chunks {
+        for (seg, base, data, _) in &chunks {
             if let Some(Some(f)) = files.get(seg) {
                 f.write_all_at(data, *base)?;
             }
         }
-        sh.segs.lock().drop_written_transient(max_id);
         let mut to_sync: Vec<u32> = chunks
             .iter()
             .filter(|c| c.3)
             .map(|c| c.0)
             .chain(resync.iter().copied())
             .collect();
+        // Our clones of the buffers go first, so that the store can reuse them.
+        drop(chunks);
+        sh.segs.lock().drop_written_transient(max_id);
         to_sync.sort_unstable();
         to_sync.dedup();
         if !to_sync.is_empty() {

@@ -17,18 +17,19 @@ use warren_core::Broker;
 
 use settings::{Cli, Command, Settings};
 
-/// Fixes glibc's mmap threshold at its initial 128 KiB. By default glibc raises the threshold
-/// to the size of every large block freed, so that later blocks of that size (store write
-/// chunks, big read buffers, index blocks) come from the per-thread heaps, which keep their
+/// Fixes glibc's mmap threshold at 512 KiB. By default glibc raises the threshold to the
+/// size of every large block freed, so that after the first store chunk (1 MiB) or index
+/// block is freed, blocks of that size come from the per-thread heaps, which keep their
 /// high-water mark resident: scenario 9 (a backlog of 1M transient messages) ended at
-/// 109-179 MB resident with the default and at 84 MB with the fixed threshold, with the same
-/// live heap (docs/benchmarks.md). Blocks that large are few per second, so the extra
-/// `mmap`/`munmap` calls cost nothing measurable.
+/// 109-179 MB resident with the default and at 80 MB with a fixed threshold, with the same
+/// live heap (docs/benchmarks.md). 512 KiB keeps read buffers (64 and 256 KiB) in the heaps,
+/// where they are reused: at 128 KiB every 256 KiB read buffer was a fresh `mmap`, and
+/// 64 KiB bodies cost twice the CPU in page faults.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
     }
 }
 
