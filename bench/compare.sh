@@ -15,9 +15,16 @@
 # resident memory (VmRSS every 100 ms: peak), then prints a markdown table.
 # Raw JSON lines are kept in $OUT_DIR (default: a temp dir, path printed).
 #
+# LavinMQ as an optional third broker: with LAVINMQ_BIN set (a lavinmq binary; see
+# bench/README.md), it is started with a temporary data directory, AMQP on
+# 127.0.0.1:$LAVINMQ_PORT (5690) and its HTTP API on 127.0.0.1:$LAVINMQ_HTTP_PORT (15690;
+# -1: off), AMQPS off (unless TLS_DIR), measured like the others, restarted before the memory
+# scenarios 9-12 as Warren is, and stopped at the end; the table gets LavinMQ columns.
+#
 # Environment: RABBITMQ_URI, RABBITMQ_PID (if it cannot be found), WARREN_PORT
 # (5680), WARREN_BIN (another build, e.g. the one before a change), SKIP_RABBITMQ=1 (Warren
-# only, for a before/after pair where RabbitMQ ran once), OUT_DIR, and DURATION / BACKLOG /
+# only, for a before/after pair where RabbitMQ ran once; Warren and LavinMQ with LAVINMQ_BIN),
+# LAVINMQ_BIN / LAVINMQ_PORT / LAVINMQ_HTTP_PORT, OUT_DIR, and DURATION / BACKLOG /
 # PERSISTENT_BACKLOG / IDLE_CONNECTIONS (see scenarios.sh).
 # Every loop is bounded; only processes this script started are stopped.
 set -euo pipefail
@@ -39,6 +46,16 @@ if [[ -n "$TLS_DIR" ]]; then
     WARREN_LISTEN_PORT=$((WARREN_PORT + 1))
     WARREN_URI="amqps://guest:guest@localhost:$WARREN_LISTEN_PORT/%2f?cacertfile=$TLS_DIR/ca.pem"
 fi
+# LavinMQ (optional): AMQP on LAVINMQ_PORT, or AMQPS on LAVINMQ_PORT+1 with TLS_DIR.
+LAVINMQ_BIN="${LAVINMQ_BIN:-}"
+LAVINMQ_PORT="${LAVINMQ_PORT:-5690}"
+LAVINMQ_HTTP_PORT="${LAVINMQ_HTTP_PORT:-15690}"
+LAVINMQ_URI="amqp://guest:guest@127.0.0.1:$LAVINMQ_PORT/%2f"
+LAVINMQ_LISTEN_PORT="$LAVINMQ_PORT"
+if [[ -n "$TLS_DIR" ]]; then
+    LAVINMQ_LISTEN_PORT=$((LAVINMQ_PORT + 1))
+    LAVINMQ_URI="amqps://guest:guest@localhost:$LAVINMQ_LISTEN_PORT/%2f?cacertfile=$TLS_DIR/ca.pem"
+fi
 OUT_DIR="${OUT_DIR:-$(mktemp -d /tmp/warren-bench.XXXXXX)}"
 CLK_TCK="$(getconf CLK_TCK)"
 mkdir -p "$OUT_DIR"
@@ -48,12 +65,15 @@ WARREN_DATA=""
 RABBIT_STARTED=""
 RABBIT_PID=""
 SAMPLER_PID=""
+LAVINMQ_PID=""
+LAVINMQ_DATA=""
 
 log() { echo "compare: $*" >&2; }
 
 cleanup() {
     if [[ -n "$SAMPLER_PID" ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
     stop_warren
+    stop_lavinmq
     if [[ -n "$RABBIT_STARTED" ]]; then
         log "stopping the RabbitMQ node this script started"
         timeout 60 rabbitmqctl stop >/dev/null 2>&1 || true
@@ -167,6 +187,37 @@ start_warren() {
     log "warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
 }
 
+stop_lavinmq() {
+    if [[ -n "$LAVINMQ_PID" ]]; then
+        kill "$LAVINMQ_PID" 2>/dev/null || true
+        wait "$LAVINMQ_PID" 2>/dev/null || true
+        LAVINMQ_PID=""
+    fi
+    if [[ -n "$LAVINMQ_DATA" ]]; then rm -rf "$LAVINMQ_DATA"; LAVINMQ_DATA=""; fi
+}
+
+# LavinMQ with a fresh data directory, every listener on loopback. CONFIGURATION_DIRECTORY
+# points at that directory so that no /etc/lavinmq/lavinmq.ini is read. (It also binds the
+# unix socket /tmp/lavinmqctl.sock for lavinmqctl; that path is fixed in LavinMQ 1.0.)
+start_lavinmq() {
+    [[ -x "$LAVINMQ_BIN" ]] || { log "LAVINMQ_BIN=$LAVINMQ_BIN is not executable (see bench/README.md)"; exit 1; }
+    if (exec 3<>"/dev/tcp/127.0.0.1/$LAVINMQ_LISTEN_PORT") 2>/dev/null; then
+        log "something already listens on 127.0.0.1:$LAVINMQ_LISTEN_PORT; set LAVINMQ_PORT"
+        exit 1
+    fi
+    LAVINMQ_DATA="$(mktemp -d /tmp/lavinmq-bench-data.XXXXXX)"
+    local tls_args=()
+    if [[ -n "$TLS_DIR" ]]; then
+        tls_args=(--amqps-port "$LAVINMQ_LISTEN_PORT" --cert "$TLS_DIR/server.pem" --key "$TLS_DIR/server.key")
+    fi
+    CONFIGURATION_DIRECTORY="$LAVINMQ_DATA" "$LAVINMQ_BIN" --data-dir "$LAVINMQ_DATA/data" \
+        --bind 127.0.0.1 --amqp-port "$LAVINMQ_PORT" --http-port "$LAVINMQ_HTTP_PORT" "${tls_args[@]}" \
+        >>"$OUT_DIR/lavinmq.log" 2>&1 &
+    LAVINMQ_PID=$!
+    wait_port 127.0.0.1 "$LAVINMQ_LISTEN_PORT" 30 || { log "lavinmq did not start (see $OUT_DIR/lavinmq.log)"; exit 1; }
+    log "lavinmq pid $LAVINMQ_PID on 127.0.0.1:$LAVINMQ_LISTEN_PORT"
+}
+
 find_rabbit_pid() {
     if [[ -n "${RABBITMQ_PID:-}" ]]; then echo "$RABBITMQ_PID"; return; fi
     local pidfile
@@ -214,22 +265,62 @@ fmt() { # fmt NUMBER DECIMALS
     if [[ "$1" =~ ^-?[0-9.e+-]+$ ]]; then printf "%.${2}f" "$1"; else echo "${1:-n/a}"; fi
 }
 
+# Which broker columns the table has: RabbitMQ's unless SKIP_RABBITMQ=1 with LavinMQ
+# (Warren-only runs keep them, as n/a), LavinMQ's with LAVINMQ_BIN.
+SHOW_RABBITMQ=1
+if [[ -n "$LAVINMQ_BIN" && -n "${SKIP_RABBITMQ:-}" ]]; then SHOW_RABBITMQ=""; fi
+
+# advantage WARREN OTHER higher|lower|peak: Warren's advantage over the other broker.
+# (peak, as before: no number check, so a broker without runs shows 0.00×.)
+advantage() {
+    if [[ "$3" != peak && ! ("$1" =~ ^[0-9.e+-]+$ && "$2" =~ ^[0-9.e+-]+$) ]]; then echo "n/a"; return; fi
+    case "$3" in
+        higher) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }' ;;
+        lower) awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f×", b / a; else print "n/a" }' ;;
+        peak) awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }' ;;
+    esac
+}
+
+# cells NAME UNIT W R L HOW DECIMALS WC RC LC: one table line from the values
+# (WC RC LC all "-": no CPU figures, empty cells).
+cells() {
+    local line="| $1 | $2 | $(fmt "$3" "$7")"
+    if [[ -n "$SHOW_RABBITMQ" ]]; then line+=" | $(fmt "$4" "$7") | $(advantage "$3" "$4" "$6")"; fi
+    if [[ -n "$LAVINMQ_BIN" ]]; then line+=" | $(fmt "$5" "$7") | $(advantage "$3" "$5" "$6")"; fi
+    if [[ "$8$9${10}" == --- ]]; then
+        line+=" |"
+        if [[ -n "$SHOW_RABBITMQ" ]]; then line+=" |"; fi
+        if [[ -n "$LAVINMQ_BIN" ]]; then line+=" |"; fi
+        echo "$line |"
+        return
+    fi
+    line+=" | $(fmt "$8" 2)"
+    if [[ -n "$SHOW_RABBITMQ" ]]; then line+=" | $(fmt "$9" 2)"; fi
+    if [[ -n "$LAVINMQ_BIN" ]]; then line+=" | $(fmt "${10}" 2)"; fi
+    echo "$line |"
+}
+
 # row NAME UNIT LABEL EXPR higher|lower DECIMALS
 row() {
-    local w r ratio wc rc
+    local w r l="" wc rc lc=""
     w="$(value "$OUT_DIR/warren.jsonl" "$3" "$4")"
     r="$(value "$OUT_DIR/rabbitmq.jsonl" "$3" "$4")"
-    ratio="n/a"
-    if [[ "$w" =~ ^[0-9.e+-]+$ && "$r" =~ ^[0-9.e+-]+$ ]]; then
-        if [[ "$5" == higher ]]; then
-            ratio="$(awk -v a="$w" -v b="$r" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }')"
-        else
-            ratio="$(awk -v a="$w" -v b="$r" 'BEGIN { if (a > 0) printf "%.2f×", b / a; else print "n/a" }')"
-        fi
-    fi
     wc="$(value "$OUT_DIR/warren.jsonl" "$3" '.broker_cpu_us_per_msg')"
     rc="$(value "$OUT_DIR/rabbitmq.jsonl" "$3" '.broker_cpu_us_per_msg')"
-    echo "| $1 | $2 | $(fmt "$w" "$6") | $(fmt "$r" "$6") | $ratio | $(fmt "$wc" 2) | $(fmt "$rc" 2) |"
+    if [[ -n "$LAVINMQ_BIN" ]]; then
+        l="$(value "$OUT_DIR/lavinmq.jsonl" "$3" "$4")"
+        lc="$(value "$OUT_DIR/lavinmq.jsonl" "$3" '.broker_cpu_us_per_msg')"
+    fi
+    cells "$1" "$2" "$w" "$r" "$l" "$5" "$6" "$wc" "$rc" "$lc"
+}
+
+# peak_row NAME LABEL_A LABEL_B: the peak RSS over two runs, in MiB.
+peak_row() {
+    local w r l=""
+    w="$(peak_mib "$OUT_DIR/warren.jsonl" "$2" "$3")"
+    r="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" "$2" "$3")"
+    if [[ -n "$LAVINMQ_BIN" ]]; then l="$(peak_mib "$OUT_DIR/lavinmq.jsonl" "$2" "$3")"; fi
+    cells "$1" "peak RSS MiB" "$w" "$r" "$l" peak 0 - - -
 }
 
 # The peak over several runs (scenario 9's two phases), in MiB.
@@ -238,16 +329,42 @@ peak_mib() {
         '[.[] | select(.label == $a or .label == $b) | .broker_peak_rss_kib] | if length == 0 then "n/a" else (max / 1024) end' "$1"
 }
 
+print_header() {
+    local cpu
+    cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    if [[ -z "$LAVINMQ_BIN" ]]; then
+        echo "## Warren vs RabbitMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
+        echo
+        echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for both brokers)}."
+        echo "× = Warren's advantage (Warren/RabbitMQ for rates, RabbitMQ/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
+        echo
+        echo "| scenario | metric | Warren | RabbitMQ | × | Warren CPU µs/msg | RabbitMQ CPU µs/msg |"
+        echo "|---|---|---:|---:|---:|---:|---:|"
+        return
+    fi
+    local lavin_version head="| scenario | metric | Warren" align="|---|---|---:" cpus="" versions=""
+    lavin_version="$("$LAVINMQ_BIN" --version 2>/dev/null | sed -n 1p)"
+    if [[ -n "$SHOW_RABBITMQ" ]]; then
+        echo "## Warren vs RabbitMQ vs LavinMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
+        head+=" | RabbitMQ | × RabbitMQ"
+        align+="|---:|---:"
+        cpus=" | RabbitMQ CPU µs/msg"
+        versions="RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), "
+    else
+        echo "## Warren vs LavinMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
+    fi
+    echo
+    echo "${versions}LavinMQ ${lavin_version:-?}, Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for every broker)}."
+    echo "× X = Warren ahead of X by (Warren/X for rates, X/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
+    echo
+    echo "$head | LavinMQ | × LavinMQ | Warren CPU µs/msg$cpus | LavinMQ CPU µs/msg |"
+    echo "$align|---:|---:|---:${cpus:+|---:}|---:|"
+}
+
 print_table() {
     local s
     echo
-    echo "## Warren vs RabbitMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-    echo
-    echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for both brokers)}."
-    echo "× = Warren's advantage (Warren/RabbitMQ for rates, RabbitMQ/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
-    echo
-    echo "| scenario | metric | Warren | RabbitMQ | × | Warren CPU µs/msg | RabbitMQ CPU µs/msg |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
+    print_header
     for s in "${SCENARIOS[@]}"; do
         case "$s" in
             1) row "1 transient" "consumed msg/s" s1-transient .consume_rate higher 0 ;;
@@ -264,10 +381,7 @@ print_table() {
             9)
                 row "9 backlog publish" "msg/s" s9-backlog-publish .publish_rate higher 0
                 row "9 backlog drain" "msg/s" s9-backlog-drain .consume_rate higher 0
-                local w r
-                w="$(peak_mib "$OUT_DIR/warren.jsonl" s9-backlog-publish s9-backlog-drain)"
-                r="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" s9-backlog-publish s9-backlog-drain)"
-                echo "| 9 backlog | peak RSS MiB | $(fmt "$w" 0) | $(fmt "$r" 0) | $(awk -v a="$w" -v b="$r" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }') | | |"
+                peak_row "9 backlog" s9-backlog-publish s9-backlog-drain
                 ;;
             10)
                 row "10 connections" "RSS KiB per connection" s10-connections \
@@ -277,10 +391,7 @@ print_table() {
             11)
                 row "11 persistent backlog publish" "msg/s" s11-persistent-publish .publish_rate higher 0
                 row "11 persistent backlog drain" "msg/s" s11-persistent-drain .consume_rate higher 0
-                local w11 r11
-                w11="$(peak_mib "$OUT_DIR/warren.jsonl" s11-persistent-publish s11-persistent-drain)"
-                r11="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" s11-persistent-publish s11-persistent-drain)"
-                echo "| 11 persistent backlog | peak RSS MiB | $(fmt "$w11" 0) | $(fmt "$r11" 0) | $(awk -v a="$w11" -v b="$r11" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }') | | |"
+                peak_row "11 persistent backlog" s11-persistent-publish s11-persistent-drain
                 ;;
             12)
                 row "12 unlimited-prefetch drain" "msg/s" s12-unlimited-drain .consume_rate higher 0
@@ -291,7 +402,7 @@ print_table() {
         esac
     done
     echo
-    echo "Raw results: $OUT_DIR/warren.jsonl, $OUT_DIR/rabbitmq.jsonl"
+    echo "Raw results: $OUT_DIR/warren.jsonl, $OUT_DIR/rabbitmq.jsonl${LAVINMQ_BIN:+, $OUT_DIR/lavinmq.jsonl}"
 }
 
 # ---- main ------------------------------------------------------------------
@@ -304,14 +415,20 @@ ulimit -n 65536 2>/dev/null || true
 if [[ ! -x "$PERF" ]]; then ensure_perf; fi
 start_warren
 if [[ -z "${SKIP_RABBITMQ:-}" ]]; then ensure_rabbit; fi
+if [[ -n "$LAVINMQ_BIN" ]]; then start_lavinmq; fi
 : >"$OUT_DIR/warren.jsonl"
 : >"$OUT_DIR/rabbitmq.jsonl"
+if [[ -n "$LAVINMQ_BIN" ]]; then : >"$OUT_DIR/lavinmq.jsonl"; fi
 for s in "${SCENARIOS[@]}"; do
     if [[ "$s" == 9 || "$s" == 10 || "$s" == 11 || "$s" == 12 ]]; then
         # memory scenarios: a fresh Warren, so its RSS baseline and peak are
         # this scenario's own and not what earlier scenarios left allocated
         stop_warren
         start_warren
+        if [[ -n "$LAVINMQ_BIN" ]]; then
+            stop_lavinmq
+            start_lavinmq
+        fi
     fi
     log "scenario $s: warren"
     URI="$WARREN_URI" BROKER_PID="$WARREN_PID" BROKER_NAME=warren
@@ -320,6 +437,11 @@ for s in "${SCENARIOS[@]}"; do
         log "scenario $s: rabbitmq"
         URI="$RABBITMQ_URI" BROKER_PID="$RABBIT_PID" BROKER_NAME=rabbitmq
         "scenario_$s" | tee -a "$OUT_DIR/rabbitmq.jsonl" >&2
+    fi
+    if [[ -n "$LAVINMQ_BIN" ]]; then
+        log "scenario $s: lavinmq"
+        URI="$LAVINMQ_URI" BROKER_PID="$LAVINMQ_PID" BROKER_NAME=lavinmq
+        "scenario_$s" | tee -a "$OUT_DIR/lavinmq.jsonl" >&2
     fi
 done
 print_table
