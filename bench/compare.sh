@@ -24,7 +24,8 @@
 # Environment: RABBITMQ_URI, RABBITMQ_PID (if it cannot be found), WARREN_PORT
 # (5680), WARREN_BIN (another build, e.g. the one before a change), SKIP_RABBITMQ=1 (Warren
 # only, for a before/after pair where RabbitMQ ran once; Warren and LavinMQ with LAVINMQ_BIN),
-# LAVINMQ_BIN / LAVINMQ_PORT / LAVINMQ_HTTP_PORT, OUT_DIR, and DURATION / BACKLOG /
+# LAVINMQ_BIN / LAVINMQ_PORT / LAVINMQ_HTTP_PORT, WARREN_ARGS (more options for Warren, e.g.
+# "--fsync false" for a like-for-like run against a broker that confirms without syncing), OUT_DIR, and DURATION / BACKLOG /
 # PERSISTENT_BACKLOG / IDLE_CONNECTIONS (see scenarios.sh).
 # Every loop is bounded; only processes this script started are stopped.
 set -euo pipefail
@@ -180,7 +181,8 @@ start_warren() {
         tls_args=(--tls-listen "127.0.0.1:$WARREN_LISTEN_PORT" --tls-cert "$TLS_DIR/server.pem"
             --tls-key "$TLS_DIR/server.key")
     fi
-    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:0" --prometheus-listen "127.0.0.1:0" --data-dir "$WARREN_DATA" "${tls_args[@]}" \
+    # shellcheck disable=SC2086 # WARREN_ARGS is a list of options
+    "$WARREN_BIN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:0" --prometheus-listen "127.0.0.1:0" --data-dir "$WARREN_DATA" "${tls_args[@]}" ${WARREN_ARGS:-} \
         >"$OUT_DIR/warren.log" 2>&1 &
     WARREN_PID=$!
     wait_port 127.0.0.1 "$WARREN_LISTEN_PORT" 30 || { log "warren did not start (see $OUT_DIR/warren.log)"; exit 1; }

@@ -1,6 +1,7 @@
 //! The `warren` binary: parses options (flags, environment, config file), sets up logging,
 //! binds the listeners and runs the broker until SIGTERM/SIGINT.
 
+mod allocator;
 mod ctl;
 mod ctl_api;
 mod ctl_remote;
@@ -17,24 +18,8 @@ use warren_core::Broker;
 
 use settings::{Cli, Command, Settings};
 
-/// Fixes glibc's mmap threshold at 512 KiB. By default glibc raises the threshold to the
-/// size of every large block freed, so that after the first store chunk (1 MiB) or index
-/// block is freed, blocks of that size come from the per-thread heaps, which keep their
-/// high-water mark resident: scenario 9 (a backlog of 1M transient messages) ended at
-/// 109-179 MB resident with the default and at 80 MB with a fixed threshold, with the same
-/// live heap (docs/benchmarks.md). 512 KiB keeps read buffers (64 and 256 KiB) in the heaps,
-/// where they are reused: at 128 KiB every 256 KiB read buffer was a fresh `mmap`, and
-/// 64 KiB bodies cost twice the CPU in page faults.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    tune_allocator();
+    allocator::tune();
     let mut cli = Cli::parse();
     if let Some(Command::Perf(_)) = &cli.command {
         if let Some(Command::Perf(args)) = cli.command.take() {

@@ -1,0 +1,95 @@
+//! glibc malloc settings for a broker: a fixed mmap threshold, and handing freed heap memory
+//! back to the system after a burst.
+//!
+//! The threshold: by default glibc raises it to the size of every large block freed, so
+//! that after the first store chunk (1 MiB) or index block is freed, blocks of that size come
+//! from the per-thread heaps, which keep their high-water mark resident: scenario 9 (a
+//! backlog of 1M transient messages) ended at 109-179 MB resident with the default and at
+//! 80-86 MB with a fixed threshold, with the same live heap (docs/benchmarks.md). 512 KiB
+//! keeps read buffers (64 and 256 KiB) in the heaps, where they are reused: at 128 KiB every
+//! 256 KiB read buffer was a fresh `mmap`, and 64 KiB bodies cost twice the CPU in page faults.
+//!
+//! The trimmer: what a burst freed inside the heaps (50 queues' worth of message bodies in
+//! scenario 7, 1.3 GB) stays resident unless `malloc_trim` releases the free pages. A thread
+//! looks every few seconds at how much of the resident memory the heaps do not use and trims
+//! when that is over [`TRIM_ABOVE`], at most once per [`TRIM_AT_MOST_EVERY`]: releasing
+//! 0.5-1.3 GB took 80-160 ms here, during which threads allocating from the arena being
+//! trimmed wait. Idle or steady, it does nothing.
+
+use std::time::Duration;
+
+/// Free heap bytes above which the trimmer releases pages.
+const TRIM_ABOVE: usize = 64 * 1024 * 1024;
+/// How often the trimmer looks.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// Fewest seconds between two trims.
+const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+
+/// Sets the threshold and starts the trimmer. Call first in `main`, before other threads.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        }
+        let spawned = std::thread::Builder::new()
+            .name("warren-trim".into())
+            .spawn(|| {
+                let mut last_trim: Option<std::time::Instant> = None;
+                loop {
+                    std::thread::sleep(TRIM_EVERY);
+                    if last_trim.is_some_and(|t| t.elapsed() < TRIM_AT_MOST_EVERY) {
+                        continue;
+                    }
+                    if trim_if_worth_it() {
+                        last_trim = Some(std::time::Instant::now());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the allocator trimmer");
+        }
+    }
+}
+
+/// Trims when the heaps hold more than [`TRIM_ABOVE`] resident bytes they do not use; true
+/// if it trimmed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_if_worth_it() -> bool {
+    let Some(resident) = resident_bytes() else {
+        return false;
+    };
+    // SAFETY: a plain glibc call without arguments.
+    let info = unsafe { libc::mallinfo2() };
+    // In use: heap blocks handed out plus mmap'd ones. The rest of the resident set is the
+    // binary, stacks and the heaps' free pages; only the last can be given back.
+    let in_use = info.uordblks + info.hblkhd;
+    let idle = resident.saturating_sub(in_use);
+    tracing::trace!(resident, in_use, free = info.fordblks, "heap check");
+    if idle <= TRIM_ABOVE {
+        return false;
+    }
+    let started = std::time::Instant::now();
+    // SAFETY: as above.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    tracing::debug!(
+        idle_mib = idle >> 20,
+        after_mib = resident_bytes().unwrap_or(0) >> 20,
+        took_ms = started.elapsed().as_millis() as u64,
+        "returned free heap pages to the system"
+    );
+    true
+}
+
+/// The process's resident set, from `/proc/self/statm` (pages).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * usize::try_from(page).ok()?)
+}
