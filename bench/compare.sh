@@ -161,20 +161,35 @@ run_perf() {
                 then {broker_cpu_us_per_msg: ($cpu / ([.published, .consumed] | max))} else {} end)'
 }
 
-stop_warren() {
-    if [[ -n "$WARREN_PID" ]]; then
-        kill "$WARREN_PID" 2>/dev/null || true
-        wait "$WARREN_PID" 2>/dev/null || true
-        WARREN_PID=""
+# stop_started PID_VAR DATA_VAR: stops a broker this script started and removes its data
+# directory (the variables are cleared).
+stop_started() {
+    local -n pid="$1" data="$2"
+    if [[ -n "$pid" ]]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=""
     fi
-    if [[ -n "$WARREN_DATA" ]]; then rm -rf "$WARREN_DATA"; WARREN_DATA=""; fi
+    if [[ -n "$data" ]]; then rm -rf "$data"; data=""; fi
 }
+
+# port_free NAME PORT VAR: refuse to start when something already listens there (the run
+# would otherwise measure that other broker without noticing).
+port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+        log "something already listens on 127.0.0.1:$2; set $3 to start $1 elsewhere"
+        exit 1
+    fi
+}
+
+stop_warren() { stop_started WARREN_PID WARREN_DATA; }
 
 start_warren() {
     if [[ ! -x "$WARREN_BIN" ]]; then
         log "building warren..."
         (cd "$ROOT" && cargo build --release -p warren >&2)
     fi
+    port_free warren "$WARREN_LISTEN_PORT" WARREN_PORT
     WARREN_DATA="$(mktemp -d /tmp/warren-bench-data.XXXXXX)"
     local tls_args=()
     if [[ -n "$TLS_DIR" ]]; then
@@ -189,24 +204,14 @@ start_warren() {
     log "warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
 }
 
-stop_lavinmq() {
-    if [[ -n "$LAVINMQ_PID" ]]; then
-        kill "$LAVINMQ_PID" 2>/dev/null || true
-        wait "$LAVINMQ_PID" 2>/dev/null || true
-        LAVINMQ_PID=""
-    fi
-    if [[ -n "$LAVINMQ_DATA" ]]; then rm -rf "$LAVINMQ_DATA"; LAVINMQ_DATA=""; fi
-}
+stop_lavinmq() { stop_started LAVINMQ_PID LAVINMQ_DATA; }
 
 # LavinMQ with a fresh data directory, every listener on loopback. CONFIGURATION_DIRECTORY
 # points at that directory so that no /etc/lavinmq/lavinmq.ini is read. (It also binds the
 # unix socket /tmp/lavinmqctl.sock for lavinmqctl; that path is fixed in LavinMQ 1.0.)
 start_lavinmq() {
     [[ -x "$LAVINMQ_BIN" ]] || { log "LAVINMQ_BIN=$LAVINMQ_BIN is not executable (see bench/README.md)"; exit 1; }
-    if (exec 3<>"/dev/tcp/127.0.0.1/$LAVINMQ_LISTEN_PORT") 2>/dev/null; then
-        log "something already listens on 127.0.0.1:$LAVINMQ_LISTEN_PORT; set LAVINMQ_PORT"
-        exit 1
-    fi
+    port_free lavinmq "$LAVINMQ_LISTEN_PORT" LAVINMQ_PORT
     LAVINMQ_DATA="$(mktemp -d /tmp/lavinmq-bench-data.XXXXXX)"
     local tls_args=()
     if [[ -n "$TLS_DIR" ]]; then
@@ -272,14 +277,12 @@ fmt() { # fmt NUMBER DECIMALS
 SHOW_RABBITMQ=1
 if [[ -n "$LAVINMQ_BIN" && -n "${SKIP_RABBITMQ:-}" ]]; then SHOW_RABBITMQ=""; fi
 
-# advantage WARREN OTHER higher|lower|peak: Warren's advantage over the other broker.
-# (peak, as before: no number check, so a broker without runs shows 0.00×.)
+# advantage WARREN OTHER higher|lower: Warren's advantage over the other broker.
 advantage() {
-    if [[ "$3" != peak && ! ("$1" =~ ^[0-9.e+-]+$ && "$2" =~ ^[0-9.e+-]+$) ]]; then echo "n/a"; return; fi
+    if [[ ! ("$1" =~ ^[0-9.e+-]+$ && "$2" =~ ^[0-9.e+-]+$) ]]; then echo "n/a"; return; fi
     case "$3" in
         higher) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }' ;;
-        lower) awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f×", b / a; else print "n/a" }' ;;
-        peak) awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }' ;;
+        lower) awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "n/a" }' ;;
     esac
 }
 
@@ -322,7 +325,7 @@ peak_row() {
     w="$(peak_mib "$OUT_DIR/warren.jsonl" "$2" "$3")"
     r="$(peak_mib "$OUT_DIR/rabbitmq.jsonl" "$2" "$3")"
     if [[ -n "$LAVINMQ_BIN" ]]; then l="$(peak_mib "$OUT_DIR/lavinmq.jsonl" "$2" "$3")"; fi
-    cells "$1" "peak RSS MiB" "$w" "$r" "$l" peak 0 - - -
+    cells "$1" "peak RSS MiB" "$w" "$r" "$l" lower 0 - - -
 }
 
 # The peak over several runs (scenario 9's two phases), in MiB.
@@ -332,35 +335,28 @@ peak_mib() {
 }
 
 print_header() {
-    local cpu
+    local cpu title="Warren" head="| scenario | metric | Warren" align="|---|---|---:" cpus="" versions=""
     cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-    if [[ -z "$LAVINMQ_BIN" ]]; then
-        echo "## Warren vs RabbitMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
-        echo
-        echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for both brokers)}."
-        echo "× = Warren's advantage (Warren/RabbitMQ for rates, RabbitMQ/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
-        echo
-        echo "| scenario | metric | Warren | RabbitMQ | × | Warren CPU µs/msg | RabbitMQ CPU µs/msg |"
-        echo "|---|---|---:|---:|---:|---:|---:|"
-        return
-    fi
-    local lavin_version head="| scenario | metric | Warren" align="|---|---|---:" cpus="" versions=""
-    lavin_version="$("$LAVINMQ_BIN" --version 2>/dev/null | sed -n 1p)"
     if [[ -n "$SHOW_RABBITMQ" ]]; then
-        echo "## Warren vs RabbitMQ vs LavinMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
+        title+=" vs RabbitMQ"
         head+=" | RabbitMQ | × RabbitMQ"
         align+="|---:|---:"
         cpus=" | RabbitMQ CPU µs/msg"
         versions="RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), "
-    else
-        echo "## Warren vs LavinMQ — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
     fi
+    if [[ -n "$LAVINMQ_BIN" ]]; then
+        title+=" vs LavinMQ"
+        head+=" | LavinMQ | × LavinMQ"
+        align+="|---:|---:"
+        versions+="LavinMQ $("$LAVINMQ_BIN" --version 2>/dev/null | sed -n 1p), "
+    fi
+    echo "## $title — $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu)"
     echo
-    echo "${versions}LavinMQ ${lavin_version:-?}, Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, same certificates for every broker)}."
+    echo "${versions}Warren $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ${DURATION} s per timed run; load generator: warren-perf on the same machine${TLS_DIR:+; every connection over TLS (amqps, the same certificates for every broker)}."
     echo "× X = Warren ahead of X by (Warren/X for rates, X/Warren for latency and memory). CPU = broker CPU time (user+sys) per message."
     echo
-    echo "$head | LavinMQ | × LavinMQ | Warren CPU µs/msg$cpus | LavinMQ CPU µs/msg |"
-    echo "$align|---:|---:|---:${cpus:+|---:}|---:|"
+    echo "$head | Warren CPU µs/msg$cpus${LAVINMQ_BIN:+ | LavinMQ CPU µs/msg} |"
+    echo "$align|---:${cpus:+|---:}${LAVINMQ_BIN:+|---:}|"
 }
 
 print_table() {

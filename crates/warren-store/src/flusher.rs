@@ -440,9 +440,7 @@ impl Flusher {
             // Those files still owe their fsync: the next round tries again.
             let mut s = sh.segs.lock();
             for seg in resync {
-                if !s.resync.contains(&seg) {
-                    s.resync.push(seg);
-                }
+                s.owe_resync(seg);
             }
         }
         result
@@ -458,15 +456,14 @@ impl Flusher {
         files: &mut HashMap<u32, Option<Arc<File>>>,
     ) -> io::Result<()> {
         let sh = self.shared.clone();
-        let new_segments: Vec<u32> = chunks
+        // Segments written to for the first time (a resync names only written ones).
+        let mut new_segments: Vec<u32> = chunks
             .iter()
             .map(|c| c.0)
             .filter(|seg| matches!(files.get(seg), Some(None)))
             .collect();
+        new_segments.dedup();
         for seg in new_segments {
-            if matches!(files.get(&seg), Some(Some(_))) {
-                continue;
-            }
             if seg >= self.next_id_written {
                 self.write_next_id(seg.wrapping_add(1))?;
             }

@@ -290,16 +290,21 @@ impl Segments {
                 c.durable = true;
                 // A round may have taken this chunk as transient already and drop it
                 // unsynced once written: the next round fsyncs its file either way.
-                if !self.resync.contains(&loc.segment) {
-                    self.resync.push(loc.segment);
-                }
+                self.owe_resync(loc.segment);
                 return;
             }
         }
         // Written already, maybe without an fsync (or long durable: one more fsync of a
         // clean file costs little).
-        if self.metas.contains_key(&loc.segment) && !self.resync.contains(&loc.segment) {
-            self.resync.push(loc.segment);
+        if self.metas.contains_key(&loc.segment) {
+            self.owe_resync(loc.segment);
+        }
+    }
+
+    /// The next round fsyncs `seg` (also used by a round whose fsync of it failed).
+    pub(crate) fn owe_resync(&mut self, seg: u32) {
+        if !self.resync.contains(&seg) {
+            self.resync.push(seg);
         }
     }
 

@@ -18,21 +18,26 @@
 
 use std::time::Duration;
 
-/// Free heap bytes above which the trimmer releases pages.
+/// Resident bytes the heaps hold unused above which the trimmer releases pages.
 const TRIM_ABOVE: usize = 64 * 1024 * 1024;
 /// How often the trimmer looks.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Fewest seconds between two trims.
 const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
-/// Sets the threshold and starts the trimmer. Call first in `main`, before other threads.
-pub fn tune() {
+/// Fixes the mmap threshold. Call first in `main`, before any other thread exists.
+pub fn set_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+    }
+}
+
+/// Starts the trimmer thread (the broker only: `ctl` and `perf` are short-lived).
+pub fn start_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
-        }
         let spawned = std::thread::Builder::new()
             .name("warren-trim".into())
             .spawn(|| {

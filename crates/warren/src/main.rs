@@ -19,7 +19,7 @@ use warren_core::Broker;
 use settings::{Cli, Command, Settings};
 
 fn main() -> std::process::ExitCode {
-    allocator::tune();
+    allocator::set_mmap_threshold();
     let mut cli = Cli::parse();
     if let Some(Command::Perf(_)) = &cli.command {
         if let Some(Command::Perf(args)) = cli.command.take() {
@@ -56,6 +56,7 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    allocator::start_trimmer();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,24 +14,23 @@ const BLOCK: usize = 16384;
 
 /// An ordered sequence with cheap pushes at the back, pops at the front and (rarer)
 /// inserts in the middle.
+/// (Its length is the caller's to count: `Ready` does.)
 pub(super) struct BlockFifo<T> {
     blocks: VecDeque<VecDeque<T>>,
-    len: usize,
 }
 
 impl<T> Default for BlockFifo<T> {
     fn default() -> Self {
         BlockFifo {
             blocks: VecDeque::new(),
-            len: 0,
         }
     }
 }
 
 impl<T> BlockFifo<T> {
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.len
+    fn len(&self) -> usize {
+        self.blocks.iter().map(VecDeque::len).sum()
     }
 
     pub(super) fn front(&self) -> Option<&T> {
@@ -53,7 +52,6 @@ impl<T> BlockFifo<T> {
                 self.blocks.push_back(b);
             }
         }
-        self.len += 1;
     }
 
     pub(super) fn pop_front(&mut self) -> Option<T> {
@@ -61,9 +59,6 @@ impl<T> BlockFifo<T> {
         let item = b.pop_front();
         if b.is_empty() {
             self.blocks.pop_front();
-        }
-        if item.is_some() {
-            self.len -= 1;
         }
         item
     }
@@ -85,7 +80,6 @@ impl<T> BlockFifo<T> {
                     self.blocks.push_front(b);
                 }
             }
-            self.len += 1;
             return;
         }
         let i = first_after - 1;
@@ -96,12 +90,10 @@ impl<T> BlockFifo<T> {
             let tail = block.split_off(BLOCK / 2);
             self.blocks.insert(i + 1, tail);
         }
-        self.len += 1;
     }
 
     /// Removes everything, in order.
     pub(super) fn drain_all(&mut self) -> impl Iterator<Item = T> {
-        self.len = 0;
         std::mem::take(&mut self.blocks).into_iter().flatten()
     }
 }
