@@ -96,6 +96,7 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
     # Many brokers run at once: the management API only where a test asks for it.
     env["WARREN_MANAGEMENT_LISTEN"] = "none"
     env["WARREN_PROMETHEUS_LISTEN"] = "none"
+    env["WARREN_MQTT_LISTEN"] = "none"
     proc = subprocess.Popen(
         [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, *extra_args],
         stdout=subprocess.PIPE,

@@ -6,6 +6,8 @@ mod ctl;
 mod ctl_api;
 mod ctl_remote;
 mod management;
+mod mqtt;
+mod mqtt_settings;
 mod settings;
 
 use std::sync::Arc;
@@ -204,8 +206,23 @@ async fn run(settings: Settings) -> Result<(), String> {
             info!(%local, protocol, "listening");
         }
     }
+    let mqtt_tls = match (
+        amqps.as_ref().or(management_tls.as_ref()),
+        &settings.tls,
+        settings.mqtt.needs_tls(),
+    ) {
+        (Some(t), _, true) => Some(t.clone()),
+        (None, Some(t), true) => {
+            let tls = warren_server::tls::Tls::new(t.clone()).map_err(|e| format!("TLS: {e}"))?;
+            control::set_tls(tls.clone());
+            reload_tls_on_sighup(tls.clone());
+            Some(tls)
+        }
+        _ => None,
+    };
+    let mqtt_listeners = mqtt::start(&broker, &settings.mqtt, &data_dir, mqtt_tls).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let amqp_listeners = listeners
+    let mut amqp_listeners: Vec<warren_http::ListenerInfo> = listeners
         .iter()
         .filter_map(|l| {
             let local = l.tcp.local_addr().ok()?;
@@ -216,6 +233,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             })
         })
         .collect();
+    amqp_listeners.extend(mqtt_listeners);
     management::start(
         &api,
         &settings.management,

@@ -133,6 +133,8 @@ pub struct Cli {
     /// The node name reported to tools (default rabbit@<hostname>).
     #[arg(long, env = "WARREN_NODE_NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub mqtt: crate::mqtt_settings::MqttArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -181,6 +183,20 @@ pub struct FileConfig {
     pub stats_interval: Option<u64>,
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
+    pub mqtt_listen: Option<Vec<String>>,
+    pub mqtt_tls_listen: Option<Vec<String>>,
+    pub mqtt_ws_listen: Option<Vec<String>>,
+    pub mqtt_wss_listen: Option<Vec<String>>,
+    pub mqtt_vhost: Option<String>,
+    pub mqtt_exchange: Option<String>,
+    pub mqtt_default_user: Option<String>,
+    pub mqtt_default_pass: Option<String>,
+    pub mqtt_max_packet_size: Option<usize>,
+    pub mqtt_prefetch: Option<u16>,
+    pub mqtt_max_connections: Option<usize>,
+    pub mqtt_max_subscriptions: Option<usize>,
+    pub mqtt_retained_max_messages: Option<usize>,
+    pub mqtt_retained_max_bytes: Option<usize>,
 }
 
 /// The management API's settings.
@@ -210,6 +226,7 @@ pub struct Settings {
     pub memory_high_watermark: Option<u64>,
     pub disk_free_limit: Option<u64>,
     pub management: ManagementSettings,
+    pub mqtt: crate::mqtt_settings::MqttSettings,
 }
 
 pub const DEFAULT_MANAGEMENT_LISTEN: &str = "0.0.0.0:15672";
@@ -259,6 +276,7 @@ impl Settings {
             stats_interval: cli.stats_interval,
             load_definitions: cli.load_definitions.clone(),
             node_name: cli.node_name.clone(),
+            mqtt: cli.mqtt.clone(),
         };
         let file = match &cli.config {
             Some(path) => {
@@ -419,6 +437,30 @@ impl Settings {
             load_definitions: cli.load_definitions.or(file.load_definitions),
             node_name: cli.node_name.or(file.node_name),
         };
+        let mqtt = crate::mqtt_settings::resolve(
+            cli.mqtt,
+            crate::mqtt_settings::MqttFile {
+                mqtt_listen: file.mqtt_listen.clone(),
+                mqtt_tls_listen: file.mqtt_tls_listen.clone(),
+                mqtt_ws_listen: file.mqtt_ws_listen.clone(),
+                mqtt_wss_listen: file.mqtt_wss_listen.clone(),
+                mqtt_vhost: file.mqtt_vhost.clone(),
+                mqtt_exchange: file.mqtt_exchange.clone(),
+                mqtt_default_user: file.mqtt_default_user.clone(),
+                mqtt_default_pass: file.mqtt_default_pass.clone(),
+                mqtt_max_packet_size: file.mqtt_max_packet_size,
+                mqtt_prefetch: file.mqtt_prefetch,
+                mqtt_max_connections: file.mqtt_max_connections,
+                mqtt_max_subscriptions: file.mqtt_max_subscriptions,
+                mqtt_retained_max_messages: file.mqtt_retained_max_messages,
+                mqtt_retained_max_bytes: file.mqtt_retained_max_bytes,
+            },
+        )?;
+        if mqtt.needs_tls() && tls.is_none() {
+            return Err(
+                "--mqtt-tls-listen and --mqtt-wss-listen need --tls-cert and --tls-key".into(),
+            );
+        }
         if !management.tls_listen.is_empty() && tls.is_none() {
             return Err("--management-tls-listen needs --tls-cert and --tls-key".into());
         }
@@ -444,6 +486,7 @@ impl Settings {
             },
             disk_free_limit: cli.disk_free_limit.or(file.disk_free_limit),
             management,
+            mqtt,
         })
     }
 }

@@ -61,6 +61,7 @@ impl Broker {
             // (a --management-listen flag wins over this).
             .env("WARREN_MANAGEMENT_LISTEN", "none")
             .env("WARREN_PROMETHEUS_LISTEN", "none")
+            .env("WARREN_MQTT_LISTEN", "none")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -586,6 +587,7 @@ fn spawn_warren_in(
         // (a --management-listen flag wins over this).
         .env("WARREN_MANAGEMENT_LISTEN", "none")
         .env("WARREN_PROMETHEUS_LISTEN", "none")
+        .env("WARREN_MQTT_LISTEN", "none")
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

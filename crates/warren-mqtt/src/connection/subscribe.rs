@@ -1,0 +1,397 @@
+//! SUBSCRIBE and UNSUBSCRIBE: each subscription is a binding of `amq.topic` to one of the
+//! session's queues (QoS 0 subscriptions to `…qos0`, QoS 1 and 2 to `…qos1`, as RabbitMQ
+//! names them), with the MQTT filter and options in the binding's arguments so that a
+//! resumed session, even after a restart, knows them again. A shared subscription
+//! (`$share/group/filter`) is a queue of its group's, consumed by every member. Retained
+//! messages follow the SUBACK.
+
+use warren_amqp::{FieldTable, FieldValue};
+use warren_core::access::{Perm, ResourceKind};
+use warren_core::vhost::BindingView;
+use warren_core::{Destination, QueueSpec};
+
+use super::connect::own_queue_name;
+use super::*;
+use crate::codec::Publish;
+use crate::topic;
+
+const FILTER_ARG: &str = "x-mqtt-filter";
+const QOS_ARG: &str = "x-mqtt-qos";
+const NO_LOCAL_ARG: &str = "x-mqtt-no-local";
+const RAP_ARG: &str = "x-mqtt-retain-as-published";
+const RH_ARG: &str = "x-mqtt-retain-handling";
+const ID_ARG: &str = "x-mqtt-subscription-id";
+
+fn binding_args(filter: &str, opts: SubOptions, id: Option<u32>) -> FieldTable {
+    let mut t = FieldTable::new();
+    t.insert(
+        FILTER_ARG,
+        FieldValue::LongString(bytes::Bytes::copy_from_slice(filter.as_bytes())),
+    );
+    t.insert(QOS_ARG, FieldValue::I8(opts.qos as i8));
+    if opts.no_local {
+        t.insert(NO_LOCAL_ARG, FieldValue::Bool(true));
+    }
+    if opts.retain_as_published {
+        t.insert(RAP_ARG, FieldValue::Bool(true));
+    }
+    if opts.retain_handling != 0 {
+        t.insert(RH_ARG, FieldValue::I8(opts.retain_handling as i8));
+    }
+    if let Some(id) = id {
+        t.insert(ID_ARG, FieldValue::I64(id as i64));
+    }
+    t
+}
+
+/// The subscription a binding of a resumed session's queue records.
+pub(crate) fn sub_from_binding(b: &BindingView, queue: Option<Arc<Queue>>) -> Option<Sub> {
+    let queue = queue?;
+    let filter = match b.arguments.get(FILTER_ARG)? {
+        FieldValue::LongString(f) => std::str::from_utf8(f).ok()?.to_string(),
+        _ => return None,
+    };
+    let int = |k: &str| match b.arguments.get(k) {
+        Some(FieldValue::I8(v)) => Some(*v as i64),
+        Some(FieldValue::I64(v)) => Some(*v),
+        _ => None,
+    };
+    let flag = |k: &str| matches!(b.arguments.get(k), Some(FieldValue::Bool(true)));
+    Some(Sub {
+        opts: SubOptions {
+            qos: int(QOS_ARG).unwrap_or(0).clamp(0, 2) as u8,
+            no_local: flag(NO_LOCAL_ARG),
+            retain_as_published: flag(RAP_ARG),
+            retain_handling: int(RH_ARG).unwrap_or(0).clamp(0, 2) as u8,
+        },
+        id: int(ID_ARG).map(|v| v as u32),
+        group: None,
+        queue,
+        args: b.arguments.clone(),
+        binding_key: b.routing_key.clone(),
+        filter,
+    })
+}
+
+/// The queue of a share group's subscription to a filter.
+fn shared_queue_name(group: &str, filter: &str) -> String {
+    format!(
+        "mqtt-shared-{group}-{}",
+        topic::filter_to_binding_key(filter)
+    )
+}
+
+impl<W: AsyncWrite + Unpin + Send> Conn<W> {
+    pub(super) async fn on_subscribe(
+        &mut self,
+        pid: u16,
+        props: Properties,
+        filters: Vec<(String, SubOptions)>,
+    ) -> Result<(), End> {
+        if props.subscription_ids.len() > 1 {
+            return Err(End::Violation(
+                reason::PROTOCOL_ERROR,
+                "more than one subscription identifier".into(),
+            ));
+        }
+        let id = props.subscription_ids.first().copied();
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut retained: Vec<(SubOptions, String)> = Vec::new();
+        for (full, opts) in filters {
+            match self.subscribe_one(&full, opts, id) {
+                Ok(is_new) => {
+                    codes.push(opts.qos);
+                    let shared = full.starts_with("$share/");
+                    let send = match opts.retain_handling {
+                        0 => true,
+                        1 => is_new,
+                        _ => false,
+                    };
+                    if send && !shared {
+                        retained.push((opts, full));
+                    }
+                }
+                Err((code, why)) => {
+                    info!(client_id = %self.client_id, filter = %full, reason = %why, "MQTT subscription refused");
+                    codes.push(if self.v5 { code } else { 0x80 });
+                }
+            }
+        }
+        self.send(&Packet::SubAck {
+            pid,
+            props: Properties::default(),
+            codes,
+        });
+        for (opts, filter) in retained {
+            self.send_retained(&filter, opts, id);
+        }
+        Ok(())
+    }
+
+    /// One filter of a SUBSCRIBE; answers whether the subscription is new.
+    fn subscribe_one(
+        &mut self,
+        full: &str,
+        opts: SubOptions,
+        id: Option<u32>,
+    ) -> Result<bool, (u8, String)> {
+        let (group, filter) = topic::parse_shared(full)
+            .map_err(|e| (reason::TOPIC_FILTER_INVALID, e.0.to_string()))?;
+        topic::validate_filter(filter)
+            .map_err(|e| (reason::TOPIC_FILTER_INVALID, e.0.to_string()))?;
+        if group.is_some() && opts.no_local {
+            // Section 3.8.3.1.
+            return Err((
+                reason::PROTOCOL_ERROR,
+                "no local on a shared subscription".into(),
+            ));
+        }
+        let existing = self.subs.contains_key(full);
+        if !existing && self.subs.len() >= self.mqtt.config.max_subscriptions {
+            return Err((
+                reason::QUOTA_EXCEEDED,
+                format!(
+                    "at most {} subscriptions per session",
+                    self.mqtt.config.max_subscriptions
+                ),
+            ));
+        }
+        let binding_key = topic::filter_to_binding_key(filter);
+        let exchange = self.mqtt.config.exchange.clone();
+        let access = self.mqtt.broker.access();
+        let refused = |e: warren_core::CoreError| (reason::NOT_AUTHORIZED, e.text);
+        access
+            .check(
+                &self.user,
+                &self.vhost.name,
+                Perm::Read,
+                ResourceKind::Exchange,
+                &exchange,
+            )
+            .map_err(refused)?;
+        access
+            .check_topic(
+                &self.user,
+                &self.vhost.name,
+                &exchange,
+                &binding_key,
+                Perm::Read,
+            )
+            .map_err(refused)?;
+        let queue = match group {
+            None => self.own_queue(if opts.qos == 0 { 0 } else { 1 })?,
+            Some(g) => self.shared_queue(g, filter, opts.qos)?,
+        };
+        let args = binding_args(filter, opts, id);
+        if let Some(old) = self.subs.remove(full) {
+            self.unbind(&old);
+        }
+        self.vhost
+            .bind(
+                &exchange,
+                Destination::Queue(queue.name().to_string()),
+                &binding_key,
+                args.clone(),
+                self.id,
+            )
+            .map_err(|e| (reason::UNSPECIFIED_ERROR, e.text))?;
+        self.subs.insert(
+            full.to_string(),
+            Sub {
+                filter: filter.to_string(),
+                opts,
+                id,
+                group: group.map(str::to_string),
+                queue,
+                args,
+                binding_key,
+            },
+        );
+        Ok(!existing)
+    }
+
+    fn check_queue_access(&self, name: &str, create: bool) -> Result<(), (u8, String)> {
+        let access = self.mqtt.broker.access();
+        let refused = |e: warren_core::CoreError| (reason::NOT_AUTHORIZED, e.text);
+        if create {
+            access
+                .check(
+                    &self.user,
+                    &self.vhost.name,
+                    Perm::Configure,
+                    ResourceKind::Queue,
+                    name,
+                )
+                .map_err(refused)?;
+        }
+        access
+            .check(
+                &self.user,
+                &self.vhost.name,
+                Perm::Write,
+                ResourceKind::Queue,
+                name,
+            )
+            .map_err(refused)?;
+        access
+            .check(
+                &self.user,
+                &self.vhost.name,
+                Perm::Read,
+                ResourceKind::Queue,
+                name,
+            )
+            .map_err(refused)
+    }
+
+    /// The session's queue for QoS 0 (`class` 0) or QoS 1/2 subscriptions, declared on
+    /// first use: durable for a persistent session (with the MQTT 5 session expiry as its
+    /// `x-expires`), exclusive to this connection otherwise.
+    fn own_queue(&mut self, class: usize) -> Result<Arc<Queue>, (u8, String)> {
+        if let Some(q) = &self.own[class] {
+            return Ok(Arc::clone(q));
+        }
+        let name = own_queue_name(&self.client_id, class);
+        self.check_queue_access(&name, true)?;
+        let mut arguments = FieldTable::new();
+        if self.persistent && self.session_expiry != u32::MAX {
+            arguments.insert(
+                "x-expires",
+                FieldValue::I64(self.session_expiry as i64 * 1000),
+            );
+        }
+        let spec = QueueSpec {
+            name,
+            durable: self.persistent,
+            exclusive_owner: (!self.persistent).then_some(self.id),
+            auto_delete: false,
+            arguments,
+        };
+        let q = self
+            .vhost
+            .declare_queue(spec, false, self.id)
+            .map_err(|e| (reason::UNSPECIFIED_ERROR, e.text))?
+            .queue;
+        self.own[class] = Some(Arc::clone(&q));
+        self.consume(&q, class as u16, OWN_TAGS[class], class == 0);
+        Ok(q)
+    }
+
+    fn shared_queue(
+        &mut self,
+        group: &str,
+        filter: &str,
+        qos: u8,
+    ) -> Result<Arc<Queue>, (u8, String)> {
+        let name = shared_queue_name(group, filter);
+        if let Some(q) = self.consuming.get(&name) {
+            return Ok(Arc::clone(q));
+        }
+        self.check_queue_access(&name, true)?;
+        let spec = QueueSpec {
+            name: name.clone(),
+            durable: self.persistent,
+            exclusive_owner: None,
+            auto_delete: !self.persistent,
+            arguments: FieldTable::new(),
+        };
+        let q = match self.vhost.declare_queue(spec.clone(), false, self.id) {
+            Ok(d) => d.queue,
+            // Declared by a member with the other durability: share it as it is.
+            Err(_) => self
+                .vhost
+                .find_queue(&spec.name)
+                .ok_or((reason::UNSPECIFIED_ERROR, format!("queue {name} is gone")))?,
+        };
+        self.consuming.insert(name.clone(), Arc::clone(&q));
+        self.consume(&q, SHARED_CHANNEL, &name, qos == 0);
+        Ok(q)
+    }
+
+    fn unbind(&mut self, sub: &Sub) {
+        let exchange = self.mqtt.config.exchange.clone();
+        let _ = self.vhost.unbind(
+            &exchange,
+            Destination::Queue(sub.queue.name().to_string()),
+            &sub.binding_key,
+            sub.args.clone(),
+            self.id,
+        );
+        if sub.group.is_some() {
+            let name = sub.queue.name().to_string();
+            let still_used = self.subs.values().any(|s| s.queue.name() == name);
+            if !still_used {
+                if let Some(q) = self.consuming.remove(&name) {
+                    if q.remove_consumer(self.id, SHARED_CHANNEL, &name) || q.consumer_count() == 0
+                    {
+                        self.vhost.delete_queue_instance(&q);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, pid: u16, filters: Vec<String>) {
+        let mut codes = Vec::with_capacity(filters.len());
+        for f in filters {
+            match self.subs.remove(&f) {
+                Some(sub) => {
+                    self.unbind(&sub);
+                    codes.push(reason::SUCCESS);
+                }
+                None => codes.push(reason::NO_SUBSCRIPTION_EXISTED),
+            }
+        }
+        self.send(&Packet::UnsubAck {
+            pid,
+            props: Properties::default(),
+            codes,
+        });
+    }
+
+    /// Sends the retained messages a new subscription matches, retain flag set.
+    fn send_retained(&mut self, filter: &str, opts: SubOptions, id: Option<u32>) {
+        for m in self.mqtt.retained.matching(&self.vhost.name, filter) {
+            let qos = m.qos.min(opts.qos);
+            let mut props = if self.v5 {
+                m.props.clone()
+            } else {
+                Properties::default()
+            };
+            props.topic_alias = None;
+            props.subscription_ids = id.into_iter().collect();
+            if let Some(expiry) = m.props.message_expiry {
+                let waited = crate::retained::now_secs().saturating_sub(m.stored_at);
+                props.message_expiry = Some((expiry as u64).saturating_sub(waited).max(1) as u32);
+            }
+            let pid = if qos > 0 {
+                match self.take_pid() {
+                    Some(pid) => {
+                        self.inflight.insert(
+                            pid,
+                            InFlight {
+                                queue: None,
+                                entry: None,
+                                credited: false,
+                            },
+                        );
+                        Some(pid)
+                    }
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let publish = Packet::Publish(Publish {
+                dup: false,
+                qos,
+                retain: true,
+                topic: m.topic.clone(),
+                pid,
+                props,
+                payload: m.payload.clone(),
+            });
+            self.send(&publish);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The MQTT front end's settings: `--mqtt-*` flags, `WARREN_MQTT_*` variables and the same
+//! keys in the config file, resolved into `warren_mqtt::MqttConfig` and listener lists.
+
+use serde::Deserialize;
+
+pub const DEFAULT_MQTT_LISTEN: &str = "0.0.0.0:1883";
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MqttArgs {
+    /// Address to serve MQTT on (repeatable; default 0.0.0.0:1883; `none`: off).
+    #[arg(
+        long = "mqtt-listen",
+        env = "WARREN_MQTT_LISTEN",
+        value_delimiter = ','
+    )]
+    pub mqtt_listen: Vec<String>,
+    /// Address to serve MQTT over TLS on (repeatable; needs --tls-cert and --tls-key).
+    #[arg(
+        long = "mqtt-tls-listen",
+        env = "WARREN_MQTT_TLS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub mqtt_tls_listen: Vec<String>,
+    /// Address to serve MQTT over WebSocket on, path /ws (repeatable; RabbitMQ's Web MQTT
+    /// uses 15675).
+    #[arg(
+        long = "mqtt-ws-listen",
+        env = "WARREN_MQTT_WS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub mqtt_ws_listen: Vec<String>,
+    /// Address to serve MQTT over secure WebSocket on (needs --tls-cert and --tls-key).
+    #[arg(
+        long = "mqtt-wss-listen",
+        env = "WARREN_MQTT_WSS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub mqtt_wss_listen: Vec<String>,
+    /// The vhost of MQTT users who do not name one as `vhost:user` (default /).
+    #[arg(long, env = "WARREN_MQTT_VHOST")]
+    pub mqtt_vhost: Option<String>,
+    /// The topic exchange MQTT topics route through (default amq.topic).
+    #[arg(long, env = "WARREN_MQTT_EXCHANGE")]
+    pub mqtt_exchange: Option<String>,
+    /// User that MQTT clients without credentials log in as (with --mqtt-default-pass);
+    /// unset: such clients are refused.
+    #[arg(long, env = "WARREN_MQTT_DEFAULT_USER")]
+    pub mqtt_default_user: Option<String>,
+    #[arg(long, env = "WARREN_MQTT_DEFAULT_PASS")]
+    pub mqtt_default_pass: Option<String>,
+    /// Largest MQTT packet accepted, bytes (default 16777216).
+    #[arg(long, env = "WARREN_MQTT_MAX_PACKET_SIZE")]
+    pub mqtt_max_packet_size: Option<usize>,
+    /// QoS 1/2 deliveries a session may have unacknowledged (RabbitMQ's mqtt.prefetch;
+    /// default 256).
+    #[arg(long, env = "WARREN_MQTT_PREFETCH")]
+    pub mqtt_prefetch: Option<u16>,
+    /// Connected MQTT clients at most (default 1000000).
+    #[arg(long, env = "WARREN_MQTT_MAX_CONNECTIONS")]
+    pub mqtt_max_connections: Option<usize>,
+    /// Subscriptions per MQTT session at most (default 1024).
+    #[arg(long, env = "WARREN_MQTT_MAX_SUBSCRIPTIONS")]
+    pub mqtt_max_subscriptions: Option<usize>,
+    /// Retained messages kept at most (default 100000).
+    #[arg(long, env = "WARREN_MQTT_RETAINED_MAX_MESSAGES")]
+    pub mqtt_retained_max_messages: Option<usize>,
+    /// Bytes of retained messages kept at most (default 268435456).
+    #[arg(long, env = "WARREN_MQTT_RETAINED_MAX_BYTES")]
+    pub mqtt_retained_max_bytes: Option<usize>,
+}
+
+/// The same keys in the config file.
+#[derive(Deserialize, Debug, Default)]
+pub struct MqttFile {
+    pub mqtt_listen: Option<Vec<String>>,
+    pub mqtt_tls_listen: Option<Vec<String>>,
+    pub mqtt_ws_listen: Option<Vec<String>>,
+    pub mqtt_wss_listen: Option<Vec<String>>,
+    pub mqtt_vhost: Option<String>,
+    pub mqtt_exchange: Option<String>,
+    pub mqtt_default_user: Option<String>,
+    pub mqtt_default_pass: Option<String>,
+    pub mqtt_max_packet_size: Option<usize>,
+    pub mqtt_prefetch: Option<u16>,
+    pub mqtt_max_connections: Option<usize>,
+    pub mqtt_max_subscriptions: Option<usize>,
+    pub mqtt_retained_max_messages: Option<usize>,
+    pub mqtt_retained_max_bytes: Option<usize>,
+}
+
+pub struct MqttSettings {
+    pub listen: Vec<String>,
+    pub tls_listen: Vec<String>,
+    pub ws_listen: Vec<String>,
+    pub wss_listen: Vec<String>,
+    pub config: warren_mqtt::MqttConfig,
+}
+
+impl MqttSettings {
+    pub fn needs_tls(&self) -> bool {
+        !self.tls_listen.is_empty() || !self.wss_listen.is_empty()
+    }
+}
+
+fn addresses(given: Vec<String>, file: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    let list = if !given.is_empty() {
+        given
+    } else {
+        file.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+    };
+    list.into_iter().filter(|a| a != "none").collect()
+}
+
+pub fn resolve(cli: MqttArgs, file: MqttFile) -> Result<MqttSettings, String> {
+    let mut config = warren_mqtt::MqttConfig::default();
+    if let Some(v) = cli.mqtt_vhost.or(file.mqtt_vhost) {
+        config.default_vhost = v;
+    }
+    if let Some(x) = cli.mqtt_exchange.or(file.mqtt_exchange) {
+        config.exchange = x;
+    }
+    config.anonymous = match (
+        cli.mqtt_default_user.or(file.mqtt_default_user),
+        cli.mqtt_default_pass.or(file.mqtt_default_pass),
+    ) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => return Err("--mqtt-default-user and --mqtt-default-pass go together".into()),
+    };
+    if let Some(n) = cli.mqtt_max_packet_size.or(file.mqtt_max_packet_size) {
+        if !(1024..=warren_mqtt::codec::MAX_REMAINING_LENGTH).contains(&n) {
+            return Err(format!(
+                "mqtt_max_packet_size {n}: between 1024 and {}",
+                warren_mqtt::codec::MAX_REMAINING_LENGTH
+            ));
+        }
+        config.max_packet_size = n;
+    }
+    if let Some(n) = cli.mqtt_prefetch.or(file.mqtt_prefetch) {
+        if n == 0 {
+            return Err("mqtt_prefetch must be at least 1".into());
+        }
+        config.max_inflight = n;
+    }
+    if let Some(n) = cli.mqtt_max_connections.or(file.mqtt_max_connections) {
+        config.max_sessions = n;
+    }
+    if let Some(n) = cli.mqtt_max_subscriptions.or(file.mqtt_max_subscriptions) {
+        config.max_subscriptions = n;
+    }
+    if let Some(n) = cli
+        .mqtt_retained_max_messages
+        .or(file.mqtt_retained_max_messages)
+    {
+        config.retained.max_messages = n;
+    }
+    if let Some(n) = cli.mqtt_retained_max_bytes.or(file.mqtt_retained_max_bytes) {
+        config.retained.max_bytes = n;
+    }
+    Ok(MqttSettings {
+        listen: addresses(cli.mqtt_listen, file.mqtt_listen, &[DEFAULT_MQTT_LISTEN]),
+        tls_listen: addresses(cli.mqtt_tls_listen, file.mqtt_tls_listen, &[]),
+        ws_listen: addresses(cli.mqtt_ws_listen, file.mqtt_ws_listen, &[]),
+        wss_listen: addresses(cli.mqtt_wss_listen, file.mqtt_wss_listen, &[]),
+        config,
+    })
+}
