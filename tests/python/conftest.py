@@ -25,6 +25,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LISTEN_RE = re.compile(r"warren: listening for AMQP on ([0-9.]+):(\d+)")
 TLS_LISTEN_RE = re.compile(r"warren: listening for AMQPS on ([0-9.]+):(\d+)")
 HTTP_LISTEN_RE = re.compile(r"warren: listening for HTTP on ([0-9.]+):(\d+)")
+MQTT_LISTEN_RE = re.compile(r"warren: listening for (MQTT|MQTTS|MQTT over WebSocket) on ([0-9.]+):(\d+)")
 DATA_DIR_RE = re.compile(r"warren: data directory ")
 STARTUP_TIMEOUT = 20.0
 
@@ -43,6 +44,8 @@ class Broker:
     data_dir: Optional[str] = None
     tls_port: Optional[int] = None
     http_port: Optional[int] = None
+    # MQTT listeners by label: "MQTT", "MQTTS", "MQTT over WebSocket".
+    mqtt_ports: dict = field(default_factory=dict)
 
     def ctl(self, *args, check=True):
         """`warren ctl` on our Warren, `rabbitmqctl` on an external RabbitMQ (same verbs)."""
@@ -122,6 +125,7 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     host = port = tls_port = http_port = None
+    mqtt_ports = {}
     # The listening lines come before the data directory line (which is printed last).
     while time.monotonic() < deadline:
         try:
@@ -139,6 +143,9 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
         m = HTTP_LISTEN_RE.search(line)
         if m:
             http_port = int(m.group(2))
+        m = MQTT_LISTEN_RE.search(line)
+        if m:
+            mqtt_ports[m.group(1)] = int(m.group(3))
         if DATA_DIR_RE.search(line):
             break
     if port is None:
@@ -150,7 +157,7 @@ def _start_warren(data_dir=None, fatal=True, extra_args=()):
             pytest.exit(msg, returncode=2)
         raise WarrenStartError(msg)
     url = f"amqp://guest:guest@{host}:{port}/%2f"
-    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir, tls_port=tls_port, http_port=http_port), data_dir
+    return Broker(host=host, port=port, url=url, external=False, process=proc, output=output, data_dir=data_dir, tls_port=tls_port, http_port=http_port, mqtt_ports=mqtt_ports), data_dir
 
 
 @pytest.fixture(scope="session")
@@ -210,8 +217,8 @@ def private_warren(broker):
     started = []
 
     class _Factory:
-        def start(self):
-            b, _ = _start_warren(data_dir=data_dir, fatal=False)
+        def start(self, *extra_args):
+            b, _ = _start_warren(data_dir=data_dir, fatal=False, extra_args=extra_args)
             started.append(b)
             return b
 

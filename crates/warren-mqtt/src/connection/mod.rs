@@ -236,6 +236,10 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         let grace = Duration::from_millis(self.keep_alive as u64 * 1500);
         let mut deadline = Instant::now() + grace;
         let mut alarms = self.mqtt.broker.alarms().subscribe();
+        // Whatever came with the CONNECT.
+        if let Err(end) = self.on_input(inbuf).await {
+            return end;
+        }
         loop {
             self.flush_acks();
             if let Err(end) = self.write_out().await {
@@ -275,23 +279,8 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                         Ok(_) => {}
                     }
                     deadline = Instant::now() + grace;
-                    loop {
-                        let packet = match codec::decode(inbuf, Some(self.version), self.mqtt.config.max_packet_size) {
-                            Ok(Some(p)) => p,
-                            Ok(None) => break,
-                            Err(e) => return violation(e),
-                        };
-                        if let Err(end) = self.on_packet(packet).await {
-                            return end;
-                        }
-                        if self.out.len() > 256 * 1024 {
-                            if let Err(end) = self.write_out().await {
-                                return end;
-                            }
-                        }
-                    }
-                    if inbuf.capacity() - inbuf.len() < 1024 {
-                        inbuf.reserve(READ_CHUNK);
+                    if let Err(end) = self.on_input(inbuf).await {
+                        return end;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if self.keep_alive > 0 => {
@@ -308,6 +297,26 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 self.dispatch_all();
             }
         }
+    }
+
+    /// Handles every whole packet read so far.
+    async fn on_input(&mut self, inbuf: &mut BytesMut) -> Result<(), End> {
+        loop {
+            let packet =
+                match codec::decode(inbuf, Some(self.version), self.mqtt.config.max_packet_size) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) => return Err(violation(e)),
+                };
+            self.on_packet(packet).await?;
+            if self.out.len() > 256 * 1024 {
+                self.write_out().await?;
+            }
+        }
+        if inbuf.capacity() - inbuf.len() < 1024 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        Ok(())
     }
 
     /// Whether reading from the client pauses: a resource alarm, the store's unwritten
@@ -439,12 +448,17 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             _ => None,
         };
         if let (true, Some(code)) = (self.v5, disconnect_reason) {
-            let props = match &end {
-                End::Violation(_, text) | End::Forced(text) => Properties {
-                    reason_string: Some(text.chars().take(200).collect()),
-                    ..Default::default()
-                },
-                _ => Properties::default(),
+            // Every DISCONNECT carries a reason string (paho-mqtt 2.1 reads a reason code
+            // only from a DISCONNECT longer than two bytes).
+            let text = match &end {
+                End::Violation(_, text) | End::Forced(text) => text.clone(),
+                End::TakenOver => "another connection with this client id took the session over".into(),
+                End::KeepAliveTimeout => "nothing received within 1.5 times the keep alive".into(),
+                _ => String::new(),
+            };
+            let props = Properties {
+                reason_string: Some(text.chars().take(200).collect()),
+                ..Default::default()
             };
             self.out.clear();
             self.send(&Packet::Disconnect {

@@ -1,0 +1,651 @@
+"""MQTT 3.1.1 and 5.0 against Warren with paho-mqtt over real sockets: publish and subscribe
+at every QoS, wildcards, retained messages, persistent sessions, wills, takeover, MQTT 5's
+properties and options, shared subscriptions, WebSocket, bad input, limits, and AMQP
+(pika) meeting MQTT on amq.topic.
+
+MQTT_REFERENCE=host:port runs the protocol-only tests (marked `spec`) against another
+broker, e.g. mosquitto, which is how the expectations written here were checked."""
+
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+
+import pika
+import pytest
+
+from conftest import _start_warren, stop_warren
+from mqtt_helpers import (V311, V5, WAIT, Client, Raw, connect_packet, packet, props,
+                          publish_packet, unique)
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+REFERENCE = os.environ.get("MQTT_REFERENCE")
+MQTT_ARGS = ["--mqtt-listen", "127.0.0.1:0", "--mqtt-ws-listen", "127.0.0.1:0"]
+BOTH = pytest.mark.parametrize("version", [V311, V5], ids=["3.1.1", "5.0"])
+
+
+def spec(f):
+    """A protocol-only test: it runs against MQTT_REFERENCE too."""
+    f.spec = True
+    return f
+
+
+@pytest.fixture(scope="module")
+def warren():
+    b, data_dir = _start_warren(extra_args=MQTT_ARGS)
+    yield b
+    stop_warren(b, hard=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def mq(request, warren):
+    """(host, port) of the MQTT broker under test."""
+    if REFERENCE:
+        if not getattr(request.function, "spec", False):
+            pytest.skip("Warren-only test (MQTT_REFERENCE is set)")
+        host, port = REFERENCE.split(":")
+        return host, int(port)
+    return "127.0.0.1", warren.mqtt_ports["MQTT"]
+
+
+@pytest.fixture
+def clients(mq):
+    made = []
+
+    def make(**kw):
+        c = Client(mq[0], mq[1], **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.disconnect()
+        except Exception:
+            pass
+
+
+def amqp(warren):
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", warren.port, credentials=pika.PlainCredentials("guest", "guest"),
+        socket_timeout=5, blocked_connection_timeout=10))
+
+
+# -- publish / subscribe -----------------------------------------------------------------
+
+@spec
+@BOTH
+def test_every_qos_round_trips_and_is_capped_by_the_subscription(clients, version):
+    t = unique("qos")
+    sub = clients(version=version)
+    assert [c.value for c in sub.subscribe(f"{t}/#", 2)] == [2]
+    pub = clients(version=version)
+    for qos in (0, 1, 2):
+        pub.publish(f"{t}/q{qos}", f"payload {qos}".encode(), qos=qos)
+        m = sub.get()
+        assert (m.topic, m.payload, m.qos, m.retain) == (f"{t}/q{qos}", f"payload {qos}".encode(), qos, False)
+    low = clients(version=version)
+    low.subscribe(f"{t}/low", 1)
+    pub.publish(f"{t}/low", b"x", qos=2)
+    assert low.get().qos == 1
+
+
+@spec
+@BOTH
+def test_wildcards_match_levels_and_never_dollar_topics(clients, version):
+    t = unique("wild")
+    sub = clients(version=version)
+    sub.subscribe(f"{t}/+/temp", 1)
+    sub.subscribe("#", 1)
+    other = clients(version=version)
+    other.subscribe(f"$x{t}/#", 1)
+    pub = clients(version=version)
+    pub.publish(f"$x{t}/a", b"dollar", qos=1)
+    assert other.get().payload == b"dollar"
+    pub.publish(f"{t}/room1/temp", b"21", qos=1)
+    pub.publish(f"{t}/room1/hum", b"40", qos=1)
+    got = []
+    while True:
+        try:
+            got.append(sub.get(timeout=0.7).topic)
+        except Exception:
+            break
+    # `#` at the root never matches a `$` topic (section 4.7.2).
+    assert not [g for g in got if g.startswith("$")], got
+    assert set(got) == {f"{t}/room1/temp", f"{t}/room1/hum"}
+    if not REFERENCE:
+        # Both subscriptions are bindings of one session queue: one copy, at the highest
+        # QoS of the matching subscriptions (RabbitMQ 3.10 does the same per queue).
+        assert sorted(got) == [f"{t}/room1/hum", f"{t}/room1/temp"]
+
+
+@spec
+@BOTH
+def test_unsubscribe_stops_delivery(clients, version):
+    t = unique("unsub")
+    sub = clients(version=version)
+    sub.subscribe(t, 1)
+    pub = clients(version=version)
+    pub.publish(t, b"1", qos=1)
+    assert sub.get().payload == b"1"
+    codes = sub.unsubscribe(t)
+    if version == V5:
+        assert [c.value for c in codes] == [0]
+        assert [c.value for c in sub.unsubscribe(t)] == [0x11]  # no subscription existed
+    pub.publish(t, b"2", qos=1)
+    sub.none()
+
+
+# -- retained ------------------------------------------------------------------------------
+
+@spec
+@BOTH
+def test_retained_messages_are_delivered_on_subscribe_and_cleared_by_an_empty_payload(clients, version):
+    t = unique("ret")
+    pub = clients(version=version)
+    pub.publish(f"{t}/a", b"first", qos=1, retain=True)
+    pub.publish(f"{t}/a", b"last", qos=1, retain=True)
+    pub.publish(f"{t}/b", b"bee", qos=0, retain=True)
+    time.sleep(0.2)
+    sub = clients(version=version)
+    sub.subscribe(f"{t}/#", 1)
+    got = sorted((m.topic, m.payload, m.retain, m.qos) for m in (sub.get(), sub.get()))
+    assert got == [(f"{t}/a", b"last", True, 1), (f"{t}/b", b"bee", True, 0)]
+    # A message routed live carries retain = 0 (3.1.1 section 3.3.1.3).
+    pub.publish(f"{t}/a", b"live", qos=1, retain=True)
+    m = sub.get()
+    assert (m.payload, m.retain) == (b"live", False)
+    pub.publish(f"{t}/a", b"", qos=1, retain=True)
+    sub.get()  # the empty publish itself is routed
+    late = clients(version=version)
+    late.subscribe(f"{t}/a", 1)
+    late.none()
+
+
+def test_retained_messages_survive_kill_9(private_warren):
+    b = private_warren.start(*MQTT_ARGS)
+    t = unique("retkill")
+    c = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    c.publish(t, b"kept", qos=1, retain=True)
+    c.disconnect()
+    private_warren.stop(b, hard=True)
+    b = private_warren.start(*MQTT_ARGS)
+    c = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    c.subscribe(t, 1)
+    m = c.get()
+    assert (m.payload, m.retain) == (b"kept", True)
+    c.disconnect()
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+@spec
+@BOTH
+def test_a_persistent_session_keeps_subscriptions_and_queued_messages(clients, version):
+    t, cid = unique("sess"), unique("persist")
+    kw = dict(version=version, client_id=cid, clean=False)
+    if version == V5:
+        kw["session_expiry"] = 300
+    sub = clients(**kw)
+    assert not sub.connack_flags.session_present
+    sub.subscribe(t, 1)
+    sub.disconnect()
+    pub = clients(version=version)
+    for i in range(3):
+        pub.publish(t, f"m{i}".encode(), qos=1)
+    back = clients(**kw)
+    assert back.connack_flags.session_present
+    assert [back.get().payload for _ in range(3)] == [b"m0", b"m1", b"m2"]
+    # A clean start throws the session away.
+    back.disconnect()
+    kw["clean"] = True
+    fresh = clients(**kw)
+    assert not fresh.connack_flags.session_present
+    pub.publish(t, b"gone", qos=1)
+    fresh.none()
+
+
+def test_a_persistent_session_survives_kill_9_with_its_confirmed_messages(private_warren):
+    b = private_warren.start(*MQTT_ARGS)
+    t, cid = unique("sesskill"), unique("dur")
+    sub = Client("127.0.0.1", b.mqtt_ports["MQTT"], client_id=cid, clean=False)
+    sub.subscribe(t, 1)
+    sub.disconnect()
+    pub = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    for i in range(20):
+        pub.publish(t, f"m{i}".encode(), qos=1)  # PUBACK comes after the fsync
+    pub.disconnect()
+    private_warren.stop(b, hard=True)
+    b = private_warren.start(*MQTT_ARGS)
+    back = Client("127.0.0.1", b.mqtt_ports["MQTT"], client_id=cid, clean=False)
+    assert back.connack_flags.session_present
+    assert [back.get().payload for _ in range(20)] == [f"m{i}".encode() for i in range(20)]
+    # The subscription itself came back too.
+    pub = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    pub.publish(t, b"after", qos=1)
+    assert back.get().payload == b"after"
+    back.disconnect()
+    pub.disconnect()
+
+
+def test_session_queues_are_visible_to_amqp_with_rabbitmq_names(warren, clients):
+    cid, t = unique("vis"), unique("vis")
+    c = clients(client_id=cid, clean=False)
+    c.subscribe(t, 1)
+    c.subscribe(t + "/zero", 0)
+    conn = amqp(warren)
+    ch = conn.channel()
+    q1 = ch.queue_declare(f"mqtt-subscription-{cid}qos1", passive=True)
+    q0 = ch.queue_declare(f"mqtt-subscription-{cid}qos0", passive=True)
+    assert q1.method.consumer_count == 1 and q0.method.consumer_count == 1
+    conn.close()
+    c.disconnect()
+
+
+@spec
+def test_a_second_connection_with_the_same_client_id_takes_the_session_over(mq, clients):
+    cid = unique("dup")
+    first = Raw(*mq)
+    first.send(connect_packet(cid, level=5))
+    assert first.read_packet()[0] >> 4 == 2
+    second = clients(version=V5, client_id=cid)
+    sent = first.closed()  # the first connection is closed
+    if not REFERENCE:
+        # Warren says why, as section 3.1.4 describes; mosquitto 2.0.11 only closes.
+        assert sent[-1][0] >> 4 == 14 and sent[-1][1][0] == 0x8E  # session taken over
+    t = unique("dup")
+    second.subscribe(t, 1)
+    second.publish(t, b"still here", qos=1)
+    assert second.get().payload == b"still here"
+
+
+@spec
+@BOTH
+def test_the_will_is_published_on_a_drop_and_not_on_disconnect(clients, version):
+    t = unique("will")
+    watcher = clients(version=version)
+    watcher.subscribe(t, 1)
+    dying = clients(version=version, will=(t, b"gone", 1, False))
+    dying.drop()
+    m = watcher.get()
+    assert (m.topic, m.payload) == (t, b"gone")
+    polite = clients(version=version, will=(t, b"never", 1, False))
+    polite.disconnect()
+    watcher.none(1.0)
+
+
+@spec
+def test_a_delayed_will_is_dropped_when_the_session_comes_back(clients):
+    t, cid = unique("delay"), unique("delay")
+    watcher = clients(version=V5)
+    watcher.subscribe(t, 1)
+    will_props = props(PacketTypes.WILLMESSAGE, WillDelayInterval=2)
+    c = clients(version=V5, client_id=cid, clean=False, session_expiry=60,
+                will=(t, b"late", 1, False, will_props))
+    c.drop()
+    back = clients(version=V5, client_id=cid, clean=False, session_expiry=60)
+    watcher.none(3.0)
+    # Without a reconnect it comes after the delay.
+    c2 = clients(version=V5, client_id=unique("delay2"), session_expiry=60,
+                 will=(t, b"delayed", 1, False, will_props))
+    started = time.monotonic()
+    c2.drop()
+    m = watcher.get(timeout=6)
+    assert m.payload == b"delayed" and time.monotonic() - started >= 1.5
+    back.disconnect()
+
+
+# -- MQTT 5 --------------------------------------------------------------------------------
+
+@spec
+def test_mqtt5_properties_reach_the_subscriber(clients):
+    t = unique("props")
+    sub = clients(version=V5)
+    sub.subscribe(t, 1, props=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=42))
+    pub = clients(version=V5)
+    p = props(PacketTypes.PUBLISH, ContentType="application/json", ResponseTopic=f"{t}/reply",
+              CorrelationData=b"\x00\x01req", UserProperty=[("a", "1"), ("b", "2")],
+              PayloadFormatIndicator=1, MessageExpiryInterval=60)
+    pub.publish(t, b"{}", qos=1, props=p)
+    m = sub.get()
+    mp = m.properties
+    assert mp.ContentType == "application/json"
+    assert mp.ResponseTopic == f"{t}/reply"
+    assert mp.CorrelationData == b"\x00\x01req"
+    assert sorted(mp.UserProperty) == [("a", "1"), ("b", "2")]
+    assert mp.SubscriptionIdentifier == [42]
+    assert mp.PayloadFormatIndicator == 1
+    assert 55 <= mp.MessageExpiryInterval <= 60
+
+
+@spec
+def test_request_response_with_response_topic_and_correlation_data(clients):
+    t = unique("rpc")
+    server = clients(version=V5)
+    server.subscribe(f"{t}/req", 1)
+    requester = clients(version=V5)
+    requester.subscribe(f"{t}/resp", 1)
+    requester.publish(f"{t}/req", b"ping", qos=1,
+                      props=props(PacketTypes.PUBLISH, ResponseTopic=f"{t}/resp", CorrelationData=b"42"))
+    req = server.get()
+    server.publish(req.properties.ResponseTopic, b"pong", qos=1,
+                   props=props(PacketTypes.PUBLISH, CorrelationData=req.properties.CorrelationData))
+    resp = requester.get()
+    assert (resp.payload, resp.properties.CorrelationData) == (b"pong", b"42")
+
+
+@spec
+def test_message_expiry_drops_messages_left_too_long(clients):
+    t, cid = unique("exp"), unique("exp")
+    sub = clients(version=V5, client_id=cid, clean=False, session_expiry=60)
+    sub.subscribe(t, 1)
+    sub.disconnect()
+    pub = clients(version=V5)
+    pub.publish(t, b"short", qos=1, props=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
+    pub.publish(t, b"long", qos=1, props=props(PacketTypes.PUBLISH, MessageExpiryInterval=100))
+    time.sleep(2.2)
+    back = clients(version=V5, client_id=cid, clean=False, session_expiry=60)
+    m = back.get()
+    assert m.payload == b"long" and m.properties.MessageExpiryInterval <= 98
+    back.none()
+
+
+@spec
+def test_no_local_retain_as_published_and_retain_handling(clients):
+    t = unique("opts")
+    c = clients(version=V5)
+    c.subscribe(f"{t}/nl", options=SubscribeOptions(qos=1, noLocal=True))
+    c.publish(f"{t}/nl", b"mine", qos=1)
+    c.none()
+    other = clients(version=V5)
+    other.publish(f"{t}/nl", b"theirs", qos=1)
+    assert c.get().payload == b"theirs"
+    other.publish(f"{t}/rap", b"r", qos=1, retain=True)
+    time.sleep(0.2)
+    rap = clients(version=V5)
+    rap.subscribe(f"{t}/rap", options=SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=2))
+    rap.none()  # retain handling 2: no retained messages on subscribe
+    other.publish(f"{t}/rap", b"again", qos=1, retain=True)
+    m = rap.get()
+    assert (m.payload, m.retain) == (b"again", True)  # retain as published
+    once = clients(version=V5)
+    once.subscribe(f"{t}/rap", options=SubscribeOptions(qos=1, retainHandling=1))
+    assert once.get().retain
+    once.subscribe(f"{t}/rap", options=SubscribeOptions(qos=1, retainHandling=1))
+    once.none()  # handling 1: only for a new subscription
+
+
+@spec
+def test_topic_aliases_stand_for_their_topic(mq, clients):
+    t = unique("alias")
+    sub = clients(version=V5)
+    sub.subscribe(t, 1)
+    raw = Raw(*mq)
+    raw.send(connect_packet(unique("raw"), level=5))
+    assert raw.read_packet()[0] >> 4 == 2
+    alias_props = bytes([3, 0x23, 0, 1])  # property length 3: topic alias 1
+    raw.send(packet(0x30, struct.pack(">H", len(t)) + t.encode() + alias_props + b"one"))
+    raw.send(packet(0x30, struct.pack(">H", 0) + alias_props + b"two"))
+    assert [sub.get().payload, sub.get().payload] == [b"one", b"two"]
+    # An alias never set is a protocol error.
+    raw.send(packet(0x30, struct.pack(">H", 0) + bytes([3, 0x23, 0, 9]) + b"x"))
+    sent = raw.closed()
+    assert sent and sent[-1][0] >> 4 == 14 and sent[-1][1][0] in (0x82, 0x94)
+
+
+@spec
+def test_an_empty_client_id_gets_one_assigned(mq):
+    c = Client(mq[0], mq[1], version=V5, client_id="")
+    assert c.connack_props.AssignedClientIdentifier
+    c.disconnect()
+
+
+@spec
+def test_shared_subscriptions_split_messages_between_members(clients):
+    t = unique("share")
+    a, b = clients(version=V5), clients(version=V5)
+    a.subscribe(f"$share/g/{t}", 1)
+    b.subscribe(f"$share/g/{t}", 1)
+    pub = clients(version=V5)
+    for i in range(20):
+        pub.publish(t, str(i).encode(), qos=1)
+    got_a, got_b = [], []
+    deadline = time.monotonic() + WAIT
+    while len(got_a) + len(got_b) < 20 and time.monotonic() < deadline:
+        for c, got in ((a, got_a), (b, got_b)):
+            try:
+                got.append(c.get(timeout=0.05).payload)
+            except Exception:
+                pass
+    assert sorted(got_a + got_b, key=int) == [str(i).encode() for i in range(20)]
+    assert got_a and got_b
+
+
+# -- QoS 2 exactly once ----------------------------------------------------------------------
+
+@spec
+def test_qos2_is_exactly_once_across_a_reconnect(mq, clients):
+    t, cid = unique("eo"), unique("eo")
+    sub = clients(version=V311)
+    sub.subscribe(t, 2)
+    raw = Raw(*mq)
+    raw.send(connect_packet(cid, clean=False))
+    assert raw.read_packet()[0] >> 4 == 2
+    raw.send(publish_packet(t, b"once", qos=2, pid=7))
+    first, body = raw.read_packet()
+    assert first >> 4 == 5 and struct.unpack(">H", body[:2])[0] == 7  # PUBREC
+    raw.close()  # gone before PUBREL
+    raw = Raw(*mq)
+    raw.send(connect_packet(cid, clean=False))
+    first, body = raw.read_packet()
+    assert first >> 4 == 2 and body[0] == 1  # session present
+    raw.send(publish_packet(t, b"once", qos=2, pid=7, dup=True))
+    assert raw.read_packet()[0] >> 4 == 5
+    raw.send(packet(0x62, struct.pack(">H", 7)))  # PUBREL
+    first, body = raw.read_packet()
+    assert first >> 4 == 7 and struct.unpack(">H", body[:2])[0] == 7  # PUBCOMP
+    assert sub.get().payload == b"once"
+    sub.none(1.0)
+    raw.send(packet(0xE0, b""))
+    raw.close()
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+@spec
+def test_protocol_violations_close_only_that_connection(mq, clients):
+    bystander = clients(version=V311)
+    t = unique("bad")
+    bystander.subscribe(t, 0)
+    cases = [
+        publish_packet("x", b"before connect"),                           # PUBLISH first
+        connect_packet(unique()) + connect_packet(unique()),              # second CONNECT
+        connect_packet(unique()) + b"\x30\xff\xff\xff\xff\x01",           # 5-byte length
+        connect_packet(unique()) + packet(0x36, b"\x00\x01a\x00\x01"),    # QoS 3
+        connect_packet(unique()) + packet(0x80, b"\x00\x01\x00\x01a\x00"),  # SUBSCRIBE flags
+        connect_packet(unique()) + publish_packet("a/+", b"wildcard"),    # wildcard topic
+    ]
+    for data in cases:
+        raw = Raw(*mq)
+        raw.send(data)
+        sent = raw.closed()
+        assert all(p[0] >> 4 in (2, 14) for p in sent), sent
+    c = clients(version=V311)
+    c.publish(t, b"alive", qos=1)
+    assert bystander.get().payload == b"alive"
+
+
+def test_oversized_packets_get_disconnect_0x95(private_warren):
+    b = private_warren.start(*MQTT_ARGS, "--mqtt-max-packet-size", "2048")
+    port = b.mqtt_ports["MQTT"]
+    c = Client("127.0.0.1", port, version=V5)
+    assert c.connack_props.MaximumPacketSize == 2048
+    c.disconnect()
+    raw = Raw("127.0.0.1", port)
+    raw.send(connect_packet(unique(), level=5))
+    raw.read_packet()
+    raw.send(publish_packet("big", b"x" * 4096, v5=True))
+    sent = raw.closed()
+    assert sent[-1][0] >> 4 == 14 and sent[-1][1][0] == 0x95
+    assert b"over the maximum packet size" in sent[-1][1]  # the reason string
+
+
+def test_unsupported_protocol_levels_get_connack_1(mq):
+    raw = Raw(*mq)
+    body = struct.pack(">H", 4) + b"MQTT" + bytes([9, 2]) + struct.pack(">H", 30) + struct.pack(">H", 1) + b"x"
+    raw.send(packet(0x10, body))
+    first, body = raw.read_packet()
+    assert first >> 4 == 2 and body[1] == 1
+    assert raw.closed() == []
+
+
+def test_keep_alive_closes_silent_clients(mq):
+    raw = Raw(*mq)
+    raw.send(connect_packet(unique(), keepalive=1, level=5))
+    raw.read_packet()
+    started = time.monotonic()
+    sent = raw.closed(timeout=5)
+    waited = time.monotonic() - started
+    assert 1.2 <= waited <= 3.5, waited
+    assert sent[-1][0] >> 4 == 14 and sent[-1][1][0] == 0x8D
+
+
+def test_subscription_limit_is_quota_exceeded(private_warren):
+    b = private_warren.start(*MQTT_ARGS, "--mqtt-max-subscriptions", "2")
+    c = Client("127.0.0.1", b.mqtt_ports["MQTT"], version=V5)
+    assert [x.value for x in c.subscribe("a", 1)] == [1]
+    assert [x.value for x in c.subscribe("b", 1)] == [1]
+    assert [x.value for x in c.subscribe("c", 1)] == [0x97]
+    c.disconnect()
+
+
+# -- login, vhosts, permissions ----------------------------------------------------------------
+
+def test_logins_and_vhosts(warren, mq):
+    bad = Client(mq[0], mq[1], password="wrong", connect=False)
+    _, rc, _ = bad.connect(expect_ok=False)
+    assert rc.value == 4 or rc.is_failure  # 3.1.1: bad user name or password
+    bad.c.loop_stop()
+    anon = Client(mq[0], mq[1], version=V5, username=None, connect=False)
+    _, rc, _ = anon.connect(expect_ok=False)
+    assert rc.value == 0x87
+    anon.c.loop_stop()
+    vh = unique("vh")
+    warren.ctl("add_vhost", vh)
+    warren.ctl("set_permissions", "-p", vh, "guest", ".*", ".*", ".*")
+    t = unique("vh")
+    inside = Client(mq[0], mq[1], username=f"{vh}:guest")
+    inside.subscribe(t, 1)
+    outside = Client(mq[0], mq[1])
+    outside.subscribe(t, 1)
+    Client(mq[0], mq[1], username=f"{vh}:guest").publish(t, b"in vh", qos=1)
+    assert inside.get().payload == b"in vh"
+    outside.none()
+    missing = Client(mq[0], mq[1], username="no-such-vhost:guest", connect=False)
+    _, rc, _ = missing.connect(expect_ok=False)
+    assert rc.is_failure
+    missing.c.loop_stop()
+    inside.disconnect()
+    outside.disconnect()
+
+
+def test_permissions_apply_to_mqtt(warren, mq):
+    user = unique("u")
+    warren.ctl("add_user", user, "pw")
+    # May read everything, write nothing.
+    warren.ctl("set_permissions", "-p", "/", user, ".*", "^$", ".*")
+    t = unique("perm")
+    c5 = Client(mq[0], mq[1], version=V5, username=user, password="pw")
+    info = c5.c.publish(t, b"x", qos=1)
+    info.wait_for_publish(timeout=WAIT)
+    c3 = Client(mq[0], mq[1], version=V311, username=user, password="pw")
+    c3.c.publish(t, b"x", qos=1)
+    assert c3.disconnects.get(timeout=WAIT) is not None  # 3.1.1: the connection is closed
+    c3.c.loop_stop()
+    # Topic permissions: reading only keys under allowed.
+    warren.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+    warren.ctl("set_topic_permissions", "-p", "/", user, "amq.topic", ".*", "^allowed\\.")
+    s = Client(mq[0], mq[1], version=V5, username=user, password="pw")
+    assert [x.value for x in s.subscribe("allowed/x", 1)] == [1]
+    assert [x.value for x in s.subscribe("denied/x", 1)] == [0x87]
+    s.disconnect()
+    c5.disconnect()
+
+
+# -- AMQP meets MQTT ---------------------------------------------------------------------------
+
+def test_mqtt_publishes_reach_amqp_queues_on_amq_topic(warren, clients):
+    t = unique("m2a")
+    conn = amqp(warren)
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", f"{t}.#")
+    c = clients(version=V5)
+    c.publish(f"{t}/dev.1/temp", b"21.5", qos=1,
+              props=props(PacketTypes.PUBLISH, ContentType="text/plain", CorrelationData=b"c-1",
+                          ResponseTopic=f"{t}/replies", UserProperty=[("unit", "C")],
+                          MessageExpiryInterval=30))
+    c.publish(f"{t}/plain", b"zero", qos=0)
+    method, p, body = None, None, None
+    deadline = time.monotonic() + WAIT
+    while method is None and time.monotonic() < deadline:
+        method, p, body = ch.basic_get(q, auto_ack=True)
+    # Topic levels become words; a '.' inside a level becomes '/'.
+    assert method.routing_key == f"{t}.dev/1.temp" and body == b"21.5"
+    assert p.delivery_mode == 2 and p.content_type == "text/plain"
+    assert p.correlation_id == "c-1" and p.reply_to == f"{t}.replies"
+    assert p.expiration == "30000"
+    assert p.headers["x-mqtt-publish-qos"] == 1 and p.headers["unit"] == "C"
+    method, p, body = ch.basic_get(q, auto_ack=True)
+    assert method.routing_key == f"{t}.plain" and p.delivery_mode == 1
+    assert p.headers["x-mqtt-publish-qos"] == 0
+    conn.close()
+
+
+def test_amqp_publishes_reach_mqtt_subscribers(warren, clients):
+    t = unique("a2m")
+    sub = clients(version=V5)
+    sub.subscribe(f"{t}/+/cmd", 2)
+    conn = amqp(warren)
+    ch = conn.channel()
+    ch.basic_publish("amq.topic", f"{t}.dev1.cmd", b"reboot",
+                     pika.BasicProperties(content_type="text/plain", correlation_id="k",
+                                          reply_to=f"{t}.back", headers={"who": "ops"}, delivery_mode=2))
+    m = sub.get()
+    assert (m.topic, m.payload) == (f"{t}/dev1/cmd", b"reboot")
+    assert m.qos == 1  # an AMQP message is at-least-once: QoS 1 at most
+    assert m.properties.ContentType == "text/plain"
+    assert m.properties.CorrelationData == b"k"
+    assert m.properties.ResponseTopic == f"{t}/back"
+    assert ("who", "ops") in m.properties.UserProperty
+    conn.close()
+
+
+def test_mqtt_connections_are_listed_with_their_protocol(warren, clients):
+    cid = unique("listed")
+    clients(version=V5, client_id=cid)
+    out = warren.ctl("list_connections", "user", "protocol").stdout
+    assert "MQTT 5.0" in out
+
+
+# -- WebSocket ---------------------------------------------------------------------------------
+
+def test_mqtt_over_websocket(warren):
+    port = warren.mqtt_ports["MQTT over WebSocket"]
+    t = unique("ws")
+    sub = Client("127.0.0.1", port, transport="websockets", version=V5)
+    sub.subscribe(t, 1)
+    Client("127.0.0.1", port, transport="websockets").publish(t, b"over ws", qos=1)
+    assert sub.get().payload == b"over ws"
+    sub.disconnect()
+    # Another path is refused at the upgrade.
+    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    s.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 404")
+    s.close()
