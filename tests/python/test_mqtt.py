@@ -112,9 +112,11 @@ def test_wildcards_match_levels_and_never_dollar_topics(clients, version):
     got = []
     while True:
         try:
-            got.append(sub.get(timeout=0.7).topic)
+            m = sub.get(timeout=0.7)
         except Exception:
             break
+        if not m.retain:  # `#` also brings every retained message the broker holds
+            got.append(m.topic)
     # `#` at the root never matches a `$` topic (section 4.7.2).
     assert not [g for g in got if g.startswith("$")], got
     assert set(got) == {f"{t}/room1/temp", f"{t}/room1/hum"}

@@ -452,7 +452,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             // only from a DISCONNECT longer than two bytes).
             let text = match &end {
                 End::Violation(_, text) | End::Forced(text) => text.clone(),
-                End::TakenOver => "another connection with this client id took the session over".into(),
+                End::TakenOver => {
+                    "another connection with this client id took the session over".into()
+                }
                 End::KeepAliveTimeout => "nothing received within 1.5 times the keep alive".into(),
                 _ => String::new(),
             };

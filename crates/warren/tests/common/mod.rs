@@ -14,6 +14,8 @@ pub struct Broker {
     pub addr: String,
     /// The AMQPS listener's address, when the broker was started with `--tls-listen`.
     pub tls_addr: Option<String>,
+    /// The MQTT listener's address, when started with `--mqtt-listen`.
+    pub mqtt_addr: Option<String>,
     pub data_dir: Option<std::path::PathBuf>,
 }
 
@@ -39,6 +41,7 @@ impl Broker {
                 child: None,
                 addr,
                 tls_addr: None,
+                mqtt_addr: None,
                 data_dir: None,
             };
         }
@@ -71,6 +74,7 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut addr = None;
         let mut tls_addr = None;
+        let mut mqtt_addr = None;
         let mut line = String::new();
         while Instant::now() < deadline {
             line.clear();
@@ -82,6 +86,9 @@ impl Broker {
             }
             if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQPS on ") {
                 tls_addr = Some(rest.to_string());
+            }
+            if let Some(rest) = line.trim().strip_prefix("warren: listening for MQTT on ") {
+                mqtt_addr = Some(rest.to_string());
             }
             // Printed after every listening line.
             if line.starts_with("warren: data directory") {
@@ -100,6 +107,7 @@ impl Broker {
             child: Some(child),
             addr,
             tls_addr,
+            mqtt_addr,
             data_dir: Some(data_dir),
         }
     }
@@ -649,6 +657,7 @@ impl Broker {
             child: Some(child),
             addr,
             tls_addr: None,
+            mqtt_addr: None,
             data_dir: None,
         })
     }
