@@ -15,6 +15,8 @@ use crate::topic;
 
 /// RabbitMQ's header for the QoS an MQTT client published with.
 pub const PUBLISH_QOS_HEADER: &str = "x-mqtt-publish-qos";
+/// RabbitMQ's header for the DUP flag of the publish.
+pub const DUP_HEADER: &str = "x-mqtt-dup";
 /// The publishing MQTT client (for MQTT 5's no-local subscription option).
 pub const CLIENT_ID_HEADER: &str = "x-mqtt-client-id";
 /// Set when the message was published with the retain flag (retain-as-published).
@@ -32,12 +34,14 @@ fn now_secs() -> u64 {
 /// The AMQP properties of an MQTT publish.
 pub fn amqp_properties(
     qos: u8,
+    dup: bool,
     retain: bool,
     props: &Properties,
     client_id: &str,
 ) -> BasicProperties {
     let mut headers = FieldTable::new();
     headers.insert(PUBLISH_QOS_HEADER, FieldValue::I8(qos as i8));
+    headers.insert(DUP_HEADER, FieldValue::Bool(dup));
     headers.insert(
         CLIENT_ID_HEADER,
         FieldValue::LongString(Bytes::copy_from_slice(client_id.as_bytes())),
@@ -208,7 +212,7 @@ mod tests {
             user: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
             ..Default::default()
         };
-        let amqp = amqp_properties(2, true, &props, "dev");
+        let amqp = amqp_properties(2, false, true, &props, "dev");
         assert_eq!(amqp.delivery_mode, Some(2));
         assert_eq!(amqp.reply_to.as_deref(), Some("replies.me"));
         assert_eq!(amqp.expiration.as_deref(), Some("30000"));
@@ -236,7 +240,7 @@ mod tests {
         let msg = Message::new(
             "amq.topic".into(),
             "t".into(),
-            amqp_properties(1, false, &bin, "x").to_bytes(),
+            amqp_properties(1, false, false, &bin, "x").to_bytes(),
             Bytes::new(),
         );
         assert_eq!(

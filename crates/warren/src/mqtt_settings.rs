@@ -42,8 +42,13 @@ pub struct MqttArgs {
     /// The topic exchange MQTT topics route through (default amq.topic).
     #[arg(long, env = "WARREN_MQTT_EXCHANGE")]
     pub mqtt_exchange: Option<String>,
-    /// User that MQTT clients without credentials log in as (with --mqtt-default-pass);
-    /// unset: such clients are refused.
+    /// Let MQTT clients without credentials in, as --mqtt-default-user (RabbitMQ's
+    /// mqtt.allow_anonymous; default true: they log in as the default user, loopback rules
+    /// included, so only local clients get in while that user is guest).
+    #[arg(long, env = "WARREN_MQTT_ALLOW_ANONYMOUS")]
+    pub mqtt_allow_anonymous: Option<bool>,
+    /// User that MQTT clients without credentials log in as (with --mqtt-default-pass;
+    /// default: --default-user and --default-pass).
     #[arg(long, env = "WARREN_MQTT_DEFAULT_USER")]
     pub mqtt_default_user: Option<String>,
     #[arg(long, env = "WARREN_MQTT_DEFAULT_PASS")]
@@ -72,6 +77,7 @@ pub struct MqttArgs {
 /// The same keys in the config file.
 #[derive(Deserialize, Debug, Default)]
 pub struct MqttFile {
+    pub mqtt_allow_anonymous: Option<bool>,
     pub mqtt_listen: Option<Vec<String>>,
     pub mqtt_tls_listen: Option<Vec<String>>,
     pub mqtt_ws_listen: Option<Vec<String>>,
@@ -111,7 +117,13 @@ fn addresses(given: Vec<String>, file: Option<Vec<String>>, default: &[&str]) ->
     list.into_iter().filter(|a| a != "none").collect()
 }
 
-pub fn resolve(cli: MqttArgs, file: MqttFile) -> Result<MqttSettings, String> {
+/// `default_login` is the broker's default user and password, which anonymous MQTT
+/// clients use unless --mqtt-default-user says otherwise.
+pub fn resolve(
+    cli: MqttArgs,
+    file: MqttFile,
+    default_login: (&str, &str),
+) -> Result<MqttSettings, String> {
     let mut config = warren_mqtt::MqttConfig::default();
     if let Some(v) = cli.mqtt_vhost.or(file.mqtt_vhost) {
         config.default_vhost = v;
@@ -124,9 +136,16 @@ pub fn resolve(cli: MqttArgs, file: MqttFile) -> Result<MqttSettings, String> {
         cli.mqtt_default_pass.or(file.mqtt_default_pass),
     ) {
         (Some(u), Some(p)) => Some((u, p)),
-        (None, None) => None,
+        (None, None) => Some((default_login.0.to_string(), default_login.1.to_string())),
         _ => return Err("--mqtt-default-user and --mqtt-default-pass go together".into()),
     };
+    if !cli
+        .mqtt_allow_anonymous
+        .or(file.mqtt_allow_anonymous)
+        .unwrap_or(true)
+    {
+        config.anonymous = None;
+    }
     if let Some(n) = cli.mqtt_max_packet_size.or(file.mqtt_max_packet_size) {
         if !(1024..=warren_mqtt::codec::MAX_REMAINING_LENGTH).contains(&n) {
             return Err(format!(

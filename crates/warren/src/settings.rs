@@ -183,6 +183,7 @@ pub struct FileConfig {
     pub stats_interval: Option<u64>,
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
+    pub mqtt_allow_anonymous: Option<bool>,
     pub mqtt_listen: Option<Vec<String>>,
     pub mqtt_tls_listen: Option<Vec<String>>,
     pub mqtt_ws_listen: Option<Vec<String>>,
@@ -440,6 +441,7 @@ impl Settings {
         let mqtt = crate::mqtt_settings::resolve(
             cli.mqtt,
             crate::mqtt_settings::MqttFile {
+                mqtt_allow_anonymous: file.mqtt_allow_anonymous,
                 mqtt_listen: file.mqtt_listen.clone(),
                 mqtt_tls_listen: file.mqtt_tls_listen.clone(),
                 mqtt_ws_listen: file.mqtt_ws_listen.clone(),
@@ -455,6 +457,7 @@ impl Settings {
                 mqtt_retained_max_messages: file.mqtt_retained_max_messages,
                 mqtt_retained_max_bytes: file.mqtt_retained_max_bytes,
             },
+            (&access.user, &access.password),
         )?;
         if mqtt.needs_tls() && tls.is_none() {
             return Err(

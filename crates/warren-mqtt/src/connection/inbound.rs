@@ -196,16 +196,16 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
 
     fn amqp_properties(&mut self, p: &Publish) -> bytes::Bytes {
         if p.props.is_empty() {
-            let slot = p.qos as usize * 2 + p.retain as usize;
+            let slot = p.qos as usize * 4 + (p.dup as usize) * 2 + p.retain as usize;
             if let Some(raw) = &self.plain_props[slot] {
                 return raw.clone();
             }
-            let raw =
-                convert::amqp_properties(p.qos, p.retain, &p.props, &self.client_id).to_bytes();
+            let raw = convert::amqp_properties(p.qos, p.dup, p.retain, &p.props, &self.client_id)
+                .to_bytes();
             self.plain_props[slot] = Some(raw.clone());
             return raw;
         }
-        convert::amqp_properties(p.qos, p.retain, &p.props, &self.client_id).to_bytes()
+        convert::amqp_properties(p.qos, p.dup, p.retain, &p.props, &self.client_id).to_bytes()
     }
 
     /// Queues an acknowledgement behind the ones before it (MQTT wants them in order).

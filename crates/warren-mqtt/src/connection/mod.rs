@@ -174,8 +174,9 @@ pub(crate) struct Conn<W> {
     may_publish: Option<bool>,
     _registration: Registration,
     synced: Option<watch::Receiver<u64>>,
-    /// Cached AMQP properties of plain publishes (no MQTT 5 properties), by QoS and retain.
-    plain_props: [Option<bytes::Bytes>; 6],
+    /// Cached AMQP properties of plain publishes (no MQTT 5 properties), by QoS, DUP and
+    /// retain.
+    plain_props: [Option<bytes::Bytes>; 12],
     _slots: (
         warren_core::vhost::ConnectionSlot,
         warren_core::access::user_limits::UserSlot,
