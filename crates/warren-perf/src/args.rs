@@ -159,6 +159,14 @@ pub struct PerfArgs {
     /// Only open N connections with one channel each, hold them --duration seconds, report open times.
     #[arg(long)]
     pub connections_only: Option<u32>,
+    /// MQTT (with an `mqtt://user:pass@host:port` URI): the QoS of publishes and
+    /// subscriptions (0, 1 or 2). The in-flight window of a QoS 1/2 producer is --confirm
+    /// (default 100).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// MQTT protocol version: 3 (3.1.1) or 5.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=5))]
+    pub mqtt_version: u8,
     /// A label copied into the summary (for scripts).
     #[arg(long)]
     pub label: Option<String>,

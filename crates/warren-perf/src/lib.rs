@@ -1,5 +1,6 @@
 //! `warren perf`: an AMQP 0-9-1 load generator in the spirit of RabbitMQ's
-//! PerfTest and LavinMQ's lavinmqperf, usable against any 0-9-1 broker.
+//! PerfTest and LavinMQ's lavinmqperf, usable against any 0-9-1 broker, and (with an
+//! `mqtt://` URI, `mqtt.rs`) against any MQTT 3.1.1 or 5.0 broker.
 //!
 //! It is a lean client written directly on Warren's codec (`warren-amqp`)
 //! and tokio, so that it is not the bottleneck: producers encode many
@@ -34,6 +35,7 @@ pub mod args;
 pub mod conn;
 pub mod cpu;
 pub mod error;
+pub mod mqtt;
 pub mod producer;
 pub mod proto;
 pub mod rate;

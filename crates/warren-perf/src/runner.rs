@@ -54,6 +54,7 @@ fn config(args: &PerfArgs, plan: &Plan) -> Config {
         exchange: plan.exchange.clone(),
         exchange_type: plan.exchange_type,
         bindings: plan.bindings.len(),
+        mqtt_qos: None,
     }
 }
 
@@ -389,6 +390,9 @@ async fn reporter(
 
 /// Run the test described by `args`.
 pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
+    if args.uri.starts_with("mqtt://") {
+        return crate::mqtt::run(args).await;
+    }
     let plan = args.plan()?;
     if let Some(n) = args.connections_only {
         return connections_only(&args, &plan, n).await;

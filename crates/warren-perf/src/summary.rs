@@ -38,6 +38,9 @@ pub struct Config {
     pub exchange_type: ExchangeType,
     /// Bindings declared.
     pub bindings: usize,
+    /// MQTT runs: the QoS (absent for AMQP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_qos: Option<u8>,
 }
 
 /// Connection-open timings (`--connections-only`).
