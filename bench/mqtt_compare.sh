@@ -17,7 +17,8 @@
 # `mqtt.listeners.tcp.1 = 127.0.0.1:1885` to /etc/rabbitmq/rabbitmq.conf) when reachable.
 # RabbitMQ 3.10's plugin has no QoS 2 (it downgrades to 1), so m3 against it is QoS 1 in
 # effect and marked so. Broker CPU µs per message come from /proc/PID/stat before and after
-# each run; RSS from VmRSS. Raw JSON lines in $OUT_DIR. DURATION (10 s) per run.
+# each run; RSS from VmRSS, sampled every 200 ms (m5: peak while the clients are connected,
+# minus the RSS before, per client). Raw JSON lines in $OUT_DIR. DURATION (10 s) per run.
 # Every loop is bounded; only processes this script started are stopped.
 set -euo pipefail
 
@@ -98,15 +99,29 @@ run() {
     esac
     before="$(cpu_ticks "$pid")"
     rss0="$(rss_kib "$pid")"
+    # Peak RSS while the run lasts (bounded: it stops with the run or after its time limit).
+    echo "$rss0" >"$OUT_DIR/peak"
+    (
+        end=$((SECONDS + DURATION * 3 + 120))
+        while [[ $SECONDS -lt $end && -e "$OUT_DIR/peak" ]]; do
+            r="$(rss_kib "$pid" 2>/dev/null || echo 0)"
+            p="$(cat "$OUT_DIR/peak" 2>/dev/null || echo 0)"
+            if [[ "$r" -gt "$p" ]]; then echo "$r" >"$OUT_DIR/peak"; fi
+            sleep 0.2
+        done
+    ) &
+    local sampler=$!
     if ! json="$(timeout $((DURATION * 3 + 120)) "$WARREN_BIN" perf --uri "$uri" "${args[@]}" \
         --size 16 --duration "$DURATION" --label "$s" --json --quiet 2>"$OUT_DIR/$name-$s.err")"; then
         json="{\"label\":\"$s\",\"error\":true}"
     fi
     after="$(cpu_ticks "$pid")"
-    rss1="$(rss_kib "$pid")"
+    rss1="$(cat "$OUT_DIR/peak")"
+    rm -f "$OUT_DIR/peak"
+    wait "$sampler" 2>/dev/null || true
     echo "$json" | jq -c --argjson cpu "$(((after - before) * 1000000 / CLK_TCK))" \
         --argjson rss0 "$rss0" --argjson rss1 "$rss1" \
-        '. + {broker_cpu_us: $cpu, broker_rss_before_kib: $rss0, broker_rss_after_kib: $rss1}
+        '. + {broker_cpu_us: $cpu, broker_rss_before_kib: $rss0, broker_rss_peak_kib: $rss1}
            + (if (.published // 0) > 0 then {broker_cpu_us_per_msg: ($cpu / ([.published, .consumed] | max))} else {} end)' \
         >>"$OUT_DIR/$name.jsonl"
 }
@@ -149,7 +164,7 @@ echo "| scenario | metric | Warren | mosquitto | RabbitMQ MQTT | Warren/mosquitt
 echo "|---|---|---|---|---|---|---|---|"
 for s in "${SCENARIOS[@]}"; do
     if [[ "$s" == m5 ]]; then
-        expr="((.broker_rss_after_kib - .broker_rss_before_kib) / (.connections.opened // 1))"
+        expr="((.broker_rss_peak_kib - .broker_rss_before_kib) / (.connections.opened // 1))"
         w="$(value "$W" "$s" "$expr")" m="$(value "$M" "$s" "$expr")" r="$(value "$R" "$s" "$expr")"
         echo "| $s $IDLE_CLIENTS idle clients | RSS KiB per client | $(fmt "$w" 1) | $(fmt "$m" 1) | $(fmt "$r" 1) | $(ratio "$m" "$w") less | $(ratio "$r" "$w") less | |"
         continue

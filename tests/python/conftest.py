@@ -25,7 +25,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LISTEN_RE = re.compile(r"warren: listening for AMQP on ([0-9.]+):(\d+)")
 TLS_LISTEN_RE = re.compile(r"warren: listening for AMQPS on ([0-9.]+):(\d+)")
 HTTP_LISTEN_RE = re.compile(r"warren: listening for HTTP on ([0-9.]+):(\d+)")
-MQTT_LISTEN_RE = re.compile(r"warren: listening for (MQTT|MQTTS|MQTT over WebSocket) on ([0-9.]+):(\d+)")
+MQTT_LISTEN_RE = re.compile(r"warren: listening for (MQTT|MQTTS|MQTT over WebSocket|MQTT over secure WebSocket) on ([0-9.]+):(\d+)")
 DATA_DIR_RE = re.compile(r"warren: data directory ")
 STARTUP_TIMEOUT = 20.0
 

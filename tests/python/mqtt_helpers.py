@@ -29,7 +29,7 @@ class Client:
 
     def __init__(self, host, port, version=V311, client_id=None, clean=True, username="guest",
                  password="guest", keepalive=30, will=None, session_expiry=None,
-                 transport="tcp", connect_props=None, connect=True):
+                 transport="tcp", connect_props=None, connect=True, ca_certs=None):
         self.host, self.port, self.version = host, port, version
         self.client_id = client_id if client_id is not None else unique()
         self.messages = queue.Queue()
@@ -44,6 +44,8 @@ class Client:
         self.c = mqtt.Client(**kw)
         if transport == "websockets":
             self.c.ws_set_options(path="/ws")
+        if ca_certs:
+            self.c.tls_set(ca_certs=ca_certs)
         if username is not None:
             self.c.username_pw_set(username, password)
         if will is not None:

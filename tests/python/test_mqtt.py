@@ -685,3 +685,95 @@ def test_mqtt_over_websocket(warren):
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     assert s.recv(100).startswith(b"HTTP/1.1 404")
     s.close()
+
+
+# -- more of the protocol ----------------------------------------------------------------------
+
+def _connack(raw):
+    first, body = raw.read_packet()
+    assert first >> 4 == 2, first
+    return body
+
+
+def _subscribe_raw(raw, topic, qos, v5):
+    body = struct.pack(">H", 1) + (b"\x00" if v5 else b"") + struct.pack(">H", len(topic)) + topic.encode() + bytes([qos])
+    raw.send(packet(0x82, body))
+    first, _ = raw.read_packet()
+    assert first >> 4 == 9
+
+
+@spec
+def test_ping(mq):
+    raw = Raw(*mq)
+    raw.send(connect_packet(unique()))
+    _connack(raw)
+    raw.send(b"\xc0\x00")
+    assert raw.read_packet() == (0xD0, b"")
+    raw.close()
+
+
+@spec
+def test_receive_maximum_bounds_unacknowledged_deliveries(mq, clients):
+    t = unique("rmax")
+    raw = Raw(*mq)
+    raw.send(connect_packet(unique("rmax"), level=5, props=b"\x21\x00\x02"))  # Receive Maximum 2
+    _connack(raw)
+    _subscribe_raw(raw, t, 1, True)
+    pub = clients(version=V5)
+    for i in range(5):
+        pub.publish(t, str(i).encode(), qos=1)
+    got = []
+    while True:
+        try:
+            first, body = raw.read_packet(timeout=1.0)
+        except TimeoutError:
+            break
+        assert first >> 4 == 3
+        got.append(struct.unpack(">H", body[2 + len(t):4 + len(t)])[0])
+    assert len(got) == 2, got  # no more than the client's Receive Maximum in flight
+    raw.send(packet(0x40, struct.pack(">H", got[0])))  # PUBACK one
+    first, body = raw.read_packet()
+    assert first >> 4 == 3
+    raw.close()
+
+
+@spec
+def test_session_expiry_ends_a_session_left_alone(clients):
+    cid, t = unique("sexp"), unique("sexp")
+    c = clients(version=V5, client_id=cid, clean=False, session_expiry=1)
+    c.subscribe(t, 1)
+    c.disconnect()
+    time.sleep(3.0)
+    back = clients(version=V5, client_id=cid, clean=False, session_expiry=1)
+    assert not back.connack_flags.session_present
+
+
+@spec
+def test_an_unknown_authentication_method_is_refused(mq):
+    c = Client(mq[0], mq[1], version=V5, connect=False,
+               connect_props=props(PacketTypes.CONNECT, AuthenticationMethod="SCRAM-SHA-1"))
+    _, rc, _ = c.connect(expect_ok=False)
+    assert rc.value == 0x8C  # bad authentication method
+    c.c.loop_stop()
+
+
+@spec
+def test_an_empty_client_id_needs_a_clean_session_in_311(mq):
+    raw = Raw(*mq)
+    raw.send(connect_packet("", clean=False))
+    body = _connack(raw)
+    assert body[1] == 2  # identifier rejected
+    raw.close()
+
+
+def test_the_connection_limit_refuses_with_connack(private_warren):
+    b = private_warren.start(*MQTT_ARGS, "--mqtt-max-connections", "1")
+    port = b.mqtt_ports["MQTT"]
+    first = Client("127.0.0.1", port)
+    raw = Raw("127.0.0.1", port)
+    raw.send(connect_packet(unique()))
+    assert _connack(raw)[1] == 3  # server unavailable
+    raw = Raw("127.0.0.1", port)
+    raw.send(connect_packet(unique(), level=5))
+    assert _connack(raw)[1] == 0x97  # quota exceeded
+    first.disconnect()

@@ -243,3 +243,28 @@ def test_management_api_over_https(certs):
     finally:
         stop_warren(b, hard=True)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_mqtt_over_tls_and_secure_websocket(certs):
+    from mqtt_helpers import V5, Client, unique
+    args = ["--tls-cert", os.path.join(certs, "server.pem"), "--tls-key", os.path.join(certs, "server.key"),
+            "--mqtt-tls-listen", "127.0.0.1:0", "--mqtt-wss-listen", "127.0.0.1:0"]
+    b, data_dir = _start_warren(extra_args=args)
+    try:
+        ca = os.path.join(certs, "ca.pem")
+        t = unique("tls")
+        sub = Client("localhost", b.mqtt_ports["MQTTS"], version=V5, ca_certs=ca)
+        sub.subscribe(t, 1)
+        Client("localhost", b.mqtt_ports["MQTT over secure WebSocket"], transport="websockets",
+               ca_certs=ca).publish(t, b"sealed", qos=1)
+        assert sub.get().payload == b"sealed"
+        sub.disconnect()
+        # A plaintext MQTT client on the TLS port gets no CONNACK.
+        s = socket.create_connection(("127.0.0.1", b.mqtt_ports["MQTTS"]), timeout=5)
+        s.sendall(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01a")
+        data = s.recv(100)
+        assert not data.startswith(b"\x20")
+        s.close()
+    finally:
+        stop_warren(b, hard=True)
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -22,10 +22,9 @@ pub type TlsProvider = Arc<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>;
 /// The WebSocket path, as RabbitMQ's Web MQTT plugin serves it.
 pub const WS_PATH: &str = "/ws";
 
-async fn accept_loop<F, Fut>(listener: TcpListener, handle: F)
+async fn accept_loop<F>(listener: TcpListener, handle: F)
 where
-    F: Fn(TcpStream, SocketAddr, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    F: Fn(TcpStream, SocketAddr, SocketAddr) -> Served,
 {
     loop {
         match listener.accept().await {
@@ -43,26 +42,28 @@ where
     }
 }
 
+/// A connection's whole life, boxed: plain and TLS connections are different futures, and
+/// an idle client's task should hold only its own kind (inline, every task would keep room
+/// for the largest, a TLS handshake included).
+type Served = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Serves MQTT (or MQTT over TLS, with `tls`) on `listener` until the runtime stops.
 pub async fn serve_tcp(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option<TlsProvider>) {
-    accept_loop(listener, move |stream, peer, local| {
+    accept_loop(listener, move |stream, peer, local| -> Served {
         let mqtt = Arc::clone(&mqtt);
-        let tls = tls.clone();
-        async move {
-            match tls {
-                None => serve(mqtt, stream, peer, local, false).await,
-                Some(tls) => {
-                    let acceptor = tls();
-                    let handshake =
-                        tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
-                            .await;
-                    match handshake {
-                        Ok(Ok(stream)) => serve(mqtt, stream, peer, local, true).await,
-                        Ok(Err(e)) => info!(%peer, error = %e, "MQTT TLS handshake failed"),
-                        Err(_) => info!(%peer, "MQTT TLS handshake timed out"),
-                    }
+        match tls.clone() {
+            None => Box::pin(serve(mqtt, stream, peer, local, false)),
+            Some(tls) => Box::pin(async move {
+                let acceptor = tls();
+                let handshake =
+                    tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
+                        .await;
+                match handshake {
+                    Ok(Ok(stream)) => serve(mqtt, stream, peer, local, true).await,
+                    Ok(Err(e)) => info!(%peer, error = %e, "MQTT TLS handshake failed"),
+                    Err(_) => info!(%peer, "MQTT TLS handshake timed out"),
                 }
-            }
+            }),
         }
     })
     .await
@@ -70,23 +71,20 @@ pub async fn serve_tcp(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option<TlsPr
 
 /// Serves MQTT over WebSocket (or secure WebSocket, with `tls`) on `listener`.
 pub async fn serve_websocket(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option<TlsProvider>) {
-    accept_loop(listener, move |stream, peer, local| {
+    accept_loop(listener, move |stream, peer, local| -> Served {
         let mqtt = Arc::clone(&mqtt);
-        let tls = tls.clone();
-        async move {
-            match tls {
-                None => websocket(mqtt, stream, peer, local, false).await,
-                Some(tls) => {
-                    let acceptor = tls();
-                    match tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => websocket(mqtt, stream, peer, local, true).await,
-                        Ok(Err(e)) => info!(%peer, error = %e, "MQTT WSS handshake failed"),
-                        Err(_) => info!(%peer, "MQTT WSS handshake timed out"),
-                    }
+        match tls.clone() {
+            None => Box::pin(websocket(mqtt, stream, peer, local, false)),
+            Some(tls) => Box::pin(async move {
+                let acceptor = tls();
+                match tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => websocket(mqtt, stream, peer, local, true).await,
+                    Ok(Err(e)) => info!(%peer, error = %e, "MQTT WSS handshake failed"),
+                    Err(_) => info!(%peer, "MQTT WSS handshake timed out"),
                 }
-            }
+            }),
         }
     })
     .await

@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-/// What a session's holder is told when another connection takes it over.
-pub struct Kick;
+/// How a session's holder is told that another connection takes it over.
+pub trait Kick: Send + Sync {
+    fn kick(&self);
+}
 
 struct Holder {
     connection: u64,
-    kick: mpsc::UnboundedSender<Kick>,
+    kick: Arc<dyn Kick>,
     released: watch::Receiver<()>,
 }
 
@@ -81,7 +83,7 @@ impl Sessions {
         vhost: &str,
         client_id: &str,
         connection: u64,
-        kick: mpsc::UnboundedSender<Kick>,
+        kick: Arc<dyn Kick>,
     ) -> (Hold, bool) {
         let slot = Arc::clone(
             self.slots
@@ -95,14 +97,14 @@ impl Sessions {
                 let mut holder = slot.holder.lock();
                 match holder.as_ref() {
                     Some(h) => {
-                        let _ = h.kick.send(Kick);
+                        h.kick.kick();
                         Some(h.released.clone())
                     }
                     None => {
                         let (tx, rx) = watch::channel(());
                         *holder = Some(Holder {
                             connection,
-                            kick,
+                            kick: Arc::clone(&kick),
                             released: rx,
                         });
                         slot.carried.lock().generation += 1;

@@ -43,7 +43,6 @@ pub(super) async fn open<R, W>(
     local: SocketAddr,
     tls: bool,
     sink: Arc<Sink>,
-    kick: mpsc::UnboundedSender<Kick>,
 ) -> Option<Conn<W>>
 where
     R: AsyncRead + Unpin,
@@ -93,7 +92,7 @@ where
         }
     };
     let v5 = connect.version.is_v5();
-    match accept(mqtt, connect, writer, peer, local, tls, sink, kick).await {
+    match accept(mqtt, connect, writer, peer, local, tls, sink).await {
         Ok(conn) => Some(conn),
         Err((r, mut writer)) => {
             info!(%peer, reason = %r.why, "MQTT CONNECT refused");
@@ -262,7 +261,6 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
     local: SocketAddr,
     tls: bool,
     sink: Arc<Sink>,
-    kick: mpsc::UnboundedSender<Kick>,
 ) -> Result<Conn<W>, (Refusal, W)> {
     let v5 = connect.version.is_v5();
     let broker = &mqtt.broker;
@@ -284,6 +282,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         (if connect.clean { 0 } else { u32::MAX }, !connect.clean)
     };
     let id = broker.next_connection_id();
+    let kick: Arc<dyn Kick> = sink.clone();
     let (hold, took_over) = mqtt.sessions.take(&vhost.name, &client_id, id, kick).await;
     if took_over {
         info!(%client_id, %peer, "MQTT session taken over by a new connection");
@@ -331,7 +330,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         persistent,
         session_expiry,
         keep_alive: connect.keep_alive,
-        will: connect.will.clone(),
+        will: connect.will.clone().map(Box::new),
         hold,
         subs: HashMap::new(),
         own: [None, None],
@@ -349,14 +348,14 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
             .maximum_packet_size
             .map_or(usize::MAX, |m| m as usize),
         aliases_in: HashMap::new(),
-        out: BytesMut::with_capacity(4096),
+        out: BytesMut::new(),
         writer,
         scratch: RouteScratch::default(),
         lagging: Vec::new(),
         may_publish: None,
         _registration: registration,
         synced: broker.persistence().map(|p| p.synced()),
-        plain_props: Default::default(),
+        plain_props: None,
         _slots: slots,
     };
     let session_present = match conn.resume(connect.clean) {

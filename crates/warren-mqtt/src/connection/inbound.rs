@@ -98,7 +98,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         }
         let mut quota_exceeded = false;
         if p.retain {
-            quota_exceeded = !self.retain(&p).await?;
+            // Boxed: retained publishes are rare, and an inline state would make every
+            // connection's task larger.
+            quota_exceeded = !Box::pin(self.retain(&p)).await?;
         }
         let raw = self.amqp_properties(&p);
         let msg = Arc::new(convert::to_message(&self.mqtt.config.exchange, &p, raw));
@@ -197,12 +199,13 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
     fn amqp_properties(&mut self, p: &Publish) -> bytes::Bytes {
         if p.props.is_empty() {
             let slot = p.qos as usize * 4 + (p.dup as usize) * 2 + p.retain as usize;
-            if let Some(raw) = &self.plain_props[slot] {
+            let cache = self.plain_props.get_or_insert_with(Default::default);
+            if let Some(raw) = &cache[slot] {
                 return raw.clone();
             }
             let raw = convert::amqp_properties(p.qos, p.dup, p.retain, &p.props, &self.client_id)
                 .to_bytes();
-            self.plain_props[slot] = Some(raw.clone());
+            cache[slot] = Some(raw.clone());
             return raw;
         }
         convert::amqp_properties(p.qos, p.dup, p.retain, &p.props, &self.client_id).to_bytes()

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use warren_core::connections::{ConnectionControl, Registration};
@@ -37,18 +37,75 @@ const DELIVERY_OVERHEAD: usize = 64;
 const STORE_BACKLOG_LIMIT: u64 = 8 * 1024 * 1024;
 const THROTTLE_POLL: Duration = Duration::from_millis(2);
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer of a connection that has sent only small packets.
+const SMALL_READ: usize = 512;
 
 pub(crate) enum Event {
     Deliver(Delivery),
     Cancelled,
     ForceClose(String),
+    TakenOver,
 }
 
-/// The session's [`DeliverySink`] and [`ConnectionControl`]: hands events to its task.
+/// The session's [`DeliverySink`], [`ConnectionControl`] and takeover handle: an inbox of
+/// events for its task. A mutex-guarded deque and a `Notify` rather than a channel, so an
+/// idle connection holds no buffer at all (a tokio channel allocates its first block of 32
+/// slots up front, some 3 KiB here, per connection).
 pub(crate) struct Sink {
-    tx: mpsc::UnboundedSender<Event>,
+    inbox: parking_lot::Mutex<Inbox>,
+    wake: tokio::sync::Notify,
     pending_bytes: AtomicUsize,
     starved: AtomicBool,
+}
+
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<Event>,
+    /// The task is gone: deliveries go straight back to their queues.
+    closed: bool,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            inbox: parking_lot::Mutex::new(Inbox::default()),
+            wake: tokio::sync::Notify::new(),
+            pending_bytes: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
+        }
+    }
+
+    fn push(&self, ev: Event) {
+        let mut inbox = self.inbox.lock();
+        if inbox.closed {
+            drop(inbox);
+            if let Event::Deliver(d) = ev {
+                d.give_back();
+            }
+            return;
+        }
+        inbox.events.push_back(ev);
+        drop(inbox);
+        self.wake.notify_one();
+    }
+
+    /// Moves up to `max` events into `into`.
+    fn take(&self, into: &mut VecDeque<Event>, max: usize) {
+        let mut inbox = self.inbox.lock();
+        if into.is_empty() && inbox.events.len() <= max {
+            std::mem::swap(into, &mut inbox.events);
+            return;
+        }
+        let n = inbox.events.len().min(max);
+        into.extend(inbox.events.drain(..n));
+    }
+
+    /// Refuses further events and answers what was still queued.
+    fn close(&self) -> VecDeque<Event> {
+        let mut inbox = self.inbox.lock();
+        inbox.closed = true;
+        std::mem::take(&mut inbox.events)
+    }
 }
 
 impl DeliverySink for Sink {
@@ -57,11 +114,7 @@ impl DeliverySink for Sink {
             delivery.msg.body.len() + DELIVERY_OVERHEAD,
             Ordering::Relaxed,
         );
-        if let Err(mpsc::error::SendError(Event::Deliver(d))) =
-            self.tx.send(Event::Deliver(delivery))
-        {
-            d.give_back();
-        }
+        self.push(Event::Deliver(delivery));
     }
 
     fn has_capacity(&self) -> bool {
@@ -73,13 +126,19 @@ impl DeliverySink for Sink {
     }
 
     fn cancelled(&self, _channel: u16, _consumer_tag: &Arc<str>) {
-        let _ = self.tx.send(Event::Cancelled);
+        self.push(Event::Cancelled);
     }
 }
 
 impl ConnectionControl for Sink {
     fn force_close(&self, reason: String) {
-        let _ = self.tx.send(Event::ForceClose(reason));
+        self.push(Event::ForceClose(reason));
+    }
+}
+
+impl Kick for Sink {
+    fn kick(&self) {
+        self.push(Event::TakenOver);
     }
 }
 
@@ -146,7 +205,8 @@ pub(crate) struct Conn<W> {
     /// MQTT 5 session expiry interval, seconds (u32::MAX: never).
     session_expiry: u32,
     keep_alive: u16,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and it is large.
+    will: Option<Box<Will>>,
     hold: Hold,
     subs: HashMap<String, Sub>,
     /// The session's own queues: QoS 0 and QoS 1/2 subscriptions.
@@ -175,8 +235,8 @@ pub(crate) struct Conn<W> {
     _registration: Registration,
     synced: Option<watch::Receiver<u64>>,
     /// Cached AMQP properties of plain publishes (no MQTT 5 properties), by QoS, DUP and
-    /// retain.
-    plain_props: [Option<bytes::Bytes>; 12],
+    /// retain; allocated by the first publish (idle and subscribe-only clients have none).
+    plain_props: Option<Box<[Option<bytes::Bytes>; 12]>>,
     _slots: (
         warren_core::vhost::ConnectionSlot,
         warren_core::access::user_limits::UserSlot,
@@ -194,15 +254,11 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::with_capacity(4096);
-    let (tx, mut events) = mpsc::unbounded_channel();
-    let (kick_tx, mut kicks) = mpsc::unbounded_channel();
-    let sink = Arc::new(Sink {
-        tx,
-        pending_bytes: AtomicUsize::new(0),
-        starved: AtomicBool::new(false),
-    });
-    let opened = connect::open(
+    let mut inbuf = BytesMut::with_capacity(SMALL_READ);
+    let sink = Arc::new(Sink::new());
+    // Boxed: CONNECT's state (the login, the takeover wait) is large and over once the
+    // session runs; inline, every idle connection's task would keep room for it.
+    let opened = Box::pin(connect::open(
         &mqtt,
         &mut reader,
         writer,
@@ -211,34 +267,26 @@ pub(crate) async fn serve<S>(
         local,
         tls,
         Arc::clone(&sink),
-        kick_tx,
-    )
+    ))
     .await;
     let Some(mut conn) = opened else {
         return;
     };
     mqtt.connected.fetch_add(1, Ordering::Relaxed);
-    let end = conn
-        .run(&mut reader, &mut inbuf, &mut events, &mut kicks)
-        .await;
+    let end = conn.run(&mut reader, &mut inbuf).await;
     mqtt.connected.fetch_sub(1, Ordering::Relaxed);
-    conn.finish(end, &mut events).await;
+    conn.finish(end).await;
 }
 
 impl<W: AsyncWrite + Unpin + Send> Conn<W> {
-    async fn run<R: AsyncRead + Unpin>(
-        &mut self,
-        reader: &mut R,
-        inbuf: &mut BytesMut,
-        events: &mut mpsc::UnboundedReceiver<Event>,
-        kicks: &mut mpsc::UnboundedReceiver<Kick>,
-    ) -> End {
+    async fn run<R: AsyncRead + Unpin>(&mut self, reader: &mut R, inbuf: &mut BytesMut) -> End {
+        let mut batch: VecDeque<Event> = VecDeque::new();
         // 1.5 times the keep alive (section 3.1.2.10); 0 turns it off.
         let grace = Duration::from_millis(self.keep_alive as u64 * 1500);
         let mut deadline = Instant::now() + grace;
         let mut alarms = self.mqtt.broker.alarms().subscribe();
         // Whatever came with the CONNECT.
-        if let Err(end) = self.on_input(inbuf).await {
+        if let Err(end) = self.on_input(inbuf, 0).await {
             return end;
         }
         loop {
@@ -256,31 +304,40 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             let mut synced = self.synced.take();
             tokio::select! {
                 biased;
-                Some(_) = kicks.recv() => return End::TakenOver,
-                Some(ev) = events.recv() => {
-                    if let Err(end) = self.on_event(ev) {
-                        return end;
-                    }
-                    for _ in 0..EVENT_BATCH {
-                        match events.try_recv() {
-                            Ok(ev) => {
-                                if let Err(end) = self.on_event(ev) {
-                                    return end;
-                                }
-                            }
-                            Err(_) => break,
+                _ = self.sink.wake.notified() => {
+                    let sink = Arc::clone(&self.sink);
+                    loop {
+                        sink.take(&mut batch, EVENT_BATCH);
+                        if batch.is_empty() {
+                            break;
                         }
+                        while let Some(ev) = batch.pop_front() {
+                            if let Err(end) = self.on_event(ev) {
+                                batch.clear();
+                                return end;
+                            }
+                        }
+                        if self.out.len() > 256 * 1024 {
+                            break;
+                        }
+                    }
+                    if batch.capacity() > 4 * EVENT_BATCH {
+                        batch = VecDeque::new();
+                    }
+                    // More may be waiting (a full batch): come back after the write.
+                    if !sink.inbox.lock().events.is_empty() {
+                        sink.wake.notify_one();
                     }
                 }
                 _ = wait_synced(&mut synced), if waiting_sync => {}
                 read = reader.read_buf(inbuf), if !throttled => {
-                    match read {
+                    let n = match read {
                         Ok(0) => return End::Eof,
                         Err(e) => return End::Io(e),
-                        Ok(_) => {}
-                    }
+                        Ok(n) => n,
+                    };
                     deadline = Instant::now() + grace;
-                    if let Err(end) = self.on_input(inbuf).await {
+                    if let Err(end) = self.on_input(inbuf, n).await {
                         return end;
                     }
                 }
@@ -300,8 +357,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         }
     }
 
-    /// Handles every whole packet read so far.
-    async fn on_input(&mut self, inbuf: &mut BytesMut) -> Result<(), End> {
+    /// Handles every whole packet read so far; `last_read` is how many bytes the last read
+    /// brought, which decides how much room the next read gets.
+    async fn on_input(&mut self, inbuf: &mut BytesMut, last_read: usize) -> Result<(), End> {
         loop {
             let packet =
                 match codec::decode(inbuf, Some(self.version), self.mqtt.config.max_packet_size) {
@@ -314,8 +372,11 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 self.write_out().await?;
             }
         }
-        if inbuf.capacity() - inbuf.len() < 1024 {
-            inbuf.reserve(READ_CHUNK);
+        // A connection that reads a little keeps a small buffer (idle clients are most of
+        // them); one that fills its buffer gets a large one.
+        if inbuf.capacity() - inbuf.len() < SMALL_READ / 2 {
+            let want = if last_read >= 4096 { READ_CHUNK } else { 4096 };
+            inbuf.reserve(want.max(inbuf.len()));
         }
         Ok(())
     }
@@ -349,6 +410,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             // go on as the client believes it does.
             Event::Cancelled => Err(End::Forced("a queue of this session was deleted".into())),
             Event::ForceClose(reason) => Err(End::Forced(reason)),
+            Event::TakenOver => Err(End::TakenOver),
         }
     }
 
@@ -362,7 +424,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 pid,
                 props,
                 filters,
-            } => self.on_subscribe(pid, props, filters).await,
+            } => self.on_subscribe(pid, props, filters),
             Packet::Unsubscribe { pid, filters, .. } => {
                 self.on_unsubscribe(pid, filters);
                 Ok(())
@@ -418,7 +480,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             Ok(Ok(())) => {
                 self.out.clear();
                 if self.out.capacity() > 1024 * 1024 {
-                    self.out = BytesMut::with_capacity(READ_CHUNK);
+                    self.out = BytesMut::new();
                 }
                 Ok(())
             }
@@ -440,7 +502,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
     /// Ends the connection: the DISCONNECT a violation or takeover gets (MQTT 5), the log
     /// line, the will, unacknowledged deliveries back to their queues, and the session's
     /// queues deleted if it does not outlive the connection.
-    async fn finish(mut self, end: End, events: &mut mpsc::UnboundedReceiver<Event>) {
+    async fn finish(&mut self, end: End) {
         let disconnect_reason = match &end {
             End::Violation(code, _) => Some(*code),
             End::TakenOver => Some(reason::SESSION_TAKEN_OVER),
@@ -480,7 +542,8 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             }
         }
         if end.publishes_will() {
-            self.publish_will().await;
+            // Boxed: rare, and its state would otherwise be part of every connection's.
+            Box::pin(self.publish_will()).await;
         }
         self.will = None;
         // Consumers go first, so nothing new arrives; then whatever was on its way and
@@ -498,8 +561,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 detached.push(Arc::clone(q));
             }
         }
-        events.close();
-        while let Ok(ev) = events.try_recv() {
+        for ev in self.sink.close() {
             if let Event::Deliver(d) = ev {
                 d.give_back();
             }
@@ -536,5 +598,32 @@ async fn wait_synced(synced: &mut Option<watch::Receiver<u64>>) {
             }
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every idle MQTT client is one of these futures: kept small (docs/benchmarks.md).
+    #[test]
+    fn the_connection_future_stays_small() {
+        let mqtt = Mqtt::new(
+            Arc::new(warren_core::Broker::new()),
+            crate::MqttConfig::default(),
+            None,
+        )
+        .unwrap();
+        let (a, _b) = tokio::io::duplex(64);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let fut = serve(mqtt, a, addr, addr, false);
+        let size = std::mem::size_of_val(&fut);
+        println!(
+            "serve future: {size} bytes; Conn: {} bytes; Properties: {}; Will: {}",
+            std::mem::size_of::<Conn<tokio::io::WriteHalf<tokio::io::DuplexStream>>>(),
+            std::mem::size_of::<Properties>(),
+            std::mem::size_of::<Will>()
+        );
+        assert!(size < 4096, "{size}");
     }
 }

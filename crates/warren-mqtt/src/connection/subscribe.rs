@@ -82,7 +82,7 @@ fn shared_queue_name(group: &str, filter: &str) -> String {
 }
 
 impl<W: AsyncWrite + Unpin + Send> Conn<W> {
-    pub(super) async fn on_subscribe(
+    pub(super) fn on_subscribe(
         &mut self,
         pid: u16,
         props: Properties,
