@@ -144,6 +144,21 @@ start_mosquitto
 find_rabbit
 : >"$OUT_DIR/warren.jsonl"
 for s in "${SCENARIOS[@]}"; do
+    if [[ "$s" == m5 ]]; then
+        # Memory per client on a fresh process: what the earlier runs freed would otherwise
+        # be reused by the clients and hide their cost. (RabbitMQ is not ours to restart.)
+        log "restarting Warren and mosquitto for m5"
+        kill "$WARREN_PID" 2>/dev/null || true
+        wait "$WARREN_PID" 2>/dev/null || true
+        rm -rf "$WARREN_DATA"
+        start_warren
+        if [[ -n "$MOSQ_PID" ]]; then
+            kill "$MOSQ_PID" 2>/dev/null || true
+            wait "$MOSQ_PID" 2>/dev/null || true
+            rm -rf "$MOSQ_DIR"
+            start_mosquitto
+        fi
+    fi
     log "scenario $s: warren"
     run warren "mqtt://guest:guest@127.0.0.1:$WARREN_MQTT_PORT" "$WARREN_PID" "$s"
     if [[ -n "$MOSQ_PID" ]]; then
@@ -158,7 +173,8 @@ done
 
 W="$OUT_DIR/warren.jsonl" M="$OUT_DIR/mosquitto.jsonl" R="$OUT_DIR/rabbitmq.jsonl"
 echo
-echo "MQTT, $(date -u +%Y-%m-%d), ${DURATION} s per run, mosquitto $(mosquitto -h 2>/dev/null | awk 'NR==1 {print $3}' || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
+mosq_version="$( (mosquitto -h 2>/dev/null || true) | awk 'NR==1 {print $3}')"
+echo "MQTT, $(date -u +%Y-%m-%d), ${DURATION} s per run, mosquitto ${mosq_version:-?}, RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
 echo
 echo "| scenario | metric | Warren | mosquitto | RabbitMQ MQTT | Warren/mosquitto | Warren/RabbitMQ | broker µs/msg W / M / R |"
 echo "|---|---|---|---|---|---|---|---|"

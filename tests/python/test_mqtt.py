@@ -777,3 +777,21 @@ def test_the_connection_limit_refuses_with_connack(private_warren):
     raw.send(connect_packet(unique(), level=5))
     assert _connack(raw)[1] == 0x97  # quota exceeded
     first.disconnect()
+
+
+def test_server_keep_alive_and_session_expiry_caps(private_warren):
+    b = private_warren.start(*MQTT_ARGS, "--mqtt-max-keep-alive", "2", "--mqtt-max-session-expiry", "5")
+    port = b.mqtt_ports["MQTT"]
+    c = Client("127.0.0.1", port, version=V5, keepalive=60, clean=False, session_expiry=3600)
+    assert c.connack_props.ServerKeepAlive == 2
+    assert c.connack_props.SessionExpiryInterval == 5
+    c.disconnect()
+    # The shortened keep alive is the one enforced: silence for 3 s (1.5 x 2) ends it.
+    raw = Raw("127.0.0.1", port)
+    raw.send(connect_packet(unique(), keepalive=0, level=5))
+    first, body = raw.read_packet()
+    assert first >> 4 == 2
+    started = time.monotonic()
+    sent = raw.closed(timeout=6)
+    assert 2.5 <= time.monotonic() - started <= 5.0
+    assert sent[-1][1][0] == 0x8D

@@ -33,6 +33,12 @@ pub struct MqttConfig {
     /// Connected MQTT clients at most.
     pub max_sessions: usize,
     pub topic_alias_maximum: u16,
+    /// Longest keep alive an MQTT 5 client gets (a longer one, or none, is replaced and
+    /// announced as Server Keep Alive); `None` takes the client's.
+    pub max_keep_alive: Option<u16>,
+    /// Longest session expiry interval an MQTT 5 client gets (announced in CONNACK when
+    /// shortened); `None` takes the client's.
+    pub max_session_expiry: Option<u32>,
     pub retained: RetainedLimits,
     /// Time allowed from accept to a complete CONNECT.
     pub connect_timeout: Duration,
@@ -53,6 +59,8 @@ impl Default for MqttConfig {
             max_subscriptions: 1024,
             max_sessions: 1_000_000,
             topic_alias_maximum: 64,
+            max_keep_alive: None,
+            max_session_expiry: None,
             retained: RetainedLimits {
                 max_messages: 100_000,
                 max_bytes: 256 * 1024 * 1024,

@@ -66,6 +66,14 @@ pub struct MqttArgs {
     /// Subscriptions per MQTT session at most (default 1024).
     #[arg(long, env = "WARREN_MQTT_MAX_SUBSCRIPTIONS")]
     pub mqtt_max_subscriptions: Option<usize>,
+    /// Longest keep alive (seconds) an MQTT 5 client gets: a longer one, or 0, is replaced
+    /// and announced as Server Keep Alive (default: the client's).
+    #[arg(long, env = "WARREN_MQTT_MAX_KEEP_ALIVE")]
+    pub mqtt_max_keep_alive: Option<u16>,
+    /// Longest session expiry interval (seconds) an MQTT 5 client gets, announced in
+    /// CONNACK when shortened (default: the client's).
+    #[arg(long, env = "WARREN_MQTT_MAX_SESSION_EXPIRY")]
+    pub mqtt_max_session_expiry: Option<u32>,
     /// Retained messages kept at most (default 100000).
     #[arg(long, env = "WARREN_MQTT_RETAINED_MAX_MESSAGES")]
     pub mqtt_retained_max_messages: Option<usize>,
@@ -77,6 +85,8 @@ pub struct MqttArgs {
 /// The same keys in the config file.
 #[derive(Deserialize, Debug, Default)]
 pub struct MqttFile {
+    pub mqtt_max_keep_alive: Option<u16>,
+    pub mqtt_max_session_expiry: Option<u32>,
     pub mqtt_allow_anonymous: Option<bool>,
     pub mqtt_listen: Option<Vec<String>>,
     pub mqtt_tls_listen: Option<Vec<String>>,
@@ -161,6 +171,11 @@ pub fn resolve(
         }
         config.max_inflight = n;
     }
+    config.max_keep_alive = cli
+        .mqtt_max_keep_alive
+        .or(file.mqtt_max_keep_alive)
+        .filter(|&k| k > 0);
+    config.max_session_expiry = cli.mqtt_max_session_expiry.or(file.mqtt_max_session_expiry);
     if let Some(n) = cli.mqtt_max_connections.or(file.mqtt_max_connections) {
         config.max_sessions = n;
     }

@@ -184,6 +184,8 @@ pub struct FileConfig {
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
     pub mqtt_allow_anonymous: Option<bool>,
+    pub mqtt_max_keep_alive: Option<u16>,
+    pub mqtt_max_session_expiry: Option<u32>,
     pub mqtt_listen: Option<Vec<String>>,
     pub mqtt_tls_listen: Option<Vec<String>>,
     pub mqtt_ws_listen: Option<Vec<String>>,
@@ -442,6 +444,8 @@ impl Settings {
             cli.mqtt,
             crate::mqtt_settings::MqttFile {
                 mqtt_allow_anonymous: file.mqtt_allow_anonymous,
+                mqtt_max_keep_alive: file.mqtt_max_keep_alive,
+                mqtt_max_session_expiry: file.mqtt_max_session_expiry,
                 mqtt_listen: file.mqtt_listen.clone(),
                 mqtt_tls_listen: file.mqtt_tls_listen.clone(),
                 mqtt_ws_listen: file.mqtt_ws_listen.clone(),

@@ -275,8 +275,19 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         assigned,
         slots,
     } = login;
+    // MQTT 5 lets the server shorten what the client asked for, and say so in CONNACK.
+    let asked_expiry = connect.props.session_expiry.unwrap_or(0);
+    let expiry_cap = mqtt
+        .config
+        .max_session_expiry
+        .filter(|&max| v5 && asked_expiry > max);
+    let keep_alive_cap = mqtt
+        .config
+        .max_keep_alive
+        .filter(|&max| v5 && (connect.keep_alive == 0 || connect.keep_alive > max));
+    let keep_alive = keep_alive_cap.unwrap_or(connect.keep_alive);
     let (session_expiry, persistent) = if v5 {
-        let e = connect.props.session_expiry.unwrap_or(0);
+        let e = expiry_cap.unwrap_or(asked_expiry);
         (e, e > 0)
     } else {
         (if connect.clean { 0 } else { u32::MAX }, !connect.clean)
@@ -309,7 +320,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         },
         frame_max: mqtt.config.max_packet_size as u32,
         channel_max: 1,
-        timeout: connect.keep_alive,
+        timeout: keep_alive,
     };
     let control: Arc<dyn ConnectionControl> = sink.clone();
     let registration =
@@ -329,7 +340,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         vhost,
         persistent,
         session_expiry,
-        keep_alive: connect.keep_alive,
+        keep_alive,
         will: connect.will.clone().map(Box::new),
         hold,
         subs: HashMap::new(),
@@ -372,6 +383,8 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         props.subscription_ids_available = Some(true);
         props.shared_available = Some(true);
         props.assigned_client_id = assigned;
+        props.server_keep_alive = keep_alive_cap;
+        props.session_expiry = expiry_cap;
     }
     conn.send(&Packet::ConnAck {
         session_present,
