@@ -2,13 +2,14 @@
 # Warren vs mosquitto vs RabbitMQ's MQTT plugin, same machine, same run, same load
 # generator (`warren perf` with an mqtt:// URI):
 #
-#   bench/mqtt_compare.sh [SCENARIO...]     # default: m1 m2 m3 m4 m5
+#   bench/mqtt_compare.sh [SCENARIO...]     # default: m1 m2 m3 m4 m6 m5
 #
 #   m1  QoS 0, 16 B, 1 publisher -> 1 subscriber
 #   m2  QoS 1, 16 B, 1 -> 1 (a publisher window of 100 unacknowledged messages)
 #   m3  QoS 2, 16 B, 1 -> 1
 #   m4  QoS 0, 16 B, 1 -> 100 subscribers (fan-out)
 #   m5  $IDLE_CLIENTS (10000) idle connected clients: broker RSS per client
+#   m6  QoS 1, 16 B, 1 -> 1 at 1,000 msg/s: end-to-end latency p50 / p99
 #
 # Warren (target/release/warren) runs on 127.0.0.1:$WARREN_MQTT_PORT (1893) with a temporary
 # data directory; mosquitto (if installed) on 127.0.0.1:$MOSQUITTO_PORT (1894) with a
@@ -96,6 +97,7 @@ run() {
         m3) args=(--qos 2 --producers 1 --consumers 1 --confirm 100) ;;
         m4) args=(--qos 0 --producers 1 --consumers 100) ;;
         m5) args=(--connections-only "$IDLE_CLIENTS") ;;
+        m6) args=(--qos 1 --producers 1 --consumers 1 --rate 1000) ;;
     esac
     before="$(cpu_ticks "$pid")"
     rss0="$(rss_kib "$pid")"
@@ -138,7 +140,7 @@ ratio() { # A B: A / B as "N.NNx"
 }
 
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(m1 m2 m3 m4 m5)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(m1 m2 m3 m4 m6 m5)
 start_warren
 start_mosquitto
 find_rabbit
@@ -185,12 +187,17 @@ for s in "${SCENARIOS[@]}"; do
         echo "| $s $IDLE_CLIENTS idle clients | RSS KiB per client | $(fmt "$w" 1) | $(fmt "$m" 1) | $(fmt "$r" 1) | $(ratio "$m" "$w") less | $(ratio "$r" "$w") less | |"
         continue
     fi
+    if [[ "$s" == m6 ]]; then
+        lat='"\(.latency_ms.p50 * 1000 | round / 1000) / \(.latency_ms.p99 * 1000 | round / 1000)"'
+        w="$(value "$W" "$s" "$lat")" m="$(value "$M" "$s" "$lat")" r="$(value "$R" "$s" "$lat")"
+        echo "| $s QoS 1 at 1k msg/s | latency p50 / p99 ms | $w | $m | $r | | | |"
+        continue
+    fi
     w="$(value "$W" "$s" .consume_rate)" m="$(value "$M" "$s" .consume_rate)" r="$(value "$R" "$s" .consume_rate)"
     wc="$(value "$W" "$s" .broker_cpu_us_per_msg)" mc="$(value "$M" "$s" .broker_cpu_us_per_msg)" rc="$(value "$R" "$s" .broker_cpu_us_per_msg)"
     note=""
     [[ "$s" == m3 ]] && note=" (RabbitMQ: QoS 1)"
     echo "| $s$note | delivered msg/s | $(fmt "$w" 0) | $(fmt "$m" 0) | $(fmt "$r" 0) | $(ratio "$w" "$m") | $(ratio "$w" "$r") | $(fmt "$wc" 2) / $(fmt "$mc" 2) / $(fmt "$rc" 2) |"
-    w="$(value "$W" "$s" .latency_ms.p50)" m="$(value "$M" "$s" .latency_ms.p50)" r="$(value "$R" "$s" .latency_ms.p50)"
 done
 echo
 echo "Raw results: $OUT_DIR"
