@@ -153,13 +153,23 @@ impl Sessions {
         )
     }
 
-    /// Forgets the carried state of a session that ended (clean, or expired).
-    pub fn forget(&self, vhost: &str, client_id: &str) {
+    /// Forgets a session's entry, called by its last holder (`mine`) once it let go: only
+    /// if nobody else holds the entry (a connection taking the session over, a will waiting
+    /// for its delay), so a session is never split between two entries.
+    pub fn forget(&self, vhost: &str, client_id: &str, mine: &Arc<Slot>) {
         let mut slots = self.slots.lock();
         let key = (vhost.to_string(), client_id.to_string());
-        if slots.get(&key).is_some_and(|s| s.holder.lock().is_none()) {
+        let unused = slots.get(&key).is_some_and(|s| {
+            Arc::ptr_eq(s, mine) && Arc::strong_count(s) == 2 && s.holder.lock().is_none()
+        });
+        if unused {
             slots.remove(&key);
         }
+    }
+
+    /// Sessions with an entry (held, or carrying state between connections).
+    pub fn known(&self) -> usize {
+        self.slots.lock().len()
     }
 
     /// Open sessions (held by a connection).
@@ -169,5 +179,62 @@ impl Sessions {
             .values()
             .filter(|s| s.holder.lock().is_some())
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Kick for Counter {
+        fn kick(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_holder_kicks_the_first_and_gets_the_session_once_it_lets_go() {
+        let sessions = Arc::new(Sessions::default());
+        let first_kicks = Arc::new(Counter::default());
+        let (mut first, took) = sessions.take("/", "dev", 1, first_kicks.clone()).await;
+        assert!(!took);
+        first.slot.carried.lock().awaiting_release.insert(7);
+        let s2 = Arc::clone(&sessions);
+        let second =
+            tokio::spawn(async move { s2.take("/", "dev", 2, Arc::new(Counter::default())).await });
+        while first_kicks.0.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(sessions.held(), 1);
+        first.release();
+        let (second, took) = second.await.unwrap();
+        assert!(took);
+        // What the first connection left is carried to the second.
+        assert!(second.slot.carried.lock().awaiting_release.contains(&7));
+        drop(first);
+        assert_eq!(sessions.known(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_is_forgotten_only_by_its_last_holder() {
+        let sessions = Sessions::default();
+        let (mut hold, _) = sessions
+            .take("/", "a", 1, Arc::new(Counter::default()))
+            .await;
+        // Still held: kept.
+        sessions.forget("/", "a", &hold.slot);
+        assert_eq!(sessions.known(), 1);
+        hold.release();
+        // Someone else (a delayed will) holds the entry: kept.
+        let watcher = Arc::clone(&hold.slot);
+        sessions.forget("/", "a", &hold.slot);
+        assert_eq!(sessions.known(), 1);
+        drop(watcher);
+        sessions.forget("/", "a", &hold.slot);
+        assert_eq!(sessions.known(), 0);
     }
 }

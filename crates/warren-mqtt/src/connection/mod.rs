@@ -580,9 +580,26 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             }
             self.vhost.delete_exclusive_queues(self.id);
             self.hold.release();
-            self.mqtt.sessions.forget(&self.vhost.name, &self.client_id);
+            // The session ends here: nothing of it is carried to the next connection
+            // (the generation stays: a delayed will compares it).
+            let mut carried = self.hold.slot.carried.lock();
+            carried.awaiting_release.clear();
+            carried.awaiting_complete.clear();
         }
         self.hold.release();
+        // A session's registry entry outlives the connection only while it carries
+        // something (packet ids of unfinished QoS 2 exchanges; a will waiting for its delay
+        // holds the entry itself): otherwise endless fresh client ids would grow the
+        // registry. Subscriptions and messages live in the queues either way.
+        let carried = {
+            let c = self.hold.slot.carried.lock();
+            !c.awaiting_release.is_empty() || !c.awaiting_complete.is_empty()
+        };
+        if !carried {
+            self.mqtt
+                .sessions
+                .forget(&self.vhost.name, &self.client_id, &self.hold.slot);
+        }
     }
 }
 
