@@ -238,7 +238,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
     }
 
     /// PUBACK, PUBREC, PUBREL and PUBCOMP from the client.
-    pub(super) fn on_ack(&mut self, kind: AckKind, pid: u16, _reason: u8) -> Result<(), End> {
+    pub(super) fn on_ack(&mut self, kind: AckKind, pid: u16, reason: u8) -> Result<(), End> {
         match kind {
             AckKind::PubRel => {
                 let known = self.hold.slot.carried.lock().awaiting_release.remove(&pid);
@@ -255,6 +255,10 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 }
             }
             AckKind::PubRec => match self.inflight.remove(&pid) {
+                // An MQTT 5 client refusing the message (reason 0x80 or more) ends the
+                // exchange there: no PUBREL (section 4.3.3); the message is settled, as the
+                // client has decided about it.
+                Some(f) if reason >= 0x80 => self.settle(f),
                 Some(f) => {
                     self.settle(f);
                     self.hold.slot.carried.lock().awaiting_complete.insert(pid);
