@@ -47,6 +47,27 @@ where
 /// for the largest, a TLS handshake included).
 type Served = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// The TLS handshake, within the connect timeout; `None` (logged) when it fails.
+async fn accept_tls(
+    mqtt: &Mqtt,
+    tls: &TlsProvider,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tls();
+    match tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            info!(%peer, error = %e, "MQTT TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!(%peer, "MQTT TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Serves MQTT (or MQTT over TLS, with `tls`) on `listener` until the runtime stops.
 pub async fn serve_tcp(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option<TlsProvider>) {
     accept_loop(listener, move |stream, peer, local| -> Served {
@@ -54,14 +75,8 @@ pub async fn serve_tcp(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option<TlsPr
         match tls.clone() {
             None => Box::pin(serve(mqtt, stream, peer, local, false)),
             Some(tls) => Box::pin(async move {
-                let acceptor = tls();
-                let handshake =
-                    tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
-                        .await;
-                match handshake {
-                    Ok(Ok(stream)) => serve(mqtt, stream, peer, local, true).await,
-                    Ok(Err(e)) => info!(%peer, error = %e, "MQTT TLS handshake failed"),
-                    Err(_) => info!(%peer, "MQTT TLS handshake timed out"),
+                if let Some(stream) = accept_tls(&mqtt, &tls, stream, peer).await {
+                    serve(mqtt, stream, peer, local, true).await
                 }
             }),
         }
@@ -76,13 +91,8 @@ pub async fn serve_websocket(mqtt: Arc<Mqtt>, listener: TcpListener, tls: Option
         match tls.clone() {
             None => Box::pin(websocket(mqtt, stream, peer, local, false)),
             Some(tls) => Box::pin(async move {
-                let acceptor = tls();
-                match tokio::time::timeout(mqtt.config.connect_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => websocket(mqtt, stream, peer, local, true).await,
-                    Ok(Err(e)) => info!(%peer, error = %e, "MQTT WSS handshake failed"),
-                    Err(_) => info!(%peer, "MQTT WSS handshake timed out"),
+                if let Some(stream) = accept_tls(&mqtt, &tls, stream, peer).await {
+                    websocket(mqtt, stream, peer, local, true).await
                 }
             }),
         }

@@ -17,7 +17,7 @@ use crate::args::{AckMode, ExchangeType, PerfArgs};
 use crate::cpu::process_cpu;
 use crate::error::PerfError;
 use crate::rate::TokenBucket;
-use crate::stats::{summarize_ms, Stats};
+use crate::stats::Stats;
 use crate::summary::{Config, ConnectionsSummary, Summary};
 
 /// Where and as whom to connect.
@@ -712,39 +712,14 @@ async fn idle(
             close_failures += 1;
         }
     }
-    let (mean, p50, p99, max) = summarize_ms(&times).unwrap_or_default();
-    Ok(Summary {
-        label: args.label.clone(),
-        mode: "connections-only",
-        broker: uri.redacted(),
-        config: config(args, 0, 0, 0),
-        stop_reason: "duration",
-        elapsed_s: t0.elapsed().as_secs_f64(),
-        published: 0,
-        confirmed: 0,
-        nacked: 0,
-        returned: 0,
-        consumed: 0,
-        publish_rate: 0.0,
-        confirm_rate: 0.0,
-        consume_rate: 0.0,
-        consume_mib_per_s: 0.0,
-        backlog_at_start: None,
-        latency_ms: None,
-        client_cpu_s: None,
-        client_cpu_percent: None,
-        client_cpu_us_per_msg: None,
-        connections: Some(ConnectionsSummary {
-            opened: n,
-            open_total_s: open_total,
-            open_mean_ms: mean,
-            open_p50_ms: p50,
-            open_p99_ms: p99,
-            open_max_ms: max,
-            held_s,
-            close_failures,
-        }),
-    })
+    Ok(Summary::connections_only(
+        args.label.clone(),
+        uri.redacted(),
+        config(args, 0, 0, 0),
+        t0.elapsed().as_secs_f64(),
+        None,
+        ConnectionsSummary::from_open_times(&times, open_total, held_s, close_failures),
+    ))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::cpu::process_cpu;
 use crate::error::PerfError;
 use crate::producer::{run_producer, ProducerCfg};
 use crate::proto::{unexpected, SetupConn};
-use crate::stats::{summarize_ms, Stats};
+use crate::stats::Stats;
 use crate::summary::{Config, ConnectionsSummary, Summary};
 
 /// How long consumers may see nothing before a drain (or the tail of a
@@ -662,42 +662,16 @@ async fn connections_only(args: &PerfArgs, plan: &Plan, n: u32) -> Result<Summar
             close_failures += 1;
         }
     }
-    let (mean, p50, p99, max) = summarize_ms(&times).unwrap_or_default();
     let cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
         _ => None,
     };
-    let elapsed = t0.elapsed().as_secs_f64();
-    Ok(Summary {
-        label: args.label.clone(),
-        mode: "connections-only",
-        broker: plan.uri.redacted(),
-        config: config(args, plan),
-        stop_reason: "duration",
-        elapsed_s: elapsed,
-        published: 0,
-        confirmed: 0,
-        nacked: 0,
-        returned: 0,
-        consumed: 0,
-        publish_rate: 0.0,
-        confirm_rate: 0.0,
-        consume_rate: 0.0,
-        consume_mib_per_s: 0.0,
-        backlog_at_start: None,
-        latency_ms: None,
-        client_cpu_s: cpu,
-        client_cpu_percent: cpu.map(|c| 100.0 * c / elapsed.max(1e-9)),
-        client_cpu_us_per_msg: None,
-        connections: Some(ConnectionsSummary {
-            opened: n,
-            open_total_s: open_total,
-            open_mean_ms: mean,
-            open_p50_ms: p50,
-            open_p99_ms: p99,
-            open_max_ms: max,
-            held_s,
-            close_failures,
-        }),
-    })
+    Ok(Summary::connections_only(
+        args.label.clone(),
+        plan.uri.redacted(),
+        config(args, plan),
+        t0.elapsed().as_secs_f64(),
+        cpu,
+        ConnectionsSummary::from_open_times(&times, open_total, held_s, close_failures),
+    ))
 }

@@ -111,7 +111,64 @@ pub struct Summary {
     pub connections: Option<ConnectionsSummary>,
 }
 
+impl ConnectionsSummary {
+    /// From the open time of each connection (ms).
+    pub fn from_open_times(
+        times_ms: &[f64],
+        open_total_s: f64,
+        held_s: f64,
+        close_failures: u32,
+    ) -> ConnectionsSummary {
+        let (mean, p50, p99, max) = crate::stats::summarize_ms(times_ms).unwrap_or_default();
+        ConnectionsSummary {
+            opened: times_ms.len() as u32,
+            open_total_s,
+            open_mean_ms: mean,
+            open_p50_ms: p50,
+            open_p99_ms: p99,
+            open_max_ms: max,
+            held_s,
+            close_failures,
+        }
+    }
+}
+
 impl Summary {
+    /// A `--connections-only` run: no messages, the connections' timings, and the client's
+    /// CPU over `elapsed_s` if measured.
+    pub fn connections_only(
+        label: Option<String>,
+        broker: String,
+        config: Config,
+        elapsed_s: f64,
+        client_cpu_s: Option<f64>,
+        connections: ConnectionsSummary,
+    ) -> Summary {
+        Summary {
+            label,
+            mode: "connections-only",
+            broker,
+            config,
+            stop_reason: "duration",
+            elapsed_s,
+            published: 0,
+            confirmed: 0,
+            nacked: 0,
+            returned: 0,
+            consumed: 0,
+            publish_rate: 0.0,
+            confirm_rate: 0.0,
+            consume_rate: 0.0,
+            consume_mib_per_s: 0.0,
+            backlog_at_start: None,
+            latency_ms: None,
+            client_cpu_s,
+            client_cpu_percent: client_cpu_s.map(|c| 100.0 * c / elapsed_s.max(1e-9)),
+            client_cpu_us_per_msg: None,
+            connections: Some(connections),
+        }
+    }
+
     /// One JSON object, one line.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

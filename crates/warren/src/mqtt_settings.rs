@@ -84,6 +84,7 @@ pub struct MqttArgs {
 
 /// The same keys in the config file.
 #[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct MqttFile {
     pub mqtt_max_keep_alive: Option<u16>,
     pub mqtt_max_session_expiry: Option<u32>,
@@ -118,22 +119,14 @@ impl MqttSettings {
     }
 }
 
-fn addresses(given: Vec<String>, file: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
-    let list = if !given.is_empty() {
-        given
-    } else {
-        file.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
-    };
-    list.into_iter().filter(|a| a != "none").collect()
-}
-
 /// `default_login` is the broker's default user and password, which anonymous MQTT
 /// clients use unless --mqtt-default-user says otherwise.
 pub fn resolve(
-    cli: MqttArgs,
+    cli: &MqttArgs,
     file: MqttFile,
     default_login: (&str, &str),
-) -> Result<MqttSettings, String> {
+) -> Result<warren_mqtt::MqttConfig, String> {
+    let cli = cli.clone();
     let mut config = warren_mqtt::MqttConfig::default();
     if let Some(v) = cli.mqtt_vhost.or(file.mqtt_vhost) {
         config.default_vhost = v;
@@ -191,11 +184,5 @@ pub fn resolve(
     if let Some(n) = cli.mqtt_retained_max_bytes.or(file.mqtt_retained_max_bytes) {
         config.retained.max_bytes = n;
     }
-    Ok(MqttSettings {
-        listen: addresses(cli.mqtt_listen, file.mqtt_listen, &[DEFAULT_MQTT_LISTEN]),
-        tls_listen: addresses(cli.mqtt_tls_listen, file.mqtt_tls_listen, &[]),
-        ws_listen: addresses(cli.mqtt_ws_listen, file.mqtt_ws_listen, &[]),
-        wss_listen: addresses(cli.mqtt_wss_listen, file.mqtt_wss_listen, &[]),
-        config,
-    })
+    Ok(config)
 }

@@ -183,23 +183,6 @@ pub struct FileConfig {
     pub stats_interval: Option<u64>,
     pub load_definitions: Option<PathBuf>,
     pub node_name: Option<String>,
-    pub mqtt_allow_anonymous: Option<bool>,
-    pub mqtt_max_keep_alive: Option<u16>,
-    pub mqtt_max_session_expiry: Option<u32>,
-    pub mqtt_listen: Option<Vec<String>>,
-    pub mqtt_tls_listen: Option<Vec<String>>,
-    pub mqtt_ws_listen: Option<Vec<String>>,
-    pub mqtt_wss_listen: Option<Vec<String>>,
-    pub mqtt_vhost: Option<String>,
-    pub mqtt_exchange: Option<String>,
-    pub mqtt_default_user: Option<String>,
-    pub mqtt_default_pass: Option<String>,
-    pub mqtt_max_packet_size: Option<usize>,
-    pub mqtt_prefetch: Option<u16>,
-    pub mqtt_max_connections: Option<usize>,
-    pub mqtt_max_subscriptions: Option<usize>,
-    pub mqtt_retained_max_messages: Option<usize>,
-    pub mqtt_retained_max_bytes: Option<usize>,
 }
 
 /// The management API's settings.
@@ -281,14 +264,14 @@ impl Settings {
             node_name: cli.node_name.clone(),
             mqtt: cli.mqtt.clone(),
         };
-        let file = match &cli.config {
+        let (file, mqtt_file) = match &cli.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
+                parse_config(&text)
                     .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
             }
-            None => FileConfig::default(),
+            None => Default::default(),
         };
         let defaults = ServerConfig::default();
         let listen = if !cli.listen.is_empty() {
@@ -440,29 +423,33 @@ impl Settings {
             load_definitions: cli.load_definitions.or(file.load_definitions),
             node_name: cli.node_name.or(file.node_name),
         };
-        let mqtt = crate::mqtt_settings::resolve(
-            cli.mqtt,
-            crate::mqtt_settings::MqttFile {
-                mqtt_allow_anonymous: file.mqtt_allow_anonymous,
-                mqtt_max_keep_alive: file.mqtt_max_keep_alive,
-                mqtt_max_session_expiry: file.mqtt_max_session_expiry,
-                mqtt_listen: file.mqtt_listen.clone(),
-                mqtt_tls_listen: file.mqtt_tls_listen.clone(),
-                mqtt_ws_listen: file.mqtt_ws_listen.clone(),
-                mqtt_wss_listen: file.mqtt_wss_listen.clone(),
-                mqtt_vhost: file.mqtt_vhost.clone(),
-                mqtt_exchange: file.mqtt_exchange.clone(),
-                mqtt_default_user: file.mqtt_default_user.clone(),
-                mqtt_default_pass: file.mqtt_default_pass.clone(),
-                mqtt_max_packet_size: file.mqtt_max_packet_size,
-                mqtt_prefetch: file.mqtt_prefetch,
-                mqtt_max_connections: file.mqtt_max_connections,
-                mqtt_max_subscriptions: file.mqtt_max_subscriptions,
-                mqtt_retained_max_messages: file.mqtt_retained_max_messages,
-                mqtt_retained_max_bytes: file.mqtt_retained_max_bytes,
-            },
-            (&access.user, &access.password),
-        )?;
+        let mqtt = crate::mqtt_settings::MqttSettings {
+            listen: addresses(
+                cli.mqtt.mqtt_listen.clone(),
+                mqtt_file.mqtt_listen.clone(),
+                &[crate::mqtt_settings::DEFAULT_MQTT_LISTEN],
+            ),
+            tls_listen: addresses(
+                cli.mqtt.mqtt_tls_listen.clone(),
+                mqtt_file.mqtt_tls_listen.clone(),
+                &[],
+            ),
+            ws_listen: addresses(
+                cli.mqtt.mqtt_ws_listen.clone(),
+                mqtt_file.mqtt_ws_listen.clone(),
+                &[],
+            ),
+            wss_listen: addresses(
+                cli.mqtt.mqtt_wss_listen.clone(),
+                mqtt_file.mqtt_wss_listen.clone(),
+                &[],
+            ),
+            config: crate::mqtt_settings::resolve(
+                &cli.mqtt,
+                mqtt_file,
+                (&access.user, &access.password),
+            )?,
+        };
         if mqtt.needs_tls() && tls.is_none() {
             return Err(
                 "--mqtt-tls-listen and --mqtt-wss-listen need --tls-cert and --tls-key".into(),
@@ -496,6 +483,27 @@ impl Settings {
             mqtt,
         })
     }
+}
+
+/// The config file: the `mqtt_*` keys go to the MQTT front end's settings, the rest to
+/// the broker's; both refuse a key they do not know.
+fn parse_config(
+    text: &str,
+) -> Result<(FileConfig, crate::mqtt_settings::MqttFile), toml::de::Error> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let mqtt_keys: Vec<String> = table
+        .keys()
+        .filter(|k| k.starts_with("mqtt_"))
+        .cloned()
+        .collect();
+    let mqtt: toml::Table = mqtt_keys
+        .iter()
+        .filter_map(|k| table.remove_entry(k))
+        .collect();
+    Ok((
+        toml::Value::Table(table).try_into()?,
+        toml::Value::Table(mqtt).try_into()?,
+    ))
 }
 
 /// A memory watermark: a fraction of physical RAM (`0.4`) or a number of bytes.

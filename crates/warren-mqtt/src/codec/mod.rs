@@ -306,15 +306,6 @@ impl Cursor {
     }
 }
 
-pub fn varint_len(v: u32) -> usize {
-    match v {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
-}
-
 pub fn put_varint(out: &mut BytesMut, mut v: u32) {
     loop {
         let mut b = (v & 0x7F) as u8;
@@ -408,6 +399,29 @@ fn fixed_flags(first: u8, expected: u8, name: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// A packet identifier where one is required: 0 is not one (section 2.2.1).
+fn packet_id(c: &mut Cursor) -> Result<u16, DecodeError> {
+    match c.u16()? {
+        0 => Err(DecodeError::Malformed("packet identifier 0".into())),
+        pid => Ok(pid),
+    }
+}
+
+/// MQTT 5's optional tail of acks, DISCONNECT and AUTH: a reason code (success when
+/// absent) and properties (none when absent).
+fn reason_and_properties(c: &mut Cursor) -> Result<(u8, Properties), DecodeError> {
+    if c.is_empty() {
+        return Ok((reason::SUCCESS, Properties::default()));
+    }
+    let r = c.u8()?;
+    let p = if c.is_empty() {
+        Properties::default()
+    } else {
+        Properties::decode(c)?
+    };
+    Ok((r, p))
+}
+
 fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Packet, DecodeError> {
     let kind = first >> 4;
     let Some(v) = version else {
@@ -439,15 +453,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
                 return Err(DecodeError::Malformed("PUBLISH QoS 0 with DUP set".into()));
             }
             let topic = c.string()?;
-            let pid = if qos > 0 {
-                let pid = c.u16()?;
-                if pid == 0 {
-                    return Err(DecodeError::Malformed("packet identifier 0".into()));
-                }
-                Some(pid)
-            } else {
-                None
-            };
+            let pid = if qos > 0 { Some(packet_id(c)?) } else { None };
             let props = props(c)?;
             Ok(Packet::Publish(Publish {
                 dup,
@@ -468,14 +474,8 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
             };
             fixed_flags(first, if ack == AckKind::PubRel { 2 } else { 0 }, "ack")?;
             let pid = c.u16()?;
-            let (reason, props) = if v5 && !c.is_empty() {
-                let r = c.u8()?;
-                let p = if c.is_empty() {
-                    Properties::default()
-                } else {
-                    Properties::decode(c)?
-                };
-                (r, p)
+            let (reason, props) = if v5 {
+                reason_and_properties(c)?
             } else {
                 (reason::SUCCESS, Properties::default())
             };
@@ -488,10 +488,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         }
         8 => {
             fixed_flags(first, 2, "SUBSCRIBE")?;
-            let pid = c.u16()?;
-            if pid == 0 {
-                return Err(DecodeError::Malformed("packet identifier 0".into()));
-            }
+            let pid = packet_id(c)?;
             let props = props(c)?;
             let mut filters = Vec::new();
             while !c.is_empty() {
@@ -524,10 +521,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         }
         10 => {
             fixed_flags(first, 2, "UNSUBSCRIBE")?;
-            let pid = c.u16()?;
-            if pid == 0 {
-                return Err(DecodeError::Malformed("packet identifier 0".into()));
-            }
+            let pid = packet_id(c)?;
             let props = props(c)?;
             let mut filters = Vec::new();
             while !c.is_empty() {
@@ -548,14 +542,8 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         }
         14 => {
             fixed_flags(first, 0, "DISCONNECT")?;
-            let (reason, props) = if v5 && !c.is_empty() {
-                let r = c.u8()?;
-                let p = if c.is_empty() {
-                    Properties::default()
-                } else {
-                    Properties::decode(c)?
-                };
-                (r, p)
+            let (reason, props) = if v5 {
+                reason_and_properties(c)?
             } else {
                 (reason::SUCCESS, Properties::default())
             };
@@ -563,11 +551,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         }
         15 if v5 => {
             fixed_flags(first, 0, "AUTH")?;
-            let (reason, props) = if c.is_empty() {
-                (reason::SUCCESS, Properties::default())
-            } else {
-                (c.u8()?, Properties::decode(c)?)
-            };
+            let (reason, props) = reason_and_properties(c)?;
             Ok(Packet::Auth { reason, props })
         }
         2 | 9 | 11 | 13 => Err(DecodeError::Protocol(format!(
@@ -660,6 +644,12 @@ fn decode_connect(c: &mut Cursor) -> Result<Connect, DecodeError> {
 impl Packet {
     /// Appends the packet in the given protocol version's form.
     pub fn encode(&self, v5: bool, out: &mut BytesMut) {
+        if let Packet::Publish(p) = self {
+            // The one packet on the delivery path: written in place, the payload copied
+            // once, into `out`.
+            encode_publish(p, v5, out);
+            return;
+        }
         let mut body = BytesMut::new();
         let first: u8 = match self {
             Packet::Connect(c) => {
@@ -678,17 +668,7 @@ impl Packet {
                 }
                 0x20
             }
-            Packet::Publish(p) => {
-                put_string(&mut body, &p.topic);
-                if let Some(pid) = p.pid {
-                    body.put_u16(pid);
-                }
-                if v5 {
-                    p.props.encode(&mut body);
-                }
-                body.put_slice(&p.payload);
-                0x30 | (p.dup as u8) << 3 | p.qos << 1 | p.retain as u8
-            }
+            Packet::Publish(_) => unreachable!("encoded by encode_publish above"),
             Packet::Ack {
                 kind,
                 pid,
@@ -773,6 +753,34 @@ impl Packet {
         put_varint(out, body.len() as u32);
         out.put_slice(&body);
     }
+}
+
+fn encode_publish(p: &Publish, v5: bool, out: &mut BytesMut) {
+    let props = (v5 && !p.props.is_empty()).then(|| {
+        let mut b = BytesMut::new();
+        p.props.encode(&mut b);
+        b
+    });
+    let props_len = match (&props, v5) {
+        (Some(b), _) => b.len(),
+        (None, true) => 1,
+        (None, false) => 0,
+    };
+    let topic_len = p.topic.len().min(u16::MAX as usize);
+    let len = 2 + topic_len + if p.pid.is_some() { 2 } else { 0 } + props_len + p.payload.len();
+    out.reserve(len + 5);
+    out.put_u8(0x30 | (p.dup as u8) << 3 | p.qos << 1 | p.retain as u8);
+    put_varint(out, len as u32);
+    put_string(out, &p.topic);
+    if let Some(pid) = p.pid {
+        out.put_u16(pid);
+    }
+    match props {
+        Some(b) => out.put_slice(&b),
+        None if v5 => out.put_u8(0),
+        None => {}
+    }
+    out.put_slice(&p.payload);
 }
 
 fn encode_connect(c: &Connect, body: &mut BytesMut) {

@@ -137,17 +137,14 @@ impl Properties {
 
     /// Writes the property length and the properties.
     pub fn encode(&self, out: &mut BytesMut) {
+        if self.is_empty() {
+            out.put_u8(0);
+            return;
+        }
         let mut body = BytesMut::new();
         self.encode_body(&mut body);
         put_varint(out, body.len() as u32);
         out.put_slice(&body);
-    }
-
-    /// Encoded size including the length prefix.
-    pub fn encoded_len(&self) -> usize {
-        let mut body = BytesMut::new();
-        self.encode_body(&mut body);
-        super::varint_len(body.len() as u32) + body.len()
     }
 
     fn encode_body(&self, b: &mut BytesMut) {

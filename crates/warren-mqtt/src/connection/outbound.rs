@@ -46,12 +46,19 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             self.drop_delivery(d);
             return;
         };
-        let info = convert::outbound(&d.msg, self.v5);
+        let at_most_once = &*d.consumer_tag == OWN_TAGS[0] || sub_qos == 0;
+        // A 3.1.1 delivery at QoS 0 uses nothing of the headers (no options, no publish
+        // QoS to cap): they are not parsed.
+        let info = if self.v5 || !at_most_once {
+            convert::outbound(&d.msg, self.v5)
+        } else {
+            convert::Outbound::default()
+        };
         if all_no_local && info.publisher.as_deref() == Some(self.client_id.as_str()) {
             self.drop_delivery(d);
             return;
         }
-        let qos = if &*d.consumer_tag == OWN_TAGS[0] {
+        let qos = if at_most_once {
             0
         } else {
             sub_qos.min(info.publish_qos)

@@ -210,38 +210,22 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         Ok(!existing)
     }
 
-    fn check_queue_access(&self, name: &str, create: bool) -> Result<(), (u8, String)> {
+    /// What declaring, binding and consuming from one of the session's queues takes:
+    /// configure, write and read on it, as for an AMQP client doing the same.
+    fn check_queue_access(&self, name: &str) -> Result<(), (u8, String)> {
         let access = self.mqtt.broker.access();
-        let refused = |e: warren_core::CoreError| (reason::NOT_AUTHORIZED, e.text);
-        if create {
+        for perm in [Perm::Configure, Perm::Write, Perm::Read] {
             access
                 .check(
                     &self.user,
                     &self.vhost.name,
-                    Perm::Configure,
+                    perm,
                     ResourceKind::Queue,
                     name,
                 )
-                .map_err(refused)?;
+                .map_err(|e| (reason::NOT_AUTHORIZED, e.text))?;
         }
-        access
-            .check(
-                &self.user,
-                &self.vhost.name,
-                Perm::Write,
-                ResourceKind::Queue,
-                name,
-            )
-            .map_err(refused)?;
-        access
-            .check(
-                &self.user,
-                &self.vhost.name,
-                Perm::Read,
-                ResourceKind::Queue,
-                name,
-            )
-            .map_err(refused)
+        Ok(())
     }
 
     /// The session's queue for QoS 0 (`class` 0) or QoS 1/2 subscriptions, declared on
@@ -252,7 +236,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             return Ok(Arc::clone(q));
         }
         let name = own_queue_name(&self.client_id, class);
-        self.check_queue_access(&name, true)?;
+        self.check_queue_access(&name)?;
         let mut arguments = FieldTable::new();
         if self.persistent && self.session_expiry != u32::MAX {
             arguments.insert(
@@ -287,7 +271,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         if let Some(q) = self.consuming.get(&name) {
             return Ok(Arc::clone(q));
         }
-        self.check_queue_access(&name, true)?;
+        self.check_queue_access(&name)?;
         let spec = QueueSpec {
             name: name.clone(),
             durable: self.persistent,
