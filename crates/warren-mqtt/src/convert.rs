@@ -24,6 +24,14 @@ pub const RETAIN_HEADER: &str = "x-mqtt-retain";
 pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
 /// Correlation data that is not a short UTF-8 string travels here, as bytes.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// The exact list of MQTT 5 user properties, as pairs, when headers cannot hold it: a key
+/// given twice (a header holds one value per key, and MQTT keeps the order, section
+/// 3.3.2.3.7) or a key that is one of the headers above.
+pub const USER_PROPERTIES_HEADER: &str = "x-mqtt-user-properties";
+
+fn reserved_header(key: &str) -> bool {
+    key.starts_with("x-mqtt-") || key == CORRELATION_HEADER
+}
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -52,8 +60,24 @@ pub fn amqp_properties(
     if let Some(utf8) = props.payload_format_utf8 {
         headers.insert(PAYLOAD_FORMAT_HEADER, FieldValue::U8(utf8 as u8));
     }
+    let text = |s: &str| FieldValue::LongString(Bytes::copy_from_slice(s.as_bytes()));
+    let exact_list_needed = props.user.iter().enumerate().any(|(i, (k, _))| {
+        reserved_header(k) || props.user[..i].iter().any(|(earlier, _)| earlier == k)
+    });
+    if exact_list_needed {
+        let pairs = props
+            .user
+            .iter()
+            .map(|(k, v)| FieldValue::Array(vec![text(k), text(v)]))
+            .collect();
+        headers.insert(USER_PROPERTIES_HEADER, FieldValue::Array(pairs));
+    }
+    // AMQP consumers see them as headers, several values of one key as an array.
     for (k, v) in &props.user {
-        let value = FieldValue::LongString(Bytes::copy_from_slice(v.as_bytes()));
+        if reserved_header(k) {
+            continue;
+        }
+        let value = text(v);
         match headers.0.iter_mut().find(|(key, _)| key == k) {
             Some((_, FieldValue::Array(items))) => items.push(value),
             Some((_, existing)) => {
@@ -146,21 +170,36 @@ pub fn outbound(msg: &Message, v5: bool) -> Outbound {
     };
     if let Some(headers) = &p.headers {
         read_mqtt_headers(headers, &mut out);
-        for (k, v) in headers.iter() {
-            if k.starts_with("x-mqtt-") || k == CORRELATION_HEADER {
-                continue;
-            }
-            match v {
-                FieldValue::Array(items) => {
-                    for item in items {
-                        if let Some(s) = header_string(item) {
-                            out.props.user.push((k.clone(), s));
-                        }
+        let exact = match headers.get(USER_PROPERTIES_HEADER) {
+            Some(FieldValue::Array(pairs)) => Some(pairs),
+            _ => None,
+        };
+        for pair in exact.into_iter().flatten() {
+            if let FieldValue::Array(kv) = pair {
+                if let [k, v] = kv.as_slice() {
+                    if let (Some(k), Some(v)) = (header_string(k), header_string(v)) {
+                        out.props.user.push((k, v));
                     }
                 }
-                v => {
-                    if let Some(s) = header_string(v) {
-                        out.props.user.push((k.clone(), s));
+            }
+        }
+        if exact.is_none() {
+            for (k, v) in headers.iter() {
+                if reserved_header(k) {
+                    continue;
+                }
+                match v {
+                    FieldValue::Array(items) => {
+                        for item in items {
+                            if let Some(s) = header_string(item) {
+                                out.props.user.push((k.clone(), s));
+                            }
+                        }
+                    }
+                    v => {
+                        if let Some(s) = header_string(v) {
+                            out.props.user.push((k.clone(), s));
+                        }
                     }
                 }
             }
@@ -209,7 +248,14 @@ mod tests {
             response_topic: Some("replies/me".into()),
             message_expiry: Some(30),
             payload_format_utf8: Some(true),
-            user: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+            // Order kept across keys, a key twice, and keys that name Warren's own headers.
+            user: vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x".into()),
+                ("a".into(), "2".into()),
+                ("x-mqtt-dup".into(), "mine".into()),
+                ("x-correlation-id".into(), "also mine".into()),
+            ],
             ..Default::default()
         };
         let amqp = amqp_properties(2, false, true, &props, "dev");

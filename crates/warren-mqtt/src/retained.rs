@@ -1,8 +1,9 @@
 //! Retained messages: the last message published with the retain flag on each topic, per
 //! vhost, handed to every new matching subscription. Kept in memory and, with a data
 //! directory, in an append-only file (each change fsynced before the publisher's
-//! acknowledgement, the file rewritten compactly at boot), as RabbitMQ keeps them in a
-//! per-node store of its own rather than in queues. Bounded in count and bytes.
+//! acknowledgement; the file rewritten compactly at boot and whenever replaced messages
+//! make it several times larger than what it holds), as RabbitMQ keeps them in a per-node
+//! store of its own rather than in queues. Bounded in count and bytes.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -81,9 +82,47 @@ impl State {
     }
 }
 
+/// The store's file: appended to, and its length, for deciding when to compact.
+struct Log {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Log {
+    /// Writes every live message to a fresh file that replaces the log atomically.
+    fn rewrite(path: &Path, state: &State) -> std::io::Result<Log> {
+        let tmp = path.with_extension("tmp");
+        let mut out = BytesMut::new();
+        for (vhost, topics) in &state.by_vhost {
+            for msg in topics.values() {
+                encode_record(SET, vhost, msg, &mut out);
+            }
+        }
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path);
+        Ok(Log {
+            file: OpenOptions::new().append(true).open(path)?,
+            path: path.to_path_buf(),
+            len: out.len() as u64,
+        })
+    }
+}
+
+/// The log is rewritten once it exceeds this and four times the live messages' bytes.
+const COMPACT_AFTER_BYTES: u64 = 1 << 20;
+
 pub struct RetainedStore {
     state: Mutex<State>,
-    file: Option<Mutex<(File, PathBuf, u64)>>,
+    /// Held through each change (limit check, append, apply), so that changes are applied
+    /// in the order the log has them and two cannot both pass the limits; `None` inside
+    /// without a data directory.
+    writer: Mutex<Option<Log>>,
     limits: RetainedLimits,
 }
 
@@ -114,7 +153,7 @@ fn decode_record(body: Bytes) -> Option<(u8, String, RetainedMessage)> {
     let topic = c.string().ok()?;
     let qos = c.u8().ok()?;
     let stored_at = c.u32().ok()? as u64 * (1 << 32) + c.u32().ok()? as u64;
-    let props = Properties::decode(&mut c).ok()?;
+    let props = Properties::decode(&mut c, crate::codec::allowed::PUBLISH).ok()?;
     let payload = c.rest();
     Some((
         kind,
@@ -142,7 +181,7 @@ impl RetainedStore {
     pub fn in_memory(limits: RetainedLimits) -> RetainedStore {
         RetainedStore {
             state: Mutex::new(State::default()),
-            file: None,
+            writer: Mutex::new(None),
             limits,
         }
     }
@@ -177,45 +216,59 @@ impl RetainedStore {
                 }
             }
         }
-        let tmp = path.with_extension("tmp");
-        let mut out = BytesMut::new();
-        for (vhost, topics) in &state.by_vhost {
-            for msg in topics.values() {
-                encode_record(SET, vhost, msg, &mut out);
-            }
-        }
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path);
-        let file = OpenOptions::new().append(true).open(path)?;
-        let len = out.len() as u64;
+        let log = Log::rewrite(path, &state)?;
         Ok(RetainedStore {
             state: Mutex::new(state),
-            file: Some(Mutex::new((file, path.to_path_buf(), len))),
+            writer: Mutex::new(Some(log)),
             limits,
         })
     }
 
-    fn append(&self, kind: u8, vhost: &str, msg: &RetainedMessage) -> std::io::Result<()> {
-        let Some(file) = &self.file else {
+    /// Appends a change durably (under the writer lock), then compacts a log grown
+    /// several times larger than the messages it holds.
+    fn append(
+        &self,
+        log: &mut Option<Log>,
+        kind: u8,
+        vhost: &str,
+        msg: &RetainedMessage,
+    ) -> std::io::Result<()> {
+        let Some(l) = log else {
             return Ok(());
         };
         let mut out = BytesMut::new();
         encode_record(kind, vhost, msg, &mut out);
-        let mut f = file.lock();
-        f.0.write_all(&out)?;
-        f.0.sync_data()?;
-        f.2 += out.len() as u64;
+        l.file.write_all(&out)?;
+        l.file.sync_data()?;
+        l.len += out.len() as u64;
         Ok(())
+    }
+
+    fn maybe_compact(&self, log: &mut Option<Log>) {
+        let Some(l) = log else {
+            return;
+        };
+        let live = self.state.lock().bytes as u64;
+        if l.len <= COMPACT_AFTER_BYTES || l.len <= live.saturating_mul(4) {
+            return;
+        }
+        let path = l.path.clone();
+        // The state is read under its lock while the new file is written: readers wait
+        // for one rewrite of at most the store's byte limit, only now and then.
+        let rewritten = Log::rewrite(&path, &self.state.lock());
+        match rewritten {
+            Ok(fresh) => *log = Some(fresh),
+            // The old log is complete and still appended to; compaction is tried again.
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "retained store: compaction failed")
+            }
+        }
     }
 
     /// Retains `msg` on its topic (replacing what was there), durably before it returns.
     /// Blocks on an fsync: call it off the I/O threads.
     pub fn set(&self, vhost: &str, msg: RetainedMessage) -> Result<(), RetainError> {
+        let mut log = self.writer.lock();
         {
             let st = self.state.lock();
             let replaced = st
@@ -230,14 +283,16 @@ impl RetainedStore {
                 return Err(RetainError::Full("byte limit"));
             }
         }
-        self.append(SET, vhost, &msg)?;
+        self.append(&mut log, SET, vhost, &msg)?;
         let topic = msg.topic.clone();
         self.state.lock().apply(vhost, &topic, Some(Arc::new(msg)));
+        self.maybe_compact(&mut log);
         Ok(())
     }
 
     /// Clears the retained message of a topic (an empty retained publish).
     pub fn clear(&self, vhost: &str, topic: &str) -> Result<(), RetainError> {
+        let mut log = self.writer.lock();
         let present = self
             .state
             .lock()
@@ -254,8 +309,9 @@ impl RetainedStore {
             props: Properties::default(),
             stored_at: 0,
         };
-        self.append(CLEAR, vhost, &marker)?;
+        self.append(&mut log, CLEAR, vhost, &marker)?;
         self.state.lock().apply(vhost, topic, None);
+        self.maybe_compact(&mut log);
         Ok(())
     }
 
@@ -328,6 +384,30 @@ mod tests {
         assert_eq!(found[0].props.content_type.as_deref(), Some("text/plain"));
         assert_eq!(s.matching("other", "#").len(), 1);
         assert_eq!(s.usage().0, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_topic_retained_over_and_over_keeps_the_log_small() {
+        let dir = std::env::temp_dir().join(format!("warren-retained-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("retained.log");
+        static BIG: [u8; 64 * 1024] = [7; 64 * 1024];
+        {
+            let s = RetainedStore::open(&path, LIMITS).unwrap();
+            // 64 MiB written in all, one message of 64 KiB live.
+            for _ in 0..1024 {
+                s.set("/", msg("sensor/1", &BIG)).unwrap();
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert!(
+                len <= COMPACT_AFTER_BYTES + 128 * 1024,
+                "log of {len} bytes"
+            );
+        }
+        let s = RetainedStore::open(&path, LIMITS).unwrap();
+        assert_eq!(s.matching("/", "#").len(), 1);
+        assert_eq!(s.usage().0, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -30,8 +30,26 @@ pub struct Carried {
     pub awaiting_release: BTreeSet<u16>,
     /// QoS 2 deliveries to the client that got PUBREC: PUBREL sent, awaiting PUBCOMP.
     pub awaiting_complete: BTreeSet<u16>,
+    /// Deliveries sent at QoS 1 or 2 and not acknowledged when the connection ended, by
+    /// (queue, message sequence number): the next connection resends each with its
+    /// original packet identifier (MQTT 5 section 4.4), so a QoS 2 receiver recognises it.
+    pub resend: HashMap<(String, u64), u16>,
     /// Bumped on every connect: a delayed will of an earlier connection checks it.
     pub generation: u64,
+}
+
+impl Carried {
+    /// Whether anything here must outlive the connection.
+    pub fn is_empty(&self) -> bool {
+        self.awaiting_release.is_empty()
+            && self.awaiting_complete.is_empty()
+            && self.resend.is_empty()
+    }
+
+    /// Whether `pid` is taken by an unfinished exchange or held for a resend.
+    pub fn pid_reserved(&self, pid: u16) -> bool {
+        self.awaiting_complete.contains(&pid) || self.resend.values().any(|p| *p == pid)
+    }
 }
 
 #[derive(Default)]
@@ -98,7 +116,7 @@ impl Sessions {
                 match holder.as_ref() {
                     Some(h) => {
                         h.kick.kick();
-                        Some(h.released.clone())
+                        Some((h.connection, h.released.clone()))
                     }
                     None => {
                         let (tx, rx) = watch::channel(());
@@ -120,17 +138,19 @@ impl Sessions {
                 }
             };
             took_over = true;
-            if let Some(mut rx) = waiting {
+            if let Some((waited_on, mut rx)) = waiting {
                 // Resolves (with an error) when the holder drops its sender.
                 let _ = tokio::time::timeout(TAKEOVER_WAIT, async {
                     while rx.changed().await.is_ok() {}
                 })
                 .await;
-                // A holder that did not let go in time is replaced all the same.
+                // A holder that did not let go in time is replaced all the same; only that
+                // one: a third connection may have taken the session meanwhile, and is
+                // kicked (and awaited) on the next round instead.
                 let mut holder = slot.holder.lock();
                 if holder
                     .as_ref()
-                    .is_some_and(|h| h.released.has_changed().is_ok())
+                    .is_some_and(|h| h.connection == waited_on && h.released.has_changed().is_ok())
                 {
                     *holder = None;
                 }

@@ -7,7 +7,7 @@ mod properties;
 #[cfg(test)]
 mod tests;
 
-pub use properties::Properties;
+pub use properties::{allowed, Allowed, Properties};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -409,7 +409,10 @@ fn packet_id(c: &mut Cursor) -> Result<u16, DecodeError> {
 
 /// MQTT 5's optional tail of acks, DISCONNECT and AUTH: a reason code (success when
 /// absent) and properties (none when absent).
-fn reason_and_properties(c: &mut Cursor) -> Result<(u8, Properties), DecodeError> {
+fn reason_and_properties(
+    c: &mut Cursor,
+    allowed: Allowed,
+) -> Result<(u8, Properties), DecodeError> {
     if c.is_empty() {
         return Ok((reason::SUCCESS, Properties::default()));
     }
@@ -417,7 +420,7 @@ fn reason_and_properties(c: &mut Cursor) -> Result<(u8, Properties), DecodeError
     let p = if c.is_empty() {
         Properties::default()
     } else {
-        Properties::decode(c)?
+        Properties::decode(c, allowed)?
     };
     Ok((r, p))
 }
@@ -434,9 +437,9 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         return decode_connect(c).map(|c| Packet::Connect(Box::new(c)));
     };
     let v5 = v.is_v5();
-    let props = |c: &mut Cursor| -> Result<Properties, DecodeError> {
+    let props = |c: &mut Cursor, allowed: Allowed| -> Result<Properties, DecodeError> {
         if v5 {
-            Properties::decode(c)
+            Properties::decode(c, allowed)
         } else {
             Ok(Properties::default())
         }
@@ -454,7 +457,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
             }
             let topic = c.string()?;
             let pid = if qos > 0 { Some(packet_id(c)?) } else { None };
-            let props = props(c)?;
+            let props = props(c, allowed::PUBLISH)?;
             Ok(Packet::Publish(Publish {
                 dup,
                 qos,
@@ -475,7 +478,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
             fixed_flags(first, if ack == AckKind::PubRel { 2 } else { 0 }, "ack")?;
             let pid = c.u16()?;
             let (reason, props) = if v5 {
-                reason_and_properties(c)?
+                reason_and_properties(c, allowed::ACK)?
             } else {
                 (reason::SUCCESS, Properties::default())
             };
@@ -489,7 +492,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         8 => {
             fixed_flags(first, 2, "SUBSCRIBE")?;
             let pid = packet_id(c)?;
-            let props = props(c)?;
+            let props = props(c, allowed::SUBSCRIBE)?;
             let mut filters = Vec::new();
             while !c.is_empty() {
                 let filter = c.string()?;
@@ -522,7 +525,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         10 => {
             fixed_flags(first, 2, "UNSUBSCRIBE")?;
             let pid = packet_id(c)?;
-            let props = props(c)?;
+            let props = props(c, allowed::UNSUBSCRIBE)?;
             let mut filters = Vec::new();
             while !c.is_empty() {
                 filters.push(c.string()?);
@@ -543,7 +546,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         14 => {
             fixed_flags(first, 0, "DISCONNECT")?;
             let (reason, props) = if v5 {
-                reason_and_properties(c)?
+                reason_and_properties(c, allowed::DISCONNECT)?
             } else {
                 (reason::SUCCESS, Properties::default())
             };
@@ -551,7 +554,7 @@ fn decode_body(first: u8, c: &mut Cursor, version: Option<Version>) -> Result<Pa
         }
         15 if v5 => {
             fixed_flags(first, 0, "AUTH")?;
-            let (reason, props) = reason_and_properties(c)?;
+            let (reason, props) = reason_and_properties(c, allowed::AUTH)?;
             Ok(Packet::Auth { reason, props })
         }
         2 | 9 | 11 | 13 => Err(DecodeError::Protocol(format!(
@@ -580,7 +583,7 @@ fn decode_connect(c: &mut Cursor) -> Result<Connect, DecodeError> {
     }
     let keep_alive = c.u16()?;
     let props = if version.is_v5() {
-        Properties::decode(c)?
+        Properties::decode(c, allowed::CONNECT)?
     } else {
         Properties::default()
     };
@@ -598,7 +601,7 @@ fn decode_connect(c: &mut Cursor) -> Result<Connect, DecodeError> {
     }
     let will = if will_flag {
         let props = if version.is_v5() {
-            Properties::decode(c)?
+            Properties::decode(c, allowed::WILL)?
         } else {
             Properties::default()
         };

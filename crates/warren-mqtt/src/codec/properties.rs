@@ -1,6 +1,7 @@
 //! MQTT 5 properties: the identifier-tagged fields that follow the variable header of most
 //! packets. One struct for every packet kind; the decoder refuses a property twice where the
-//! spec allows it once, and an identifier the spec does not define (both malformed).
+//! spec allows it once, and an identifier the spec does not define or does not allow in the
+//! packet at hand (section 2.2.2.2: all malformed).
 
 use bytes::{BufMut, BytesMut};
 
@@ -38,6 +39,50 @@ pub struct Properties {
     pub shared_available: Option<bool>,
 }
 
+/// The properties a packet may carry, one bit per identifier (all are below 64).
+#[derive(Debug, Clone, Copy)]
+pub struct Allowed {
+    ids: u64,
+    packet: &'static str,
+}
+
+impl Allowed {
+    const fn new(packet: &'static str, ids: &[u8]) -> Allowed {
+        let mut bits = 0u64;
+        let mut i = 0;
+        while i < ids.len() {
+            bits |= 1 << ids[i];
+            i += 1;
+        }
+        Allowed { ids: bits, packet }
+    }
+
+    fn permits(self, id: u32) -> bool {
+        id < 64 && self.ids & (1 << id) != 0
+    }
+}
+
+/// What a client may send in each packet (MQTT 5 section 2.2.2.2's table).
+pub mod allowed {
+    use super::Allowed;
+
+    pub const CONNECT: Allowed = Allowed::new(
+        "CONNECT",
+        &[0x11, 0x15, 0x16, 0x17, 0x19, 0x21, 0x22, 0x26, 0x27],
+    );
+    pub const WILL: Allowed = Allowed::new(
+        "the will properties",
+        &[0x01, 0x02, 0x03, 0x08, 0x09, 0x18, 0x26],
+    );
+    pub const PUBLISH: Allowed =
+        Allowed::new("PUBLISH", &[0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x26]);
+    pub const ACK: Allowed = Allowed::new("an acknowledgement", &[0x1F, 0x26]);
+    pub const SUBSCRIBE: Allowed = Allowed::new("SUBSCRIBE", &[0x0B, 0x26]);
+    pub const UNSUBSCRIBE: Allowed = Allowed::new("UNSUBSCRIBE", &[0x26]);
+    pub const DISCONNECT: Allowed = Allowed::new("DISCONNECT", &[0x11, 0x1C, 0x1F, 0x26]);
+    pub const AUTH: Allowed = Allowed::new("AUTH", &[0x15, 0x16, 0x1F, 0x26]);
+}
+
 fn once<T>(slot: &mut Option<T>, value: T, id: u8) -> Result<(), DecodeError> {
     if slot.is_some() {
         return Err(DecodeError::Protocol(format!(
@@ -63,13 +108,33 @@ impl Properties {
         *self == Properties::default()
     }
 
-    /// Reads a property length and the properties it covers.
-    pub fn decode(c: &mut Cursor) -> Result<Properties, DecodeError> {
+    /// What a message carries on to its receivers (section 3.3.2.3): a retained message
+    /// keeps these and nothing else of its PUBLISH.
+    pub fn forwardable(&self) -> Properties {
+        Properties {
+            payload_format_utf8: self.payload_format_utf8,
+            message_expiry: self.message_expiry,
+            content_type: self.content_type.clone(),
+            response_topic: self.response_topic.clone(),
+            correlation_data: self.correlation_data.clone(),
+            user: self.user.clone(),
+            ..Properties::default()
+        }
+    }
+
+    /// Reads a property length and the properties it covers, each one `allowed` there.
+    pub fn decode(c: &mut Cursor, allowed: Allowed) -> Result<Properties, DecodeError> {
         let len = c.varint()? as usize;
         let mut inner = c.sub(len)?;
         let mut p = Properties::default();
         while !inner.is_empty() {
             let id = inner.varint()?;
+            if !allowed.permits(id) {
+                return Err(DecodeError::Malformed(format!(
+                    "property 0x{id:02x} is not allowed in {}",
+                    allowed.packet
+                )));
+            }
             let id8 = id as u8;
             match id {
                 0x01 => once(&mut p.payload_format_utf8, flag(&mut inner, id8)?, id8)?,

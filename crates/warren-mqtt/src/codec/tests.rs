@@ -38,6 +38,25 @@ fn every_packet_round_trips_in_both_versions() {
         } else {
             Properties::default()
         };
+        let (connect_props, will_props) = if v.is_v5() {
+            (
+                Properties {
+                    session_expiry: Some(60),
+                    receive_maximum: Some(10),
+                    maximum_packet_size: Some(1 << 20),
+                    user: vec![("k".into(), "v".into())],
+                    ..Default::default()
+                },
+                Properties {
+                    will_delay: Some(5),
+                    subscription_ids: Vec::new(),
+                    topic_alias: None,
+                    ..v5_props()
+                },
+            )
+        } else {
+            Default::default()
+        };
         let connect = Connect {
             version: v,
             clean: true,
@@ -48,11 +67,11 @@ fn every_packet_round_trips_in_both_versions() {
                 payload: Bytes::from_static(b"bye"),
                 qos: 1,
                 retain: true,
-                props: props.clone(),
+                props: will_props,
             }),
             username: Some("u".into()),
             password: Some(b"p".to_vec()),
-            props: props.clone(),
+            props: connect_props,
         };
         round_trip(&Packet::Connect(Box::new(connect)), v);
         let packets = vec![
@@ -104,6 +123,49 @@ fn every_packet_round_trips_in_both_versions() {
         ];
         for p in &packets {
             round_trip(p, v);
+        }
+    }
+}
+
+#[test]
+fn a_property_the_packet_does_not_allow_is_malformed() {
+    // Section 2.2.2.2: a topic alias belongs in PUBLISH, not in SUBSCRIBE, and a will
+    // delay in the will properties, not in PUBLISH.
+    let cases = [
+        Packet::Subscribe {
+            pid: 1,
+            props: Properties {
+                topic_alias: Some(1),
+                ..Default::default()
+            },
+            filters: vec![("a".into(), SubOptions::default())],
+        },
+        Packet::Publish(Publish {
+            dup: false,
+            qos: 0,
+            retain: false,
+            topic: "a".into(),
+            pid: None,
+            props: Properties {
+                will_delay: Some(1),
+                ..Default::default()
+            },
+            payload: Bytes::new(),
+        }),
+        Packet::Disconnect {
+            reason: 0,
+            props: Properties {
+                content_type: Some("x".into()),
+                ..Default::default()
+            },
+        },
+    ];
+    for p in cases {
+        let mut out = BytesMut::new();
+        p.encode(true, &mut out);
+        match decode(&mut out, Some(Version::V5), usize::MAX) {
+            Err(DecodeError::Malformed(why)) => assert!(why.contains("not allowed"), "{why}"),
+            other => panic!("{p:?} decoded as {other:?}"),
         }
     }
 }

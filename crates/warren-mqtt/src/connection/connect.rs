@@ -358,6 +358,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
             .props
             .maximum_packet_size
             .map_or(usize::MAX, |m| m as usize),
+        retained_backlog: VecDeque::new(),
         aliases_in: HashMap::new(),
         out: BytesMut::new(),
         writer,
@@ -466,12 +467,8 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 self.subs.insert(sub.filter.clone(), sub);
             }
         }
-        let carried = self.hold.slot.carried.lock().clone();
-        Ok(
-            present
-                || !carried.awaiting_release.is_empty()
-                || !carried.awaiting_complete.is_empty(),
-        )
+        let carried = !self.hold.slot.carried.lock().is_empty();
+        Ok(present || carried)
     }
 
     /// Starts consuming from the session's own queues.

@@ -68,7 +68,8 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             self.queue_ack(0, ack(AckKind::PubRec, pid, 0));
             return Ok(());
         }
-        if qos > 0 {
+        // Receive Maximum is MQTT 5's; a 3.1.1 client is bounded by the TCP window instead.
+        if qos > 0 && self.v5 {
             let unreleased = self.hold.slot.carried.lock().awaiting_release.len();
             if self.unacked_in + unreleased >= self.mqtt.config.receive_maximum as usize {
                 return Err(End::Violation(
@@ -91,6 +92,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                     AckKind::PubRec
                 };
                 info!(client_id = %self.client_id, error = %e, "MQTT publish refused");
+                if qos == 1 {
+                    self.unacked_in += 1;
+                }
                 self.queue_ack(0, ack(kind, pid, reason::NOT_AUTHORIZED));
                 return Ok(());
             }
@@ -101,6 +105,21 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             // Boxed: retained publishes are rare, and an inline state would make every
             // connection's task larger.
             quota_exceeded = !Box::pin(self.retain(&p)).await?;
+            if quota_exceeded && self.v5 && qos > 0 {
+                // Refused as a whole, so that the failure code means what it says (a
+                // QoS 2 exchange ends there, and a resend is a new message). A 3.1.1
+                // client cannot be told: its message is routed, just not retained.
+                let kind = if qos == 1 {
+                    AckKind::PubAck
+                } else {
+                    AckKind::PubRec
+                };
+                if qos == 1 {
+                    self.unacked_in += 1;
+                }
+                self.queue_ack(0, ack(kind, pid, reason::QUOTA_EXCEEDED));
+                return Ok(());
+            }
         }
         let raw = self.amqp_properties(&p);
         let msg = Arc::new(convert::to_message(&self.mqtt.config.exchange, &p, raw));
@@ -125,7 +144,12 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 self.queue_ack(generation, ack(AckKind::PubAck, pid, code));
             }
             2 => {
-                self.hold.slot.carried.lock().awaiting_release.insert(pid);
+                // A PUBREC with a failure reason ends the exchange (section 4.3.3): no
+                // PUBREL follows, and a resend of the packet id is a new message. A 3.1.1
+                // PUBREC carries no reason, so that client releases it as usual.
+                if code < 0x80 || !self.v5 {
+                    self.hold.slot.carried.lock().awaiting_release.insert(pid);
+                }
                 self.queue_ack(generation, ack(AckKind::PubRec, pid, code));
             }
             _ => {}
@@ -142,7 +166,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             topic: p.topic.clone(),
             qos: p.qos,
             payload: p.payload.clone(),
-            props: p.props.clone(),
+            props: p.props.forwardable(),
             stored_at: now_secs(),
         });
         let done = tokio::task::spawn_blocking(move || match msg {
@@ -294,6 +318,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         }
         if f.credited {
             self.credit.release(1);
+            if !self.retained_backlog.is_empty() {
+                self.drain_retained();
+            }
             if let Some(q) = &f.queue {
                 q.dispatch();
             }
@@ -343,7 +370,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                     topic: publish.topic.clone(),
                     qos: publish.qos,
                     payload: publish.payload.clone(),
-                    props: publish.props.clone(),
+                    props: publish.props.forwardable(),
                     stored_at: now_secs(),
                 });
                 let (m, v, t) = (Arc::clone(&mqtt), vhost.name.clone(), publish.topic.clone());

@@ -146,7 +146,7 @@ impl Kick for Sink {
 #[derive(Debug)]
 #[allow(dead_code)] // fields are read through Debug in the close log
 pub(crate) enum End {
-    /// DISCONNECT from the client; `with_will` for MQTT 5's reason 0x04.
+    /// DISCONNECT from the client; `with_will` unless its reason was 0x00 (MQTT 5).
     Disconnected {
         with_will: bool,
     },
@@ -226,6 +226,8 @@ pub(crate) struct Conn<W> {
     /// Inbound QoS 1 publishes not yet acknowledged (against Receive Maximum).
     unacked_in: usize,
     client_max_packet: usize,
+    /// Retained QoS 1 and 2 messages of new subscriptions waiting for credit.
+    retained_backlog: VecDeque<crate::codec::Publish>,
     aliases_in: HashMap<u16, String>,
     out: BytesMut,
     writer: W,
@@ -295,6 +297,10 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 return end;
             }
             let throttled = self.throttled(&alarms);
+            if throttled {
+                // Unread PINGREQs are the broker's doing, not a dead client's.
+                deadline = Instant::now() + grace;
+            }
             let waiting_sync = self.pending_acks.front().is_some_and(|(g, _)| *g > 0);
             if waiting_sync {
                 if let Some(p) = self.mqtt.broker.persistence() {
@@ -381,10 +387,10 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         Ok(())
     }
 
-    /// Whether reading from the client pauses: a resource alarm, the store's unwritten
+    /// Whether reading from the client pauses: a resource alarm, acknowledgements piling up
     /// backlog, or a queue whose consumers lag behind.
     fn throttled(&mut self, alarms: &watch::Receiver<warren_core::alarms::AlarmState>) -> bool {
-        if alarms.borrow().blocked() {
+        if alarms.borrow().blocked() || self.pending_acks.len() >= PENDING_ACKS_LIMIT {
             return true;
         }
         self.lagging.retain(|q| q.is_lagging());
@@ -446,7 +452,8 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                     self.session_expiry = expiry;
                 }
                 Err(End::Disconnected {
-                    with_will: reason == reason::DISCONNECT_WITH_WILL,
+                    // Section 3.1.2.5: only a normal disconnection (0x00) deletes the will.
+                    with_will: reason != reason::SUCCESS,
                 })
             }
             Packet::Auth { .. } => Err(End::Violation(
@@ -566,10 +573,24 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 d.give_back();
             }
         }
-        for (_, f) in self.inflight.drain() {
+        let keep_pids = self.persistent && self.session_expiry > 0;
+        let mut resend = Vec::new();
+        for (pid, f) in self.inflight.drain() {
             if let (Some(q), Some(e)) = (f.queue, f.entry) {
+                if keep_pids {
+                    resend.push(((q.name().to_string(), e.seq), pid));
+                }
                 q.requeue([e]);
             }
+        }
+        if !resend.is_empty() {
+            let mut carried = self.hold.slot.carried.lock();
+            // Reservations the next connection never redelivered (the message expired or
+            // was removed) are dropped beyond a bound rather than kept forever.
+            if carried.resend.len() + resend.len() > RESEND_BOUND {
+                carried.resend.clear();
+            }
+            carried.resend.extend(resend);
         }
         for q in detached {
             self.vhost.delete_queue_instance(&q);
@@ -585,16 +606,14 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             let mut carried = self.hold.slot.carried.lock();
             carried.awaiting_release.clear();
             carried.awaiting_complete.clear();
+            carried.resend.clear();
         }
         self.hold.release();
         // A session's registry entry outlives the connection only while it carries
         // something (packet ids of unfinished QoS 2 exchanges; a will waiting for its delay
         // holds the entry itself): otherwise endless fresh client ids would grow the
         // registry. Subscriptions and messages live in the queues either way.
-        let carried = {
-            let c = self.hold.slot.carried.lock();
-            !c.awaiting_release.is_empty() || !c.awaiting_complete.is_empty()
-        };
+        let carried = !self.hold.slot.carried.lock().is_empty();
         if !carried {
             self.mqtt
                 .sessions
@@ -602,6 +621,14 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         }
     }
 }
+
+/// Acknowledgements waiting for the store beyond which the client's publishes are not read
+/// (a 3.1.1 client has no Receive Maximum to bound them).
+const PENDING_ACKS_LIMIT: usize = 65_536;
+
+/// At most this many packet identifiers are held for resending across reconnects: a
+/// session's in-flight deliveries are bounded by its credit, far below it.
+const RESEND_BOUND: usize = 4096;
 
 pub(crate) const OWN_TAGS: [&str; 2] = ["mqtt-qos0", "mqtt-qos1"];
 /// The consumer channel number of shared-subscription consumers (own queues use 0 and 1).

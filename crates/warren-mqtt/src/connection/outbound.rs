@@ -15,7 +15,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         for _ in 0..u16::MAX {
             let pid = self.next_pid;
             self.next_pid = self.next_pid.checked_add(1).unwrap_or(1);
-            if !self.inflight.contains_key(&pid) && !carried.awaiting_complete.contains(&pid) {
+            if !self.inflight.contains_key(&pid) && !carried.pid_reserved(pid) {
                 return Some(pid);
             }
         }
@@ -69,7 +69,23 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             props.subscription_ids = ids;
         }
         let retain = rap && info.retain && !shared;
-        let pid = if qos > 0 {
+        // A message the previous connection sent and got no answer for goes again with
+        // its packet identifier (section 4.4).
+        let original = if d.entry.redelivered {
+            let mut carried = self.hold.slot.carried.lock();
+            if carried.resend.is_empty() {
+                None
+            } else {
+                carried
+                    .resend
+                    .remove(&(d.queue.name().to_string(), d.entry.seq))
+            }
+        } else {
+            None
+        };
+        let pid = if qos > 0 && original.is_some_and(|p| !self.inflight.contains_key(&p)) {
+            original
+        } else if qos > 0 {
             match self.take_pid() {
                 Some(pid) => Some(pid),
                 None => {
@@ -90,12 +106,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             props,
             payload: d.msg.body.clone(),
         });
-        let before = self.out.len();
-        self.send(&publish);
-        if self.out.len() - before > self.client_max_packet {
-            // Section 3.1.2.25: a packet over the client's maximum is discarded.
-            self.out.truncate(before);
-            debug!(client_id = %self.client_id, "delivery over the client's maximum packet size dropped");
+        if !self.send_bounded(&publish) {
             self.drop_delivery(d);
             return;
         }
@@ -117,6 +128,19 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 credited,
             }),
         }
+    }
+
+    /// Sends a PUBLISH unless it exceeds the client's maximum packet size (section
+    /// 3.1.2.25: such a packet is discarded); answers whether it went.
+    pub(super) fn send_bounded(&mut self, publish: &Packet) -> bool {
+        let before = self.out.len();
+        self.send(publish);
+        if self.out.len() - before > self.client_max_packet {
+            self.out.truncate(before);
+            debug!(client_id = %self.client_id, "delivery over the client's maximum packet size dropped");
+            return false;
+        }
+        true
     }
 
     /// A delivery the client is not to receive: settled as if it had been taken.

@@ -73,10 +73,11 @@ pub(crate) fn sub_from_binding(b: &BindingView, queue: Option<Arc<Queue>>) -> Op
     })
 }
 
-/// The queue of a share group's subscription to a filter.
-fn shared_queue_name(group: &str, filter: &str) -> String {
+/// The queue of a share group's subscription to a filter. A group name has no `/`, so
+/// `/` after it keeps (`a-b`, `c`) and (`a`, `b-c`) apart.
+pub(crate) fn shared_queue_name(group: &str, filter: &str) -> String {
     format!(
-        "mqtt-shared-{group}-{}",
+        "mqtt-shared-{group}/{}",
         topic::filter_to_binding_key(filter)
     )
 }
@@ -92,6 +93,16 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             return Err(End::Violation(
                 reason::PROTOCOL_ERROR,
                 "more than one subscription identifier".into(),
+            ));
+        }
+        if filters
+            .iter()
+            .any(|(f, o)| o.no_local && f.starts_with("$share/"))
+        {
+            // Section 3.8.3.1: a Protocol Error, which closes the connection.
+            return Err(End::Violation(
+                reason::PROTOCOL_ERROR,
+                "no local on a shared subscription".into(),
             ));
         }
         let id = props.subscription_ids.first().copied();
@@ -139,13 +150,6 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             .map_err(|e| (reason::TOPIC_FILTER_INVALID, e.0.to_string()))?;
         topic::validate_filter(filter)
             .map_err(|e| (reason::TOPIC_FILTER_INVALID, e.0.to_string()))?;
-        if group.is_some() && opts.no_local {
-            // Section 3.8.3.1.
-            return Err((
-                reason::PROTOCOL_ERROR,
-                "no local on a shared subscription".into(),
-            ));
-        }
         let existing = self.subs.contains_key(full);
         if !existing && self.subs.len() >= self.mqtt.config.max_subscriptions {
             return Err((
@@ -184,7 +188,13 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         };
         let args = binding_args(filter, opts, id);
         if let Some(old) = self.subs.remove(full) {
-            self.unbind(&old);
+            if Arc::ptr_eq(&old.queue, &queue) {
+                // The same queue: only the binding's options change; its consumer (a
+                // share group's, or the session's own) and its messages stay.
+                self.unbind_binding(&old);
+            } else {
+                self.unbind(&old);
+            }
         }
         self.vhost
             .bind(
@@ -292,7 +302,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         Ok(q)
     }
 
-    fn unbind(&mut self, sub: &Sub) {
+    fn unbind_binding(&mut self, sub: &Sub) {
         let exchange = self.mqtt.config.exchange.clone();
         let _ = self.vhost.unbind(
             &exchange,
@@ -301,6 +311,12 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             sub.args.clone(),
             self.id,
         );
+    }
+
+    /// Removes a subscription's binding, and a share group's queue consumer once no
+    /// subscription of this session uses it.
+    fn unbind(&mut self, sub: &Sub) {
+        self.unbind_binding(sub);
         if sub.group.is_some() {
             let name = sub.queue.name().to_string();
             let still_used = self.subs.values().any(|s| s.queue.name() == name);
@@ -333,7 +349,9 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         });
     }
 
-    /// Sends the retained messages a new subscription matches, retain flag set.
+    /// Sends the retained messages a new subscription matches, retain flag set: QoS 0 at
+    /// once, QoS 1 and 2 as the session's credit (the client's Receive Maximum) allows,
+    /// the rest as acknowledgements free it.
     fn send_retained(&mut self, filter: &str, opts: SubOptions, id: Option<u32>) {
         for m in self.mqtt.retained.matching(&self.vhost.name, filter) {
             let qos = m.qos.min(opts.qos);
@@ -348,34 +366,50 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 let waited = crate::retained::now_secs().saturating_sub(m.stored_at);
                 props.message_expiry = Some((expiry as u64).saturating_sub(waited).max(1) as u32);
             }
-            let pid = if qos > 0 {
-                match self.take_pid() {
-                    Some(pid) => {
-                        self.inflight.insert(
-                            pid,
-                            InFlight {
-                                queue: None,
-                                entry: None,
-                                credited: false,
-                            },
-                        );
-                        Some(pid)
-                    }
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            let publish = Packet::Publish(Publish {
+            let publish = Publish {
                 dup: false,
                 qos,
                 retain: true,
                 topic: m.topic.clone(),
-                pid,
+                pid: None,
                 props,
                 payload: m.payload.clone(),
-            });
-            self.send(&publish);
+            };
+            if qos == 0 {
+                self.send_bounded(&Packet::Publish(publish));
+            } else if self.retained_backlog.len() < self.mqtt.config.retained.max_messages {
+                // As bounded as the store, however often a client subscribes without
+                // acknowledging.
+                self.retained_backlog.push_back(publish);
+            }
+        }
+        self.drain_retained();
+    }
+
+    /// Sends waiting QoS 1 and 2 retained messages while the credit lasts.
+    pub(super) fn drain_retained(&mut self) {
+        while !self.retained_backlog.is_empty() && self.credit.try_acquire() {
+            let Some(pid) = self.take_pid() else {
+                self.credit.release(1);
+                return;
+            };
+            let Some(mut publish) = self.retained_backlog.pop_front() else {
+                self.credit.release(1);
+                return;
+            };
+            publish.pid = Some(pid);
+            if self.send_bounded(&Packet::Publish(publish)) {
+                self.inflight.insert(
+                    pid,
+                    InFlight {
+                        queue: None,
+                        entry: None,
+                        credited: true,
+                    },
+                );
+            } else {
+                self.credit.release(1);
+            }
         }
     }
 }
