@@ -238,6 +238,52 @@ def test_a_persistent_session_survives_kill_9_with_its_confirmed_messages(privat
     pub.disconnect()
 
 
+def test_a_persistent_share_group_membership_survives_kill_9(private_warren):
+    b = private_warren.start(*MQTT_ARGS)
+    t, cid = unique("sharekill"), unique("member")
+    member = Client("127.0.0.1", b.mqtt_ports["MQTT"], client_id=cid, clean=False)
+    member.subscribe(f"$share/g/{t}", 1)
+    member.disconnect()
+    pub = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    for i in range(5):
+        pub.publish(t, f"m{i}".encode(), qos=1)
+    pub.disconnect()
+    private_warren.stop(b, hard=True)
+    b = private_warren.start(*MQTT_ARGS)
+    back = Client("127.0.0.1", b.mqtt_ports["MQTT"], client_id=cid, clean=False)
+    assert back.connack_flags.session_present
+    assert [back.get().payload for _ in range(5)] == [f"m{i}".encode() for i in range(5)]
+    pub = Client("127.0.0.1", b.mqtt_ports["MQTT"])
+    pub.publish(t, b"after", qos=1)
+    assert back.get().payload == b"after"
+    # A clean start ends the membership: nothing more is routed to the group's queue.
+    back.disconnect()
+    gone = Client("127.0.0.1", b.mqtt_ports["MQTT"], client_id=cid, clean=True)
+    gone.disconnect()
+    pub.disconnect()
+    raw = Raw("127.0.0.1", b.mqtt_ports["MQTT"])
+    raw.send(connect_packet(unique(), level=5))
+    _connack(raw)
+    raw.send(publish_packet(t, b"nobody", qos=1, pid=1, v5=True))
+    first, body = raw.read_packet()
+    assert first >> 4 == 4 and body[2:3] == b"\x10"  # PUBACK: no matching subscribers
+    raw.close()
+
+
+@spec
+def test_one_share_group_member_leaving_leaves_the_others_subscribed(clients):
+    t = unique("shareleave")
+    a, b = clients(version=V5), clients(version=V5)
+    a.subscribe(f"$share/g/{t}", 1)
+    b.subscribe(f"$share/g/{t}", 1)
+    a.unsubscribe(f"$share/g/{t}")
+    pub = clients(version=V5)
+    for i in range(3):
+        pub.publish(t, str(i).encode(), qos=1)
+    assert [b.get().payload for _ in range(3)] == [b"0", b"1", b"2"]
+    a.none(0.3)
+
+
 def test_session_queues_are_visible_to_amqp_with_rabbitmq_names(warren, clients):
     cid, t = unique("vis"), unique("vis")
     c = clients(client_id=cid, clean=False)

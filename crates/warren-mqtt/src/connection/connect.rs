@@ -429,6 +429,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                     self.vhost.delete_queue_instance(&q);
                 }
             }
+            self.leave_share_groups();
             let mut carried = self.hold.slot.carried.lock();
             let generation = carried.generation;
             *carried = crate::session::Carried {
@@ -449,34 +450,75 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 self.own[i] = Some(q);
             }
         }
-        if present {
-            let exchange = self.mqtt.config.exchange.clone();
-            for b in self.vhost.bindings(false) {
-                if b.source != exchange {
-                    continue;
+        let exchange = self.mqtt.config.exchange.clone();
+        for b in self.vhost.bindings(false) {
+            if b.source != exchange {
+                continue;
+            }
+            let Destination::Queue(dest) = &b.destination else {
+                continue;
+            };
+            if let Some(i) = names.iter().position(|n| n == dest) {
+                if let Some(sub) = subscribe::sub_from_binding(&b, self.own[i].clone()) {
+                    self.subs.insert(sub.filter.clone(), sub);
                 }
-                let Destination::Queue(dest) = &b.destination else {
-                    continue;
-                };
-                let Some(i) = names.iter().position(|n| n == dest) else {
-                    continue;
-                };
-                let Some(sub) = subscribe::sub_from_binding(&b, self.own[i].clone()) else {
-                    continue;
-                };
-                self.subs.insert(sub.filter.clone(), sub);
+                continue;
+            }
+            // The session's memberships of share groups (their queues are the groups').
+            let Some(group) = subscribe::share_membership(&b, &self.client_id) else {
+                continue;
+            };
+            let Some(q) = self.vhost.find_queue(dest) else {
+                continue;
+            };
+            if let Some(sub) = subscribe::sub_from_binding(&b, Some(Arc::clone(&q))) {
+                present = true;
+                self.consuming.insert(dest.clone(), q);
+                self.subs
+                    .insert(format!("$share/{group}/{}", sub.filter), sub);
             }
         }
         let carried = !self.hold.slot.carried.lock().is_empty();
         Ok(present || carried)
     }
 
-    /// Starts consuming from the session's own queues.
+    /// Removes every share-group membership the client id's earlier sessions left bound.
+    fn leave_share_groups(&mut self) {
+        let exchange = self.mqtt.config.exchange.clone();
+        for b in self.vhost.bindings(false) {
+            if b.source == exchange && subscribe::share_membership(&b, &self.client_id).is_some() {
+                let _ = self.vhost.unbind(
+                    &exchange,
+                    b.destination.clone(),
+                    &b.routing_key,
+                    b.arguments.clone(),
+                    self.id,
+                );
+            }
+        }
+    }
+
+    /// Starts consuming from the session's own queues and its share groups' queues.
     pub(crate) fn attach_consumers(&mut self) {
         for (i, tag) in OWN_TAGS.iter().enumerate() {
             if let Some(q) = self.own[i].clone() {
                 self.consume(&q, i as u16, tag, i == 0);
             }
+        }
+        let shared: Vec<(String, Arc<Queue>, bool)> = self
+            .consuming
+            .iter()
+            .map(|(name, q)| {
+                let at_most_once = self
+                    .subs
+                    .values()
+                    .filter(|s| s.queue.name() == name)
+                    .all(|s| s.opts.qos == 0);
+                (name.clone(), Arc::clone(q), at_most_once)
+            })
+            .collect();
+        for (name, q, at_most_once) in shared {
+            self.consume(&q, SHARED_CHANNEL, &name, at_most_once);
         }
     }
 

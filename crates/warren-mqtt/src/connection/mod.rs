@@ -599,6 +599,15 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             for q in self.own.iter().flatten() {
                 self.vhost.delete_queue_instance(q);
             }
+            // Its memberships end with it (a durable group queue stays for the others).
+            let shared: Vec<Sub> = self
+                .subs
+                .drain()
+                .filter_map(|(_, s)| s.group.is_some().then_some(s))
+                .collect();
+            for s in &shared {
+                self.unbind_binding(s);
+            }
             self.vhost.delete_exclusive_queues(self.id);
             self.hold.release();
             // The session ends here: nothing of it is carried to the next connection

@@ -21,13 +21,28 @@ const NO_LOCAL_ARG: &str = "x-mqtt-no-local";
 const RAP_ARG: &str = "x-mqtt-retain-as-published";
 const RH_ARG: &str = "x-mqtt-retain-handling";
 const ID_ARG: &str = "x-mqtt-subscription-id";
+/// A shared subscription's binding names its group and its member (the client id): each
+/// member binds the group's queue on its own, so one member leaving leaves the others'
+/// bindings, and a resumed session finds its memberships again.
+const GROUP_ARG: &str = "x-mqtt-share-group";
+const MEMBER_ARG: &str = "x-mqtt-share-member";
 
-fn binding_args(filter: &str, opts: SubOptions, id: Option<u32>) -> FieldTable {
+fn text(s: &str) -> FieldValue {
+    FieldValue::LongString(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn binding_args(
+    filter: &str,
+    opts: SubOptions,
+    id: Option<u32>,
+    share: Option<(&str, &str)>,
+) -> FieldTable {
     let mut t = FieldTable::new();
-    t.insert(
-        FILTER_ARG,
-        FieldValue::LongString(bytes::Bytes::copy_from_slice(filter.as_bytes())),
-    );
+    t.insert(FILTER_ARG, text(filter));
+    if let Some((group, member)) = share {
+        t.insert(GROUP_ARG, text(group));
+        t.insert(MEMBER_ARG, text(member));
+    }
     t.insert(QOS_ARG, FieldValue::I8(opts.qos as i8));
     if opts.no_local {
         t.insert(NO_LOCAL_ARG, FieldValue::Bool(true));
@@ -44,12 +59,27 @@ fn binding_args(filter: &str, opts: SubOptions, id: Option<u32>) -> FieldTable {
     t
 }
 
+/// Whether a binding is `client_id`'s membership of a share group (and which group).
+pub(crate) fn share_membership(b: &BindingView, client_id: &str) -> Option<String> {
+    let arg = |k: &str| match b.arguments.get(k)? {
+        FieldValue::LongString(v) => std::str::from_utf8(v).ok().map(str::to_string),
+        _ => None,
+    };
+    (arg(MEMBER_ARG)? == client_id)
+        .then(|| arg(GROUP_ARG))
+        .flatten()
+}
+
 /// The subscription a binding of a resumed session's queue records.
 pub(crate) fn sub_from_binding(b: &BindingView, queue: Option<Arc<Queue>>) -> Option<Sub> {
     let queue = queue?;
     let filter = match b.arguments.get(FILTER_ARG)? {
         FieldValue::LongString(f) => std::str::from_utf8(f).ok()?.to_string(),
         _ => return None,
+    };
+    let group = match b.arguments.get(GROUP_ARG) {
+        Some(FieldValue::LongString(g)) => Some(std::str::from_utf8(g).ok()?.to_string()),
+        _ => None,
     };
     let int = |k: &str| match b.arguments.get(k) {
         Some(FieldValue::I8(v)) => Some(*v as i64),
@@ -65,7 +95,7 @@ pub(crate) fn sub_from_binding(b: &BindingView, queue: Option<Arc<Queue>>) -> Op
             retain_handling: int(RH_ARG).unwrap_or(0).clamp(0, 2) as u8,
         },
         id: int(ID_ARG).map(|v| v as u32),
-        group: None,
+        group,
         queue,
         args: b.arguments.clone(),
         binding_key: b.routing_key.clone(),
@@ -186,7 +216,12 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             None => self.own_queue(if opts.qos == 0 { 0 } else { 1 })?,
             Some(g) => self.shared_queue(g, filter, opts.qos)?,
         };
-        let args = binding_args(filter, opts, id);
+        let args = binding_args(
+            filter,
+            opts,
+            id,
+            group.map(|g| (g, self.client_id.as_str())),
+        );
         if let Some(old) = self.subs.remove(full) {
             if Arc::ptr_eq(&old.queue, &queue) {
                 // The same queue: only the binding's options change; its consumer (a
@@ -282,12 +317,21 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             return Ok(Arc::clone(q));
         }
         self.check_queue_access(&name)?;
+        // A durable group queue that every member's session has left goes as a session
+        // does: after the (first member's) session expiry, unused.
+        let mut arguments = FieldTable::new();
+        if self.persistent && self.session_expiry != u32::MAX {
+            arguments.insert(
+                "x-expires",
+                FieldValue::I64(self.session_expiry.max(1) as i64 * 1000),
+            );
+        }
         let spec = QueueSpec {
             name: name.clone(),
             durable: self.persistent,
             exclusive_owner: None,
             auto_delete: !self.persistent,
-            arguments: FieldTable::new(),
+            arguments,
         };
         let q = match self.vhost.declare_queue(spec.clone(), false, self.id) {
             Ok(d) => d.queue,
@@ -302,7 +346,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
         Ok(q)
     }
 
-    fn unbind_binding(&mut self, sub: &Sub) {
+    pub(super) fn unbind_binding(&mut self, sub: &Sub) {
         let exchange = self.mqtt.config.exchange.clone();
         let _ = self.vhost.unbind(
             &exchange,
