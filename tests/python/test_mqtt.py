@@ -18,8 +18,8 @@ import pika
 import pytest
 
 from conftest import _start_warren, stop_warren
-from mqtt_helpers import (V311, V5, WAIT, Client, Raw, connect_packet, packet, props,
-                          publish_packet, unique)
+from mqtt_helpers import (V311, V5, WAIT, Client, Raw, Scram, auth_packet, connect_packet,
+                          packet, props, publish_packet, read_v5_props, unique, v5_props)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -952,6 +952,76 @@ def test_session_expiry_ends_a_session_left_alone(clients):
 
 
 @spec
+def _scram_connect(raw, user, password, client_id=None):
+    """A SCRAM-SHA-256 CONNECT and AUTH exchange; answers (CONNACK body, the exchange)."""
+    scram = Scram(user, password)
+    raw.send(connect_packet(client_id or unique("scram"), level=5, user=None, password=None,
+                            props=v5_props((0x15, "s", "SCRAM-SHA-256"), (0x16, "b", scram.first()))))
+    first, body = raw.read_packet()
+    if first >> 4 == 2:  # refused at once
+        return body, scram
+    assert first == 0xF0 and body[0] == 0x18, (first, body)  # AUTH: continue authentication
+    challenge = read_v5_props(body[1:])
+    assert challenge[0x15] == b"SCRAM-SHA-256"
+    raw.send(auth_packet(0x18, "SCRAM-SHA-256", scram.final(challenge[0x16])))
+    first, body = raw.read_packet()
+    assert first >> 4 == 2, (first, body)
+    return body, scram
+
+
+def test_scram_sha_256_logs_in_and_proves_the_server(mq):
+    raw = Raw(*mq)
+    connack, scram = _scram_connect(raw, "guest", "guest")
+    assert connack[1] == 0, connack  # success
+    props = read_v5_props(connack[2:])
+    assert props[0x15] == b"SCRAM-SHA-256"
+    assert props[0x16] == scram.expected_server_final  # the server knew the keys
+    raw.send(b"\xc0\x00")
+    assert raw.read_packet() == (0xD0, b"")
+    # Re-authentication on the same connection (section 4.12.1).
+    again = Scram("guest", "guest")
+    raw.send(auth_packet(0x19, "SCRAM-SHA-256", again.first()))
+    first, body = raw.read_packet()
+    assert first == 0xF0 and body[0] == 0x18
+    raw.send(auth_packet(0x18, "SCRAM-SHA-256", again.final(read_v5_props(body[1:])[0x16])))
+    first, body = raw.read_packet()
+    assert first == 0xF0 and body[0] == 0x00
+    assert read_v5_props(body[1:])[0x16] == again.expected_server_final
+    raw.send(b"\xe0\x00")
+    raw.close()
+
+
+def test_scram_with_a_wrong_password_or_unknown_user_is_refused(mq):
+    for user, password in (("guest", "wrong"), ("nobody-here", "guest")):
+        raw = Raw(*mq)
+        connack, _ = _scram_connect(raw, user, password)
+        assert connack[1] == 0x86, connack  # bad user name or password
+        assert raw.closed() == []
+    # AUTH on a connection that logged in with a password is a protocol error.
+    raw = Raw(*mq)
+    raw.send(connect_packet(unique(), level=5))
+    _connack(raw)
+    raw.send(auth_packet(0x19, "SCRAM-SHA-256", Scram("guest", "guest").first()))
+    sent = raw.closed()
+    assert sent and sent[-1][0] >> 4 == 14 and sent[-1][1][0] == 0x82, sent
+
+
+def test_scram_keys_survive_kill_9_and_scram_can_be_turned_off(private_warren):
+    b = private_warren.start(*MQTT_ARGS)
+    private_warren.stop(b, hard=True)
+    b = private_warren.start(*MQTT_ARGS)
+    raw = Raw("127.0.0.1", b.mqtt_ports["MQTT"])
+    connack, _ = _scram_connect(raw, "guest", "guest")
+    assert connack[1] == 0, connack
+    raw.close()
+    private_warren.stop(b)
+    b = private_warren.start(*MQTT_ARGS, "--mqtt-scram", "false")
+    raw = Raw("127.0.0.1", b.mqtt_ports["MQTT"])
+    connack, _ = _scram_connect(raw, "guest", "guest")
+    assert connack[1] == 0x8C, connack  # bad authentication method
+    raw.close()
+
+
 def test_an_unknown_authentication_method_is_refused(mq):
     c = Client(mq[0], mq[1], version=V5, connect=False,
                connect_props=props(PacketTypes.CONNECT, AuthenticationMethod="SCRAM-SHA-1"))

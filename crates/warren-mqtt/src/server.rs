@@ -40,6 +40,8 @@ pub struct MqttConfig {
     /// shortened); `None` takes the client's.
     pub max_session_expiry: Option<u32>,
     pub retained: RetainedLimits,
+    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 offered.
+    pub scram: bool,
     /// Time allowed from accept to a complete CONNECT.
     pub connect_timeout: Duration,
     /// Time a peer that accepts no bytes may hold a write before it is closed.
@@ -65,6 +67,7 @@ impl Default for MqttConfig {
                 max_messages: 100_000,
                 max_bytes: 256 * 1024 * 1024,
             },
+            scram: true,
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
         }

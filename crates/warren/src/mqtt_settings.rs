@@ -47,6 +47,10 @@ pub struct MqttArgs {
     /// included, so only local clients get in while that user is guest).
     #[arg(long, env = "WARREN_MQTT_ALLOW_ANONYMOUS")]
     pub mqtt_allow_anonymous: Option<bool>,
+    /// Offer MQTT 5 enhanced authentication with SCRAM-SHA-256 (authentication method
+    /// `SCRAM-SHA-256`, for users whose password was set on this broker; default true).
+    #[arg(long, env = "WARREN_MQTT_SCRAM")]
+    pub mqtt_scram: Option<bool>,
     /// User that MQTT clients without credentials log in as (with --mqtt-default-pass;
     /// default: --default-user and --default-pass).
     #[arg(long, env = "WARREN_MQTT_DEFAULT_USER")]
@@ -89,6 +93,7 @@ pub struct MqttFile {
     pub mqtt_max_keep_alive: Option<u16>,
     pub mqtt_max_session_expiry: Option<u32>,
     pub mqtt_allow_anonymous: Option<bool>,
+    pub mqtt_scram: Option<bool>,
     pub mqtt_listen: Option<Vec<String>>,
     pub mqtt_tls_listen: Option<Vec<String>>,
     pub mqtt_ws_listen: Option<Vec<String>>,
@@ -149,6 +154,7 @@ pub fn resolve(
     {
         config.anonymous = None;
     }
+    config.scram = cli.mqtt_scram.or(file.mqtt_scram).unwrap_or(true);
     if let Some(n) = cli.mqtt_max_packet_size.or(file.mqtt_max_packet_size) {
         if !(1024..=warren_mqtt::codec::MAX_REMAINING_LENGTH).contains(&n) {
             return Err(format!(

@@ -6,6 +6,7 @@
 pub mod password;
 pub mod permissions;
 mod records;
+pub mod scram;
 pub mod topics;
 pub mod user_limits;
 
@@ -346,6 +347,11 @@ impl AccessControl {
         let user = self.user(name).ok_or(LoginFailure::NoSuchUser)?;
         self.check_loopback(name, from_loopback)?;
         Ok(user)
+    }
+
+    /// The SCRAM-SHA-256 keys of a user whose password was set here.
+    pub fn scram_keys(&self, name: &str) -> Option<scram::ScramKeys> {
+        self.user(name)?.hash.as_ref()?.scram().cloned()
     }
 
     /// Sets a user's permissions in a vhost (the caller checks that the vhost exists).

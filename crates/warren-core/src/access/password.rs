@@ -8,6 +8,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
+use super::scram::ScramKeys;
+
 const SALT_LEN: usize = 4;
 
 /// Which hash function a stored password uses, by RabbitMQ's `hashing_algorithm` names.
@@ -66,11 +68,13 @@ impl HashAlgorithm {
     }
 }
 
-/// A salted password hash: salt followed by the digest, as RabbitMQ stores it.
+/// A salted password hash: salt followed by the digest, as RabbitMQ stores it; and, for a
+/// password set here (not imported as a hash), its SCRAM-SHA-256 keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash {
     pub algorithm: HashAlgorithm,
     salted: Vec<u8>,
+    scram: Option<ScramKeys>,
 }
 
 impl std::fmt::Debug for PasswordHash {
@@ -95,16 +99,31 @@ pub enum HashError {
 }
 
 impl PasswordHash {
-    /// A new SHA-256 hash of `password` with a fresh random salt.
+    /// A new SHA-256 hash of `password` with a fresh random salt, and its SCRAM keys.
     pub fn new(password: &str) -> PasswordHash {
         let salt: [u8; SALT_LEN] = rand::random();
         Self::with_salt(HashAlgorithm::Sha256, salt, password)
+            .with_scram(ScramKeys::derive(password))
     }
 
     pub fn with_salt(algorithm: HashAlgorithm, salt: [u8; SALT_LEN], password: &str) -> Self {
         let mut salted = salt.to_vec();
         salted.extend(algorithm.digest(&salt, password.as_bytes()));
-        PasswordHash { algorithm, salted }
+        PasswordHash {
+            algorithm,
+            salted,
+            scram: None,
+        }
+    }
+
+    pub fn with_scram(mut self, keys: ScramKeys) -> Self {
+        self.scram = Some(keys);
+        self
+    }
+
+    /// The SCRAM-SHA-256 keys, for a password set here (an imported hash has none).
+    pub fn scram(&self) -> Option<&ScramKeys> {
+        self.scram.as_ref()
     }
 
     /// A hash as RabbitMQ's definitions carry it: `password_hash` (base64) and
@@ -123,7 +142,11 @@ impl PasswordHash {
                 want,
             });
         }
-        Ok(PasswordHash { algorithm, salted })
+        Ok(PasswordHash {
+            algorithm,
+            salted,
+            scram: None,
+        })
     }
 
     pub fn to_base64(&self) -> String {

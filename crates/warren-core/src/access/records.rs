@@ -6,6 +6,7 @@ use warren_amqp::{FieldTable, FieldValue};
 
 use super::password::PasswordHash;
 use super::permissions::Permissions;
+use super::scram::ScramKeys;
 use super::topics::TopicPermission;
 use super::UserRecord;
 use crate::persist::{
@@ -25,6 +26,9 @@ pub(super) fn put_user(user: &UserRecord) -> DefinitionChange {
     if let Some(hash) = &user.hash {
         fields.push(("password_hash", s(&hash.to_base64())));
         fields.push(("hashing_algorithm", s(hash.algorithm.name())));
+        if let Some(keys) = hash.scram() {
+            fields.push(("scram_sha256", s(&keys.to_text())));
+        }
     }
     (
         key(KEY_USER, &[user.name.as_bytes()]),
@@ -105,7 +109,12 @@ pub(super) fn load(p: &Persistence) -> Saved {
             text(&value, "password_hash"),
         ) {
             (Some(algorithm), Some(hash)) => match PasswordHash::from_base64(&algorithm, &hash) {
-                Ok(h) => Some(h),
+                Ok(h) => Some(
+                    match text(&value, "scram_sha256").and_then(|t| ScramKeys::from_text(&t)) {
+                        Some(keys) => h.with_scram(keys),
+                        None => h,
+                    },
+                ),
                 Err(e) => {
                     tracing::warn!(user = %name, error = %e, "saved password hash unreadable; the user cannot log in with a password");
                     None

@@ -8,19 +8,20 @@ use warren_core::connections::ConnectionInfo;
 use warren_core::vhost::ConnectionSlot;
 use warren_core::{ConsumerSpec, Destination};
 
+use super::auth;
 use super::*;
 use crate::codec::{v3_return, Connect};
 
 /// Client ids longer than this are refused (they name queues, which hold 255 bytes).
 const MAX_CLIENT_ID: usize = 200;
 
-struct Refusal {
+pub(super) struct Refusal {
     v3: u8,
     v5: u8,
     why: String,
 }
 
-fn refuse(v3: u8, v5: u8, why: impl Into<String>) -> Refusal {
+pub(super) fn refuse(v3: u8, v5: u8, why: impl Into<String>) -> Refusal {
     Refusal {
         v3,
         v5,
@@ -92,7 +93,18 @@ where
         }
     };
     let v5 = connect.version.is_v5();
-    match accept(mqtt, connect, writer, peer, local, tls, sink).await {
+    let proven = if connect.props.auth_method.is_some() {
+        super::auth::before_connack(mqtt, &connect, reader, &mut writer, inbuf)
+            .await
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    let accepted = match proven {
+        Ok(proven) => accept(mqtt, connect, proven, writer, peer, local, tls, sink).await,
+        Err(r) => Err((r, writer)),
+    };
+    match accepted {
         Ok(conn) => Some(conn),
         Err((r, mut writer)) => {
             info!(%peer, reason = %r.why, "MQTT CONNECT refused");
@@ -122,16 +134,15 @@ struct Login {
     slots: (ConnectionSlot, UserSlot),
 }
 
-async fn login(mqtt: &Arc<Mqtt>, connect: &Connect, peer: SocketAddr) -> Result<Login, Refusal> {
+/// `proven`: the login a SCRAM exchange proved, instead of the CONNECT's password.
+async fn login(
+    mqtt: &Arc<Mqtt>,
+    connect: &Connect,
+    proven: Option<&auth::Proven>,
+    peer: SocketAddr,
+) -> Result<Login, Refusal> {
     let v5 = connect.version.is_v5();
     let broker = &mqtt.broker;
-    if connect.props.auth_method.is_some() {
-        return Err(refuse(
-            v3_return::NOT_AUTHORIZED,
-            reason::BAD_AUTHENTICATION_METHOD,
-            "no extended authentication method is configured",
-        ));
-    }
     if mqtt.connected() >= mqtt.config.max_sessions {
         return Err(refuse(
             v3_return::SERVER_UNAVAILABLE,
@@ -144,9 +155,10 @@ async fn login(mqtt: &Arc<Mqtt>, connect: &Connect, peer: SocketAddr) -> Result<
     }
     // Login: `vhost:user` picks the vhost, as in RabbitMQ.
     let (login, password) = match (&connect.username, &connect.password) {
-        (Some(u), Some(p)) => (u.clone(), String::from_utf8_lossy(p).into_owned()),
+        _ if proven.is_some() => (proven.map(|p| p.login.clone()).unwrap_or_default(), None),
+        (Some(u), Some(p)) => (u.clone(), Some(String::from_utf8_lossy(p).into_owned())),
         (None, None) => match &mqtt.config.anonymous {
-            Some((u, p)) => (u.clone(), p.clone()),
+            Some((u, p)) => (u.clone(), Some(p.clone())),
             None => {
                 return Err(refuse(
                     v3_return::NOT_AUTHORIZED,
@@ -172,11 +184,13 @@ async fn login(mqtt: &Arc<Mqtt>, connect: &Connect, peer: SocketAddr) -> Result<
         let broker = Arc::clone(broker);
         let name = user_name.clone();
         tokio::task::spawn_blocking(move || {
-            broker
-                .access()
-                .authenticate(&name, &password, from_loopback)
-                .map(|u| u.name.clone())
-                .map_err(|e| format!("{e:?}"))
+            let access = broker.access();
+            match &password {
+                Some(password) => access.authenticate(&name, password, from_loopback),
+                None => access.authenticate_external(&name, from_loopback),
+            }
+            .map(|u| u.name.clone())
+            .map_err(|e| format!("{e:?}"))
         })
         .await
         .map_err(|_| refuse(3, reason::UNSPECIFIED_ERROR, "login task failed"))?
@@ -256,6 +270,7 @@ async fn login(mqtt: &Arc<Mqtt>, connect: &Connect, peer: SocketAddr) -> Result<
 async fn accept<W: AsyncWrite + Unpin + Send>(
     mqtt: &Arc<Mqtt>,
     connect: Connect,
+    proven: Option<auth::Proven>,
     writer: W,
     peer: SocketAddr,
     local: SocketAddr,
@@ -264,7 +279,7 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
 ) -> Result<Conn<W>, (Refusal, W)> {
     let v5 = connect.version.is_v5();
     let broker = &mqtt.broker;
-    let login = match login(mqtt, &connect, peer).await {
+    let login = match login(mqtt, &connect, proven.as_ref(), peer).await {
         Ok(l) => l,
         Err(r) => return Err((r, writer)),
     };
@@ -308,7 +323,11 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         host: local.ip().to_string(),
         port: local.port(),
         ssl: tls,
-        auth_mechanism: "PLAIN".into(),
+        auth_mechanism: if proven.is_some() {
+            auth::SCRAM_SHA_256.into()
+        } else {
+            "PLAIN".into()
+        },
         connected_at: warren_core::clock::unix_millis(),
         client_properties: {
             let mut t = FieldTable::new();
@@ -358,6 +377,8 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
             .props
             .maximum_packet_size
             .map_or(usize::MAX, |m| m as usize),
+        scram_login: proven.is_some(),
+        reauth: None,
         retained_backlog: VecDeque::new(),
         aliases_in: HashMap::new(),
         out: BytesMut::new(),
@@ -386,6 +407,10 @@ async fn accept<W: AsyncWrite + Unpin + Send>(
         props.assigned_client_id = assigned;
         props.server_keep_alive = keep_alive_cap;
         props.session_expiry = expiry_cap;
+        if let Some(p) = proven {
+            props.auth_method = Some(auth::SCRAM_SHA_256.into());
+            props.auth_data = Some(p.server_final);
+        }
     }
     conn.send(&Packet::ConnAck {
         session_present,

@@ -1,9 +1,11 @@
 //! One MQTT connection: CONNECT (`connect.rs`), then the loop that reads packets, takes
 //! deliveries from the session's queues, holds acknowledgements until the fsync covering
 //! their messages, and writes everything a turn produced in one write. Publishing is in
-//! `inbound.rs`, subscriptions in `subscribe.rs`, deliveries in `outbound.rs`. Teardown
+//! `inbound.rs`, subscriptions in `subscribe.rs`, deliveries in `outbound.rs`, SCRAM
+//! authentication in `auth.rs`. Teardown
 //! runs from `Drop`-safe paths: queues get back every unacknowledged delivery.
 
+mod auth;
 mod connect;
 mod inbound;
 mod outbound;
@@ -226,6 +228,10 @@ pub(crate) struct Conn<W> {
     /// Inbound QoS 1 publishes not yet acknowledged (against Receive Maximum).
     unacked_in: usize,
     client_max_packet: usize,
+    /// Logged in with SCRAM (so AUTH may re-authenticate), and a re-authentication
+    /// under way.
+    scram_login: bool,
+    reauth: Option<Box<warren_core::access::scram::ScramServer>>,
     /// Retained QoS 1 and 2 messages of new subscriptions waiting for credit.
     retained_backlog: VecDeque<crate::codec::Publish>,
     aliases_in: HashMap<u16, String>,
@@ -456,10 +462,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                     with_will: reason != reason::SUCCESS,
                 })
             }
-            Packet::Auth { .. } => Err(End::Violation(
-                reason::PROTOCOL_ERROR,
-                "AUTH without an authentication method".into(),
-            )),
+            Packet::Auth { reason, props } => self.on_auth(reason, props),
             other => Err(End::Violation(
                 reason::PROTOCOL_ERROR,
                 format!("unexpected packet from a client: {other:?}"),
