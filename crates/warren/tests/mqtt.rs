@@ -271,3 +271,180 @@ async fn amqp_and_mqtt_meet_on_amq_topic_with_lapin_and_rumqttc() {
     assert_eq!(&m.payload[..], b"command");
     nothing(&mut device.rx).await;
 }
+
+mod v5 {
+    //! rumqttc's MQTT 5 client: retained messages, wills, shared subscriptions, user
+    //! properties in order and a persistent session with its expiry interval.
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::{
+        ConnAck, ConnectReturnCode, LastWill, Packet, Publish, PublishProperties,
+    };
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    pub struct Client {
+        pub client: AsyncClient,
+        pub rx: mpsc::UnboundedReceiver<Publish>,
+        pub connack: ConnAck,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Client {
+        /// Ends the connection without DISCONNECT (so the will goes out).
+        pub fn drop_connection(self) {
+            self.task.abort();
+        }
+    }
+
+    pub async fn connect(b: &Broker, id: &str, setup: impl FnOnce(&mut MqttOptions)) -> Client {
+        let (host, port) = host_port(b);
+        let mut opts = MqttOptions::new(id, host, port);
+        opts.set_credentials("guest", "guest");
+        opts.set_keep_alive(Duration::from_secs(10));
+        setup(&mut opts);
+        let (client, mut el) = AsyncClient::new(opts, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ctx, mut crx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(ev) = el.poll().await {
+                match ev {
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let _ = tx.send(p);
+                    }
+                    Event::Incoming(Packet::ConnAck(c)) => {
+                        let _ = ctx.send(c);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let connack = next(&mut crx).await;
+        assert_eq!(connack.code, ConnectReturnCode::Success);
+        Client {
+            client,
+            rx,
+            connack,
+            task,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mqtt5_retained_will_shared_and_user_properties_with_rumqttc() {
+        let b = mqtt_broker();
+        let t = unique("r5x");
+        let settle = || tokio::time::sleep(Duration::from_millis(300));
+        // Retained: the last one is handed to a later subscriber, flag set.
+        let p = connect(&b, &unique("p"), |_| {}).await;
+        for body in ["old", "new"] {
+            p.client
+                .publish(format!("{t}/r"), QoS::AtLeastOnce, true, body)
+                .await
+                .unwrap();
+        }
+        settle().await;
+        let mut s = connect(&b, &unique("s"), |_| {}).await;
+        s.client
+            .subscribe(format!("{t}/#"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let m = next(&mut s.rx).await;
+        assert!(m.retain);
+        assert_eq!(&m.payload[..], b"new");
+        // User properties: order and a repeated key arrive as published.
+        let user = vec![
+            ("k".to_string(), "1".to_string()),
+            ("z".to_string(), "2".to_string()),
+            ("k".to_string(), "3".to_string()),
+        ];
+        let props = PublishProperties {
+            user_properties: user.clone(),
+            ..Default::default()
+        };
+        p.client
+            .publish_with_properties(format!("{t}/u"), QoS::AtLeastOnce, false, "u", props)
+            .await
+            .unwrap();
+        let m = next(&mut s.rx).await;
+        assert_eq!(m.properties.expect("properties").user_properties, user);
+        // A will: published when its client goes without DISCONNECT.
+        let dying = connect(&b, &unique("d"), |o| {
+            o.set_last_will(LastWill::new(
+                format!("{t}/will"),
+                "gone",
+                QoS::AtLeastOnce,
+                false,
+                None,
+            ));
+        })
+        .await;
+        dying.drop_connection();
+        let m = next(&mut s.rx).await;
+        assert_eq!(&m.topic[..], format!("{t}/will").as_bytes());
+        // A shared subscription: two members split the messages between them.
+        let mut m1 = connect(&b, &unique("m1"), |_| {}).await;
+        let mut m2 = connect(&b, &unique("m2"), |_| {}).await;
+        for m in [&m1, &m2] {
+            m.client
+                .subscribe(format!("$share/g/{t}/s"), QoS::AtLeastOnce)
+                .await
+                .unwrap();
+        }
+        settle().await;
+        for i in 0..10 {
+            p.client
+                .publish(format!("{t}/s"), QoS::AtLeastOnce, false, i.to_string())
+                .await
+                .unwrap();
+        }
+        let (mut a, mut c) = (0, 0);
+        while a + c < 10 {
+            tokio::select! {
+                Some(_) = m1.rx.recv() => a += 1,
+                Some(_) = m2.rx.recv() => c += 1,
+                _ = tokio::time::sleep(WAIT) => panic!("{a} + {c} of 10 shared messages"),
+            }
+        }
+        assert!(a > 0 && c > 0, "{a} / {c}");
+        nothing(&mut m1.rx).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mqtt5_session_expiry_and_qos2_with_rumqttc() {
+        let b = mqtt_broker();
+        let (t, id) = (unique("r5s"), unique("sess"));
+        let persistent = |o: &mut MqttOptions| {
+            o.set_clean_start(false);
+            o.set_session_expiry_interval(Some(60));
+        };
+        let s = connect(&b, &id, persistent).await;
+        assert!(!s.connack.session_present);
+        s.client.subscribe(&t, QoS::ExactlyOnce).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.client.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let p = connect(&b, &unique("p"), |_| {}).await;
+        for i in 0..5 {
+            p.client
+                .publish(&t, QoS::ExactlyOnce, false, format!("m{i}"))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut back = connect(&b, &id, persistent).await;
+        assert!(back.connack.session_present);
+        for i in 0..5 {
+            let m = next(&mut back.rx).await;
+            assert_eq!(m.qos, QoS::ExactlyOnce);
+            assert_eq!(&m.payload[..], format!("m{i}").as_bytes());
+        }
+        nothing(&mut back.rx).await;
+        // A clean start ends the session: nothing is waiting any more.
+        back.client.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fresh = connect(&b, &id, |o| {
+            o.set_clean_start(true);
+        })
+        .await;
+        assert!(!fresh.connack.session_present);
+    }
+}
