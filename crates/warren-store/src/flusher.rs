@@ -6,8 +6,8 @@
 //! write the segment files and fdatasync those holding records a queue log names (with the
 //! segments directory and the id file, if a file was created: see `segment` for why records
 //! no index names are neither fsynced nor kept once written); only then write and fdatasync
-//! the queue logs; publish `g` as synced; unlink the segments
-//! taken at the start. Queue-log buffers are taken before the segment buffer, and segments are
+//! the queue logs; publish `g` as synced; retire the segments
+//! taken at the start (kept as spares for new segments, see `recycle`, or unlinked). Queue-log buffers are taken before the segment buffer, and segments are
 //! synced before queue logs, so an index entry that reaches the disk in a round never points at
 //! message data that is not durable by the end of that same round. Deleting a segment only
 //! after the round's queue logs are synced means the ack records that emptied it are durable
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::queue_log::QueueLogInner;
-use crate::segment;
+use crate::recycle::Spares;
 use crate::{sys, Shared};
 
 /// How long the idle flusher sleeps before looking for work again; appends and sync requests
@@ -73,10 +73,13 @@ struct Flusher {
     /// Segments taken for deletion, unlinked once a round's queue logs are synced.
     doomed: Vec<u32>,
     next_id_file: Option<File>,
+    /// Retired segment files, reused for new segments (see `recycle`).
+    spares: Spares,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
     let next_id_written = read_next_id(&shared.seg_dir).unwrap_or(0);
+    let shared_seg_dir = shared.seg_dir.clone();
     let mut f = Flusher {
         shared,
         pending: HashMap::new(),
@@ -89,12 +92,14 @@ pub(crate) fn run(shared: Arc<Shared>) {
         next_id_unsynced: false,
         doomed: Vec::new(),
         next_id_file: None,
+        spares: Spares::open(&shared_seg_dir),
     };
     loop {
         let shutdown = f.wait();
         let result = f.round();
         let ok = result.is_ok();
         f.finish(result);
+        f.spares.expire(Instant::now());
         if shutdown {
             // Acks deferred behind the last round's data become writable now: a clean stop
             // leaves no moved message in two places.
@@ -241,7 +246,13 @@ impl Flusher {
                 sh.flusher_cv.wait_until(&mut ctl, due);
                 continue;
             }
-            // Idle. Publish that we sleep, then look once more: an appender either sees
+            // Idle. An unused spare segment is due: a round (with nothing to write) ends
+            // with deleting it, outside this lock.
+            let spare_due = self.spares.next_expiry();
+            if spare_due.is_some_and(|due| now >= due) {
+                break;
+            }
+            // Publish that we sleep, then look once more: an appender either sees
             // `idle` and wakes us, or we see its generation here (both sides use SeqCst).
             sh.idle.store(true, Ordering::SeqCst);
             if sh.generation.load(Ordering::SeqCst) != self.flushed_gen
@@ -250,7 +261,8 @@ impl Flusher {
                 sh.idle.store(false, Ordering::SeqCst);
                 continue;
             }
-            sh.flusher_cv.wait_for(&mut ctl, IDLE_WAKE);
+            let sleep = spare_due.map_or(IDLE_WAKE, |due| (due - now).min(IDLE_WAKE));
+            sh.flusher_cv.wait_for(&mut ctl, sleep);
             sh.idle.store(false, Ordering::SeqCst);
         }
         ctl.rounds_started += 1;
@@ -306,11 +318,15 @@ impl Flusher {
                 let enqueues = std::mem::take(&mut b.enqueues);
                 let acks = std::mem::take(&mut b.acks);
                 if io.removed || b.data.is_empty() {
-                    b.data.clear();
+                    b.clear();
                     continue;
                 }
-                let data = std::mem::take(&mut b.data);
+                let data = b.take_records();
                 drop(b);
+                if data.is_empty() {
+                    // Every record was an enqueue its ack cancelled.
+                    continue;
+                }
                 let offset = io.end;
                 io.end += data.len() as u64;
                 io.unsynced.push(crate::queue_log::LogChunk {
@@ -383,15 +399,10 @@ impl Flusher {
         });
 
         for seg in std::mem::take(&mut self.doomed) {
-            let path = sh.seg_dir.join(segment::segment_file_name(seg));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // Not worth failing the round: collect_garbage at the next start retries.
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not delete segment")
-                }
-            }
+            self.spares.retire(seg);
+        }
+        if sh.drop_spares.swap(false, Ordering::SeqCst) {
+            self.spares.clear();
         }
 
         for log in compact {
@@ -424,7 +435,7 @@ impl Flusher {
             let chunks: Vec<(u32, u64, Arc<Vec<u8>>, bool)> = s
                 .unsynced
                 .iter()
-                .map(|c| (c.seg, c.base, c.data.clone(), c.durable))
+                .map(|c| (c.seg, c.base, c.data.clone(), c.durable > 0))
                 .collect();
             let max_id = s.unsynced.last().map_or(0, |c| c.id);
             let mut files: HashMap<u32, Option<Arc<File>>> = HashMap::new();
@@ -467,14 +478,7 @@ impl Flusher {
             if seg >= self.next_id_written {
                 self.write_next_id(seg.wrapping_add(1))?;
             }
-            let f = Arc::new(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(sh.seg_dir.join(segment::segment_file_name(seg)))?,
-            );
+            let f = Arc::new(self.spares.open_new(seg)?);
             self.dir_sync_needed = true;
             if let Some(m) = sh.segs.lock().metas.get_mut(&seg) {
                 m.file = Some(f.clone());

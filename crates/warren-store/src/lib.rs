@@ -9,6 +9,7 @@
 //! dir/metadata.bin             the definitions blob (see `metadata`)
 //! dir/segments/00000001.seg    message records, shared by all queues (see `segment`)
 //! dir/segments/next_id         next segment id, so ids are never reused
+//! dir/segments/00000001.spare  a retired segment file kept for reuse (see `recycle`)
 //! dir/queues/<queue_id>.idx    one index log per durable queue (see `queue_log`)
 //! ```
 //!
@@ -64,6 +65,7 @@ mod flusher;
 mod metadata;
 mod metadata_log;
 mod queue_log;
+mod recycle;
 mod segment;
 mod sys;
 
@@ -159,6 +161,9 @@ pub(crate) struct Shared {
     pub meta_lock: Mutex<()>,
     /// The last `Store` was dropped and the flusher is gone: queue-log writes are dropped.
     pub closed: AtomicBool,
+    /// The next round deletes every spare segment file (`collect_garbage`: nothing to
+    /// recycle at start-up, and the space goes back at once).
+    pub drop_spares: AtomicBool,
     /// Acks waiting for a generation to be durable (`QueueLog::ack_after`).
     pub deferred_acks: Mutex<Vec<queue_log::DeferredAck>>,
     /// The definitions log (its own lock: a declare never waits for the flusher).
@@ -330,7 +335,7 @@ impl Store {
                         file: None,
                     },
                 );
-            } else if name != flusher::NEXT_ID_FILE {
+            } else if name != flusher::NEXT_ID_FILE && !recycle::is_spare_name(&name) {
                 tracing::warn!(file = %name, "unexpected file in the segments directory (ignored)");
             }
         }
@@ -369,6 +374,7 @@ impl Store {
             last_error: Mutex::new(None),
             meta_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
+            drop_spares: AtomicBool::new(false),
             deferred_acks: Mutex::new(Vec::new()),
             meta_log: Mutex::new(meta_log),
         });
@@ -685,6 +691,7 @@ impl Store {
         };
         // The flusher unlinks doomed segments at the end of a successful round (after the
         // queue logs are durable); run one now so the files are gone when this returns.
+        sh.drop_spares.store(true, Ordering::SeqCst);
         if let Err(e) = self.sync_now() {
             tracing::warn!(error = %e, "flush failed; unreferenced segments are deleted later");
         }

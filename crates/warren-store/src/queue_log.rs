@@ -287,6 +287,70 @@ pub(crate) struct LogBuf {
     pub enqueues: u64,
     pub acks: u64,
     pub removed: bool,
+    /// `(seq, byte offset in data)` of each enqueue record in `data`, in push order: a
+    /// `delivered` or `ack` of an entry whose enqueue is still here is folded into that
+    /// record instead of appended (see [`LogBuf::pending_enqueue`]).
+    pub enqueued_at: Vec<(u64, u32)>,
+    /// `enqueued_at` is in increasing seq order (the usual case), so it can be searched.
+    pub enqueued_unordered: bool,
+    /// Enqueue records in `data` cancelled by their ack (kind set to 0), left out when the
+    /// flusher takes the buffer.
+    pub cancelled: u32,
+}
+
+impl LogBuf {
+    fn note_enqueue(&mut self, seq: u64, at: usize) {
+        if self
+            .enqueued_at
+            .last()
+            .is_some_and(|&(last, _)| last >= seq)
+        {
+            self.enqueued_unordered = true;
+        }
+        // Offsets fit: a buffer is taken every round and long before 4 GiB.
+        self.enqueued_at.push((seq, at as u32));
+    }
+
+    /// Byte offset in `data` of the not yet cancelled enqueue record of `seq`, if it is
+    /// still in this buffer (not yet taken by the flusher).
+    fn pending_enqueue(&self, seq: u64) -> Option<usize> {
+        if self.enqueued_unordered {
+            return None;
+        }
+        let i = self
+            .enqueued_at
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .ok()?;
+        let at = self.enqueued_at[i].1 as usize;
+        (self.data.get(at) == Some(&KIND_ENQUEUE)).then_some(at)
+    }
+
+    /// Takes the buffered records for writing, without the cancelled ones.
+    pub(crate) fn take_records(&mut self) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.data);
+        self.enqueued_at.clear();
+        self.enqueued_unordered = false;
+        if std::mem::take(&mut self.cancelled) > 0 {
+            let mut kept = 0;
+            for i in (0..data.len()).step_by(QREC) {
+                if data[i] != 0 {
+                    data.copy_within(i..i + QREC, kept);
+                    kept += QREC;
+                }
+            }
+            data.truncate(kept);
+        }
+        data
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.enqueues = 0;
+        self.acks = 0;
+        self.enqueued_at.clear();
+        self.enqueued_unordered = false;
+        self.cancelled = 0;
+    }
 }
 
 /// Records taken by the flusher, with their file offsets, kept until fsynced.
@@ -461,6 +525,10 @@ impl QueueLog {
                 );
                 return;
             }
+            if rec[0] == KIND_ENQUEUE {
+                let at = b.data.len();
+                b.note_enqueue(u64_at(&rec, 4), at);
+            }
             b.data.extend_from_slice(&rec);
             b.enqueues += enqueues;
             b.acks += acks;
@@ -487,13 +555,54 @@ impl QueueLog {
 
     /// Records that `seq` was handed to a consumer, so that recovery reports it as delivered
     /// (redelivered=true for the broker).
+    ///
+    /// While the entry's enqueue record is still buffered, the record takes the flag
+    /// instead, as compaction writes it.
     pub fn delivered(&self, seq: u64) {
+        {
+            let mut b = self.inner.buf.lock();
+            if let Some(at) = b.pending_enqueue(seq) {
+                let r: &mut [u8; QREC] = (&mut b.data[at..at + QREC])
+                    .try_into()
+                    .expect("a buffered record is QREC bytes");
+                r[1] |= FLAG_DELIVERED;
+                seal(r);
+                return;
+            }
+        }
         self.push(record(KIND_DELIVERED, 0, seq, Location::default(), 0), 0, 0);
     }
 
     /// Records that `seq` left the queue for good (acked, dropped, expired, dead-lettered).
+    ///
+    /// While the entry's enqueue record is still buffered (consumed and acked before the
+    /// flusher took it), the two cancel out: neither is written, and the message record
+    /// it named no longer needs an fsync for this queue. The store's state after the next
+    /// round is the same as with both records written; only a crash in between differs,
+    /// and there the entry, already acked, is not brought back. This is what keeps a
+    /// queue whose consumers keep up from writing its index at all.
     pub fn ack(&self, seq: u64) {
-        self.push(record(KIND_ACK, 0, seq, Location::default(), 0), 0, 1);
+        let cancelled = {
+            let mut b = self.inner.buf.lock();
+            match b.pending_enqueue(seq) {
+                Some(at) => {
+                    let loc = Location {
+                        segment: u32_at(&b.data[at..], 12),
+                        offset: u32_at(&b.data[at..], 16),
+                        len: u32_at(&b.data[at..], 20),
+                    };
+                    b.data[at] = 0;
+                    b.cancelled += 1;
+                    b.enqueues = b.enqueues.saturating_sub(1);
+                    Some(loc)
+                }
+                None => None,
+            }
+        };
+        match cancelled {
+            Some(loc) => self.inner.shared.segs.lock().unmark_durable(loc),
+            None => self.push(record(KIND_ACK, 0, seq, Location::default(), 0), 0, 1),
+        }
     }
 
     /// [`QueueLog::ack_after`] the store's current generation: acks once everything
@@ -564,12 +673,7 @@ impl QueueLog {
                 queue_id: inner.queue_id,
             });
         }
-        {
-            let mut b = inner.buf.lock();
-            b.data.clear();
-            b.enqueues = 0;
-            b.acks = 0;
-        }
+        inner.buf.lock().clear();
         io.unsynced.clear();
         let (file, end) = write_replacement(&inner.path, inner.queue_id, live, inner.shared.fsync)?;
         if inner.shared.fsync {
@@ -589,7 +693,7 @@ impl QueueLog {
         {
             let mut b = self.inner.buf.lock();
             b.removed = true;
-            b.data.clear();
+            b.clear();
         }
         io.removed = true;
         io.unsynced.clear();

@@ -113,8 +113,10 @@ pub(crate) struct Chunk {
     pub seg: u32,
     pub base: u64,
     pub data: Arc<Vec<u8>>,
-    /// Holds a record some queue index names: kept until an fsync covers it.
-    pub durable: bool,
+    /// Records in it that some queue index names (counted once per naming index; an
+    /// enqueue cancelled by its ack before it was written takes its count back): while not
+    /// zero, the chunk is kept until an fsync covers it.
+    pub durable: u32,
 }
 
 /// What the store knows of one segment file.
@@ -152,8 +154,8 @@ pub(crate) struct Segments {
     pub next_chunk_id: u64,
     /// Bytes in `active` + `unsynced` (memory the store holds for data not yet durable).
     pub buffered: u64,
-    /// `active` holds a durable-bound record.
-    pub active_durable: bool,
+    /// Durable-bound records in `active` (see `Chunk::durable`).
+    pub active_durable: u32,
     /// Segments with a durable-bound record that was written without an fsync: the next
     /// round fsyncs them.
     pub resync: Vec<u32>,
@@ -177,7 +179,7 @@ impl Segments {
             unsynced: Vec::new(),
             next_chunk_id: 1,
             buffered: 0,
-            active_durable: false,
+            active_durable: 0,
             resync: Vec::new(),
             spare: Vec::new(),
             metas: existing,
@@ -282,12 +284,12 @@ impl Segments {
     pub(crate) fn mark_durable(&mut self, loc: Location) {
         let start = u64::from(loc.offset);
         if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
-            self.active_durable = true;
+            self.active_durable += 1;
             return;
         }
         for c in self.unsynced.iter_mut().rev() {
             if c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64 {
-                c.durable = true;
+                c.durable += 1;
                 // A round may have taken this chunk as transient already and drop it
                 // unsynced once written: the next round fsyncs its file either way.
                 self.owe_resync(loc.segment);
@@ -301,6 +303,25 @@ impl Segments {
         }
     }
 
+    /// Takes back one [`Segments::mark_durable`] of `loc`: the index entry that named it was
+    /// cancelled by its ack before anything was written (see `queue_log`). A chunk whose
+    /// count falls to zero is written and dropped unsynced, like a transient one. Where the
+    /// mark went to a chunk that is gone or to the resync list, nothing is taken back: the
+    /// worst case is an fsync that was not needed.
+    pub(crate) fn unmark_durable(&mut self, loc: Location) {
+        let start = u64::from(loc.offset);
+        if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
+            self.active_durable = self.active_durable.saturating_sub(1);
+            return;
+        }
+        for c in self.unsynced.iter_mut().rev() {
+            if c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64 {
+                c.durable = c.durable.saturating_sub(1);
+                return;
+            }
+        }
+    }
+
     /// The next round fsyncs `seg` (also used by a round whose fsync of it failed).
     pub(crate) fn owe_resync(&mut self, seg: u32) {
         if !self.resync.contains(&seg) {
@@ -311,7 +332,7 @@ impl Segments {
     /// Drops the chunks with id <= `max_id` that hold no durable-bound record, once they
     /// are written.
     pub(crate) fn drop_written_transient(&mut self, max_id: u64) {
-        self.drop_chunks(|c| c.id <= max_id && !c.durable);
+        self.drop_chunks(|c| c.id <= max_id && c.durable == 0);
     }
 
     /// Drops the chunks with id <= `max_id` after the fsync that covers them.

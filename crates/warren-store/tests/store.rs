@@ -1016,3 +1016,178 @@ fn a_record_indexed_after_it_was_written_is_fsynced_before_the_index_entry_is_du
         assert_eq!(&store.read(e.loc).expect("read")[..], &payload(i, 512)[..]);
     }
 }
+
+fn log_len(dir: &Path, queue_id: u64) -> u64 {
+    fs::metadata(dir.join("queues").join(format!("{queue_id}.idx")))
+        .expect("queue log")
+        .len()
+}
+
+#[test]
+fn an_enqueue_acked_before_its_round_is_never_written_nor_fsynced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let log = store.queue_log(4).expect("log");
+    let header = log_len(dir.path(), 4);
+    // Consumed and acked before the flusher took the buffer: the enqueue, its delivered
+    // record and its ack cancel out, and the record they named needs no fsync.
+    let before = store.fsync_count();
+    for i in 0..100u64 {
+        let r = store.append(&payload(i, 1024));
+        log.enqueue(i, r.location(), 0);
+        store.retain(r.location());
+        log.delivered(i);
+        log.ack(i);
+        store.release(r.location());
+    }
+    store.sync_now().expect("sync");
+    assert_eq!(
+        log_len(dir.path(), 4),
+        header,
+        "nothing written to the queue log"
+    );
+    assert_eq!(
+        store.fsync_count(),
+        before,
+        "no fsync: nothing any index names is left to make durable"
+    );
+
+    // A delivered entry whose enqueue is still buffered is one record, flagged.
+    let r = store.append(&payload(200, 64));
+    log.enqueue(200, r.location(), 0);
+    store.retain(r.location());
+    log.delivered(200);
+    // Acked after its enqueue was written: the ack is written.
+    let r2 = store.append(&payload(201, 64));
+    log.enqueue(201, r2.location(), 0);
+    store.retain(r2.location());
+    store.sync_now().expect("sync");
+    assert_eq!(log_len(dir.path(), 4), header + 2 * 32);
+    log.ack(201);
+    store.release(r2.location());
+    store.sync_now().expect("sync");
+    assert_eq!(log_len(dir.path(), 4), header + 3 * 32);
+    drop((r, r2, log, store));
+
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let live = store.queue_log(4).expect("log").recover().expect("recover");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].seq, 200);
+    assert!(live[0].delivered, "the flag folded into the enqueue record");
+    assert_eq!(
+        &store.read(live[0].loc).expect("read")[..],
+        &payload(200, 64)[..]
+    );
+}
+
+#[test]
+fn an_enqueue_still_needs_its_fsync_when_another_queue_holds_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts()).expect("open");
+    let (a, b) = (
+        store.queue_log(1).expect("a"),
+        store.queue_log(2).expect("b"),
+    );
+    let r = store.append(&payload(7, 256));
+    a.enqueue(1, r.location(), 0);
+    b.enqueue(1, r.location(), 0);
+    // Only queue a's copy is consumed: b's entry still names the record.
+    a.ack(1);
+    let before = store.fsync_count();
+    store.sync_now().expect("sync");
+    assert!(
+        store.fsync_count() >= before + 2,
+        "segment and b's log fsynced: {before} -> {}",
+        store.fsync_count()
+    );
+    drop((a, b));
+    drop(r);
+    drop(store);
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert!(store
+        .queue_log(1)
+        .expect("a")
+        .recover()
+        .expect("a")
+        .is_empty());
+    let live = store.queue_log(2).expect("b").recover().expect("b");
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        &store.read(live[0].loc).expect("read")[..],
+        &payload(7, 256)[..]
+    );
+}
+
+#[test]
+fn retired_segments_are_reused_and_their_old_bytes_never_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = StoreOptions {
+        segment_size: 64 * 1024,
+        ..opts()
+    };
+    let spares = |dir: &Path| {
+        fs::read_dir(dir.join("segments"))
+            .expect("segments")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".spare"))
+            })
+            .count()
+    };
+    let store = Store::open(dir.path(), small.clone()).expect("open");
+    let log = store.queue_log(9).expect("log");
+    // Fill and empty segments one after another: each emptied segment becomes a spare, and
+    // new segments take the spares, so the directory stays small.
+    let mut seq = 0u64;
+    for round in 0..20u64 {
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            let r = store.append(&payload(seq, 3000));
+            log.enqueue(seq, r.location(), 0);
+            store.retain(r.location());
+            held.push((seq, r.location()));
+            seq += 1;
+        }
+        store.sync_now().expect("sync");
+        for (s, loc) in held {
+            assert_eq!(&store.read(loc).expect("read")[..], &payload(s, 3000)[..]);
+            log.ack(s);
+            store.release(loc);
+        }
+        store.sync_now().expect("sync");
+        assert!(spares(dir.path()) <= 2, "round {round}: spares bounded");
+        assert!(
+            seg_files(dir.path()) <= 4,
+            "round {round}: {} segments",
+            seg_files(dir.path())
+        );
+    }
+    assert!(
+        spares(dir.path()) >= 1,
+        "emptied segments are kept as spares"
+    );
+    // Live entries written into recycled files survive a restart and read back exactly.
+    let mut kept = Vec::new();
+    for _ in 0..30 {
+        let r = store.append(&payload(seq, 3000));
+        log.enqueue(seq, r.location(), 0);
+        store.retain(r.location());
+        kept.push(seq);
+        seq += 1;
+    }
+    store.sync_now().expect("sync");
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path(), small).expect("reopen");
+    let live = store.queue_log(9).expect("log").recover().expect("recover");
+    assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), kept);
+    for e in &live {
+        assert_eq!(
+            &store.read(e.loc).expect("read")[..],
+            &payload(e.seq, 3000)[..]
+        );
+        store.retain(e.loc);
+    }
+    store.collect_garbage();
+    assert!(spares(dir.path()) <= 2);
+}
