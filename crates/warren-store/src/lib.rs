@@ -44,8 +44,15 @@
 //! # Deleting segments
 //! The caller retains a location once per queue holding the record and releases it when the
 //! message leaves that queue. A segment that is not being written is deleted when its count
-//! reaches zero; the flusher unlinks it at the end of its next successful round, after the
-//! queue logs (holding the acks that emptied it) are durable. Segment ids are never reused.
+//! reaches zero; the flusher retires it at the end of its next successful round, after the
+//! queue logs (holding the acks that emptied it) are durable. Segment ids are never reused;
+//! segment *files* are: a retired file is kept as a spare for the next new segment, for a
+//! while (see `recycle`).
+//!
+//! # Enqueues that never reach the disk
+//! An `ack` of an entry whose enqueue record is still buffered cancels it (and a `delivered`
+//! folds into it): a queue whose consumers keep up writes little index and, when every
+//! indexed record of a chunk was consumed before its round, fsyncs nothing for it.
 //!
 //! # Threads
 //! Every method may be called from any thread (async tasks included: only `queue_log`,
