@@ -75,11 +75,16 @@ struct Flusher {
     next_id_file: Option<File>,
     /// Retired segment files, reused for new segments (see `recycle`).
     spares: Spares,
+    /// `collect_garbage` asked for the spares to go: done at the end of the next round
+    /// that succeeds (taken at a round's start, so a round already under way when it was
+    /// asked does not count).
+    drop_spares: bool,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
     let next_id_written = read_next_id(&shared.seg_dir).unwrap_or(0);
     let shared_seg_dir = shared.seg_dir.clone();
+    let max_segment_len = shared.segs.lock().segment_size;
     let mut f = Flusher {
         shared,
         pending: HashMap::new(),
@@ -92,7 +97,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         next_id_unsynced: false,
         doomed: Vec::new(),
         next_id_file: None,
-        spares: Spares::open(&shared_seg_dir),
+        spares: Spares::open(&shared_seg_dir, max_segment_len),
+        drop_spares: false,
     };
     loop {
         let shutdown = f.wait();
@@ -113,6 +119,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
             break;
         }
     }
+    // A stopped store keeps no spare files.
+    f.spares.clear();
 }
 
 /// Most threads used to fdatasync queue logs in parallel in one round.
@@ -300,6 +308,7 @@ impl Flusher {
     fn round(&mut self) -> io::Result<()> {
         let sh = self.shared.clone();
         sh.sync_requested.store(false, Ordering::SeqCst);
+        self.drop_spares |= sh.drop_spares.swap(false, Ordering::SeqCst);
         self.dirty_since = None;
         self.release_deferred_acks();
         let g = sh.generation.load(Ordering::SeqCst);
@@ -401,7 +410,7 @@ impl Flusher {
         for seg in std::mem::take(&mut self.doomed) {
             self.spares.retire(seg);
         }
-        if sh.drop_spares.swap(false, Ordering::SeqCst) {
+        if std::mem::take(&mut self.drop_spares) {
             self.spares.clear();
         }
 

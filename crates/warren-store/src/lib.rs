@@ -72,12 +72,14 @@ mod flusher;
 mod metadata;
 mod metadata_log;
 mod queue_log;
+mod record;
 mod recycle;
 mod segment;
 mod sys;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,7 +95,19 @@ pub use metadata_log::MetaChange;
 pub use queue_log::{QueueLog, RecoveredEntry};
 
 use queue_log::QueueLogInner;
-use segment::{Found, SegMeta, Segments, MAX_SEGMENT_SIZE, REC_HEADER_LEN, SEG_HEADER_LEN};
+use segment::{
+    Found, RecordCheck, SegMeta, Segments, MAX_SEGMENT_SIZE, REC_HEADER_LEN, SEG_HEADER_LEN,
+};
+
+/// How the records of an existing segment file are checked, from its header (one 16-byte
+/// read per file at open; an unreadable header accepts either layout).
+fn header_check(path: &Path) -> RecordCheck {
+    let mut h = [0u8; SEG_HEADER_LEN as usize];
+    match File::open(path).and_then(|f| f.read_exact_at(&mut h, 0)) {
+        Ok(()) => record::check_of_header(&h),
+        Err(_) => RecordCheck::Either,
+    }
+}
 
 /// Where a message record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -340,6 +354,7 @@ impl Store {
                         refs: 0,
                         size,
                         file: None,
+                        check: header_check(&entry.path()),
                     },
                 );
             } else if name != flusher::NEXT_ID_FILE && !recycle::is_spare_name(&name) {
@@ -410,7 +425,7 @@ impl Store {
     // ---- message records ----
 
     /// Appends a record and returns a reference to it at once; the bytes reach the file with
-    /// the next flush. On disk: `[len u32][crc32c u32 of payload][payload]`. The segment
+    /// the next flush. On disk: `[len u32][crc32c of payload ^ segment seed][payload]`. The segment
     /// stays until the returned reference, and every `retain` of its location, is released.
     ///
     /// # Panics
@@ -453,9 +468,10 @@ impl Store {
         let sh = self.shared();
         let found = sh.segs.lock().find(loc)?;
         match found {
-            Found::Memory(buf) => segment::decode_record(buf, loc),
-            Found::File(f) => segment::read_from_file(&f, loc),
-            Found::NeedOpen => {
+            // Write buffers only hold segments of this run.
+            Found::Memory(buf) => segment::decode_record(buf, loc, RecordCheck::Seeded),
+            Found::File(f, check) => segment::read_from_file(&f, loc, check),
+            Found::NeedOpen(check) => {
                 // A segment of an earlier run: opened read-only on first use, outside the lock.
                 let path = sh.seg_dir.join(segment::segment_file_name(loc.segment));
                 let f = match File::open(&path) {
@@ -471,7 +487,7 @@ impl Store {
                 if let Some(m) = sh.segs.lock().metas.get_mut(&loc.segment) {
                     m.file.get_or_insert_with(|| f.clone());
                 }
-                segment::read_from_file(&f, loc)
+                segment::read_from_file(&f, loc, check)
             }
         }
     }

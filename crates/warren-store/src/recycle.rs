@@ -35,6 +35,10 @@ const SPARE_SUFFIX: &str = ".spare";
 /// The spare segment files of one store directory (owned by the flusher thread).
 pub(crate) struct Spares {
     dir: PathBuf,
+    /// A file longer than this (a segment that one oversized record grew, or one of a run
+    /// with a larger segment size) is deleted, not kept: spares never hold more disk than
+    /// the segments they stand in for.
+    max_len: u64,
     /// Oldest first, with the time each was retired.
     files: Vec<(PathBuf, Instant)>,
 }
@@ -42,7 +46,7 @@ pub(crate) struct Spares {
 impl Spares {
     /// Deletes the spares a previous run left (a restart is no steady stream) and starts
     /// with none.
-    pub(crate) fn open(seg_dir: &Path) -> Spares {
+    pub(crate) fn open(seg_dir: &Path, max_len: u64) -> Spares {
         if let Ok(entries) = std::fs::read_dir(seg_dir) {
             for entry in entries.flatten() {
                 if is_spare_name(&entry.file_name().to_string_lossy()) {
@@ -52,6 +56,7 @@ impl Spares {
         }
         Spares {
             dir: seg_dir.to_path_buf(),
+            max_len,
             files: Vec::new(),
         }
     }
@@ -84,7 +89,8 @@ impl Spares {
     /// as a spare, or delete it when there are spares enough.
     pub(crate) fn retire(&mut self, id: u32) {
         let path = self.dir.join(segment_file_name(id));
-        if self.files.len() < MAX_SPARES {
+        let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() <= self.max_len);
+        if fits && self.files.len() < MAX_SPARES {
             let spare = self.dir.join(format!("{id:08}{SPARE_SUFFIX}"));
             match std::fs::rename(&path, &spare) {
                 Ok(()) => {
@@ -111,6 +117,7 @@ impl Spares {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::debug!(path = %spare.display(), error = %e, "spare segment unusable");
+                    remove(&spare);
                 }
             }
         }
@@ -151,7 +158,7 @@ mod tests {
         for id in 1..=3 {
             std::fs::write(dir.path().join(segment_file_name(id)), vec![id as u8; 100]).unwrap();
         }
-        let mut spares = Spares::open(dir.path());
+        let mut spares = Spares::open(dir.path(), 100);
         for id in 1..=3 {
             spares.retire(id);
         }
@@ -177,8 +184,13 @@ mod tests {
             "an unused spare expires"
         );
         assert_eq!(spares.next_expiry(), None);
+        // A file grown past a segment's size is not kept.
+        std::fs::write(dir.path().join(segment_file_name(8)), vec![8u8; 200]).unwrap();
+        spares.retire(8);
+        assert!(!dir.path().join("00000008.seg").exists());
+        assert!(!dir.path().join("00000008.spare").exists());
         spares.retire(7);
-        let reopened = Spares::open(dir.path());
+        let reopened = Spares::open(dir.path(), 100);
         assert!(reopened.files.is_empty());
         assert!(
             !dir.path().join("00000007.spare").exists(),

@@ -1,10 +1,7 @@
 //! Message records in shared segment files, and the in-memory state that stands in for the
 //! part of the current segment not yet on disk.
 //!
-//! A segment file is `[header 16 B][record]*`; the header is `b"WRNSEG01"`, the segment id
-//! (u32 LE) and the CRC32C of those 12 bytes. A record is `[len u32 LE][crc32c u32 LE of the
-//! payload][payload]`; its `Location.offset` is the offset of the record's first byte, so the
-//! first record of every segment is at offset 16 and offset 0 is never valid.
+//! The file layout and the record check are in `record`.
 //!
 //! Appends go into `active` (a copy under the `Segments` mutex, nothing else). The flusher
 //! cuts `active` into an immutable [`Chunk`] and keeps that chunk in `unsynced` until the fsync
@@ -29,19 +26,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::Location;
 
-/// Bytes of the segment file header.
-pub(crate) const SEG_HEADER_LEN: u64 = 16;
-/// Bytes of a record header (`len` + `crc32c`).
-pub(crate) const REC_HEADER_LEN: u64 = 8;
-const SEG_MAGIC: &[u8; 8] = b"WRNSEG01";
+pub(crate) use crate::record::{
+    decode_record, parse_segment_file_name, read_from_file, segment_file_name, RecordCheck,
+    REC_HEADER_LEN, SEG_HEADER_LEN,
+};
+use crate::record::{seed, segment_header};
 
 /// `active` is cut into a chunk once it would grow past this: the write buffer is a list of
 /// buffers this size rather than one that doubles (and copies) while a burst of appends
@@ -53,58 +47,6 @@ const SPARE_CHUNKS: usize = 8;
 /// Largest segment size we accept: offsets are u32, and a record may start just below the
 /// limit, so keep the limit well under 4 GiB.
 pub(crate) const MAX_SEGMENT_SIZE: u64 = 1 << 31;
-
-pub(crate) fn segment_file_name(id: u32) -> String {
-    format!("{id:08}.seg")
-}
-
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
-    let stem = name.strip_suffix(".seg")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
-}
-
-fn segment_header(id: u32) -> [u8; SEG_HEADER_LEN as usize] {
-    let mut h = [0u8; SEG_HEADER_LEN as usize];
-    h[..8].copy_from_slice(SEG_MAGIC);
-    h[8..12].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32c::crc32c(&h[..12]);
-    h[12..16].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-/// Checks a record read back (header + payload) against the location it was read for.
-pub(crate) fn decode_record(buf: Vec<u8>, loc: Location) -> Result<Bytes, StoreError> {
-    debug_assert_eq!(buf.len() as u64, REC_HEADER_LEN + u64::from(loc.len));
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    if len != loc.len {
-        return Err(StoreError::corrupt(format!(
-            "record at {loc:?}: length field {len} does not match the location"
-        )));
-    }
-    let payload = &buf[REC_HEADER_LEN as usize..];
-    if crc32c::crc32c(payload) != crc {
-        return Err(StoreError::corrupt(format!(
-            "record at {loc:?}: checksum mismatch"
-        )));
-    }
-    Ok(Bytes::from(buf).slice(REC_HEADER_LEN as usize..))
-}
-
-/// Reads one record from a segment file. A short read (truncated file) is `Corrupt`.
-pub(crate) fn read_from_file(file: &File, loc: Location) -> Result<Bytes, StoreError> {
-    let mut buf = vec![0u8; (REC_HEADER_LEN + u64::from(loc.len)) as usize];
-    match file.read_exact_at(&mut buf, u64::from(loc.offset)) {
-        Ok(()) => decode_record(buf, loc),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::corrupt(
-            format!("record at {loc:?}: beyond the end of the segment file"),
-        )),
-        Err(e) => Err(StoreError::Io(e)),
-    }
-}
 
 /// Bytes handed to the flusher: a contiguous run of one segment starting at `base`.
 pub(crate) struct Chunk {
@@ -127,6 +69,8 @@ pub(crate) struct SegMeta {
     pub size: u64,
     /// Open handle, created by the flusher for new segments and lazily by `read` for old ones.
     pub file: Option<Arc<File>>,
+    /// How its records are checked (segments of this run: seeded).
+    pub check: RecordCheck,
 }
 
 /// Where `read` has to look for a record.
@@ -134,9 +78,9 @@ pub(crate) enum Found {
     /// Copied out of a write buffer (header + payload).
     Memory(Vec<u8>),
     /// On disk, with an open handle.
-    File(Arc<File>),
+    File(Arc<File>, RecordCheck),
     /// On disk in a segment nobody has opened yet.
-    NeedOpen,
+    NeedOpen(RecordCheck),
 }
 
 /// All segment state, guarded by one mutex in the store.
@@ -203,7 +147,8 @@ impl Segments {
         let offset = self.current_len;
         self.active
             .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.active.extend_from_slice(&crc.to_le_bytes());
+        self.active
+            .extend_from_slice(&(crc ^ seed(self.current)).to_le_bytes());
         self.active.extend_from_slice(payload);
         self.current_len += rec_len;
         self.buffered += rec_len;
@@ -230,6 +175,7 @@ impl Segments {
                 refs: 0,
                 size: SEG_HEADER_LEN,
                 file: None,
+                check: RecordCheck::Seeded,
             },
         );
     }
@@ -447,8 +393,8 @@ impl Segments {
             )));
         }
         Ok(match &m.file {
-            Some(f) => Found::File(f.clone()),
-            None => Found::NeedOpen,
+            Some(f) => Found::File(f.clone(), m.check),
+            None => Found::NeedOpen(m.check),
         })
     }
 }
@@ -494,7 +440,21 @@ mod tests {
         for loc in [a, b, c] {
             match s.find(loc).expect("found") {
                 Found::Memory(buf) => {
-                    assert_eq!(&decode_record(buf, loc).expect("valid")[..], b"0123456789")
+                    assert_eq!(
+                        &decode_record(buf, loc, RecordCheck::Seeded).expect("valid")[..],
+                        b"0123456789"
+                    );
+                    // The same bytes under another segment id fail: a record left in a
+                    // recycled file never passes for the new segment's.
+                    let other = Location {
+                        segment: loc.segment + 1,
+                        ..loc
+                    };
+                    let again = match s.find(loc).expect("found") {
+                        Found::Memory(b) => b,
+                        _ => unreachable!(),
+                    };
+                    assert!(decode_record(again, other, RecordCheck::Seeded).is_err());
                 }
                 _ => panic!("expected the record in memory"),
             }

@@ -1032,7 +1032,12 @@ fn log_len(dir: &Path, queue_id: u64) -> u64 {
 #[test]
 fn an_enqueue_acked_before_its_round_is_never_written_nor_fsynced() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), opts()).expect("open");
+    // No timed round may fall between an enqueue and its ack: only sync_now runs rounds.
+    let quiet = StoreOptions {
+        flush_interval: Duration::from_secs(3600),
+        ..opts()
+    };
+    let store = Store::open(dir.path(), quiet).expect("open");
     let log = store.queue_log(4).expect("log");
     let header = log_len(dir.path(), 4);
     // Consumed and acked before the flusher took the buffer: the enqueue, its delivered
@@ -1101,8 +1106,11 @@ fn an_enqueue_still_needs_its_fsync_when_another_queue_holds_the_record() {
     a.ack(1);
     let before = store.fsync_count();
     store.sync_now().expect("sync");
-    assert!(
-        store.fsync_count() >= before + 2,
+    // The segment, its directory entry and the id file (its first durable data), and b's
+    // log; a's log has nothing to write.
+    assert_eq!(
+        store.fsync_count(),
+        before + 4,
         "segment and b's log fsynced: {before} -> {}",
         store.fsync_count()
     );
@@ -1174,17 +1182,34 @@ fn retired_segments_are_reused_and_their_old_bytes_never_read() {
     );
     // Live entries written into recycled files survive a restart and read back exactly.
     let mut kept = Vec::new();
+    let mut last = Location::default();
     for _ in 0..30 {
         let r = store.append(&payload(seq, 3000));
         log.enqueue(seq, r.location(), 0);
         store.retain(r.location());
         kept.push(seq);
+        last = r.location();
         seq += 1;
     }
     store.sync_now().expect("sync");
+    // The last segment is a recycled file, longer than what this life wrote into it: past
+    // its last record lie the previous segment's records, same length, same offsets.
+    let stale = Location {
+        segment: last.segment,
+        offset: last.offset + 8 + 3000,
+        len: 3000,
+    };
+    let file_len = fs::metadata(seg_path(dir.path(), last.segment))
+        .expect("segment")
+        .len();
+    assert!(
+        file_len >= u64::from(stale.offset) + 8 + 3000,
+        "the last segment reuses a fuller file ({file_len} B)"
+    );
     drop(log);
     drop(store);
     let store = Store::open(dir.path(), small).expect("reopen");
+    assert_eq!(spares(dir.path()), 0, "a restart keeps no spares");
     let live = store.queue_log(9).expect("log").recover().expect("recover");
     assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), kept);
     for e in &live {
@@ -1194,6 +1219,14 @@ fn retired_segments_are_reused_and_their_old_bytes_never_read() {
         );
         store.retain(e.loc);
     }
+    // After the restart the bound is the file's length, so only the record check stands
+    // between a location into old bytes and a wrong message: it must refuse them.
+    let got = store.read(stale);
+    assert!(
+        matches!(got, Err(StoreError::Corrupt { .. })),
+        "a record of the file's previous segment read as valid: {:?}",
+        got.map(|b| b.len())
+    );
     store.collect_garbage();
-    assert!(spares(dir.path()) <= 2);
+    assert_eq!(spares(dir.path()), 0);
 }

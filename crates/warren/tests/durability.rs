@@ -286,7 +286,7 @@ fn index_files(store: &Path) -> Vec<PathBuf> {
 /// Stops at the first record that does not fit in the file.
 fn segment_records(data: &[u8]) -> Vec<(usize, usize)> {
     assert!(
-        data.len() >= 16 && &data[..8] == b"WRNSEG01",
+        data.len() >= 16 && (&data[..8] == b"WRNSEG02" || &data[..8] == b"WRNSEG01"),
         "not a segment file"
     );
     let mut out = Vec::new();
