@@ -6,12 +6,13 @@
 //! write the segment files and fdatasync those holding records a queue log names (with the
 //! segments directory and the id file, if a file was created: see `segment` for why records
 //! no index names are neither fsynced nor kept once written); only then write and fdatasync
-//! the queue logs; publish `g` as synced; retire the segments
-//! taken at the start (kept as spares for new segments, see `recycle`, or unlinked). Queue-log buffers are taken before the segment buffer, and segments are
-//! synced before queue logs, so an index entry that reaches the disk in a round never points at
-//! message data that is not durable by the end of that same round. Deleting a segment only
-//! after the round's queue logs are synced means the ack records that emptied it are durable
-//! first, so after a crash no live index entry points into a deleted segment.
+//! the queue logs; publish `g` as synced; retire the segments taken at the start (kept as
+//! spares for new segments, see `recycle`, or unlinked). Queue-log buffers are taken before
+//! the segment buffer, and segments are synced before queue logs, so an index entry that
+//! reaches the disk in a round never points at message data that is not durable by the end
+//! of that same round. Retiring a segment only after the round's queue logs are synced means
+//! the ack records that emptied it are durable first, so after a crash no live index entry
+//! points into a deleted (or reused) segment.
 //!
 //! When to run a round: at once when `request_sync` or `sync_now` asked (back to back while
 //! requests keep arriving, each round covering everything appended meanwhile); otherwise

@@ -301,6 +301,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The number in a store file name `<digits><suffix>` (`00000001.seg`, `7.idx`), if the
+/// name has that form and the number fits `T`.
+pub(crate) fn numbered_name<T: std::str::FromStr>(name: &str, suffix: &str) -> Option<T> {
+    let stem = name.strip_suffix(suffix)?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
 fn remove_if_exists(path: &Path) -> std::io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -425,8 +435,9 @@ impl Store {
     // ---- message records ----
 
     /// Appends a record and returns a reference to it at once; the bytes reach the file with
-    /// the next flush. On disk: `[len u32][crc32c of payload ^ segment seed][payload]`. The segment
-    /// stays until the returned reference, and every `retain` of its location, is released.
+    /// the next flush. On disk: `[len u32][crc32c of payload ^ segment seed][payload]` (see
+    /// `record`). The segment stays until the returned reference, and every `retain` of its
+    /// location, is released.
     ///
     /// # Panics
     /// If `payload` is longer than `u32::MAX - 8` bytes (the record length is a u32).

@@ -70,11 +70,7 @@ pub(crate) fn log_file_name(queue_id: u64) -> String {
 }
 
 pub(crate) fn parse_log_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".idx")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::numbered_name(name, ".idx")
 }
 
 fn header(queue_id: u64) -> [u8; QREC] {

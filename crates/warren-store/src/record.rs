@@ -64,11 +64,7 @@ pub(crate) fn segment_file_name(id: u32) -> String {
 }
 
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
-    let stem = name.strip_suffix(".seg")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::numbered_name(name, ".seg")
 }
 
 pub(crate) fn segment_header(id: u32) -> [u8; SEG_HEADER_LEN as usize] {

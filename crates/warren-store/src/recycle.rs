@@ -12,7 +12,9 @@
 //! Why stale bytes in a recycled file are harmless: a record is only ever read through a
 //! queue index entry written after it in this segment's new life (segment ids are never
 //! reused, so no entry names the old id any more), every read checks the record's length
-//! and CRC, and segments are never scanned. The rename is made durable by the directory
+//! and its CRC, which is seeded with the segment id (see `record`: an old record fails under
+//! the new id even where a lost write leaves it at the very offset a location names), and
+//! segments are never scanned. The rename is made durable by the directory
 //! fsync that every new segment already gets before durable data in it is confirmed.
 
 use std::fs::{File, OpenOptions};
@@ -144,8 +146,7 @@ fn remove(path: &Path) {
 
 /// `<digits>.spare`: a file [`Spares`] manages in the segments directory.
 pub(crate) fn is_spare_name(name: &str) -> bool {
-    name.strip_suffix(SPARE_SUFFIX)
-        .is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+    crate::numbered_name::<u32>(name, SPARE_SUFFIX).is_some()
 }
 
 #[cfg(test)]

@@ -73,6 +73,17 @@ pub(crate) struct SegMeta {
     pub check: RecordCheck,
 }
 
+/// Where a record's bytes are buffered ([`Segments::buffered`]).
+#[derive(Debug, Clone, Copy)]
+enum Buffered {
+    /// In `active`, not yet cut.
+    Active,
+    /// In `unsynced[i]`.
+    Chunk(usize),
+    /// Not in memory: written (and its chunk dropped), or never appended.
+    Written,
+}
+
 /// Where `read` has to look for a record.
 pub(crate) enum Found {
     /// Copied out of a write buffer (header + payload).
@@ -228,24 +239,21 @@ impl Segments {
     /// is (see the module doc). Usually the record was appended a moment ago and is in
     /// `active`.
     pub(crate) fn mark_durable(&mut self, loc: Location) {
-        let start = u64::from(loc.offset);
-        if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
-            self.active_durable += 1;
-            return;
-        }
-        for c in self.unsynced.iter_mut().rev() {
-            if c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64 {
-                c.durable += 1;
+        match self.buffered(loc) {
+            Buffered::Active => self.active_durable += 1,
+            Buffered::Chunk(i) => {
+                self.unsynced[i].durable += 1;
                 // A round may have taken this chunk as transient already and drop it
                 // unsynced once written: the next round fsyncs its file either way.
                 self.owe_resync(loc.segment);
-                return;
             }
-        }
-        // Written already, maybe without an fsync (or long durable: one more fsync of a
-        // clean file costs little).
-        if self.metas.contains_key(&loc.segment) {
-            self.owe_resync(loc.segment);
+            // Written already, maybe without an fsync (or long durable: one more fsync of a
+            // clean file costs little).
+            Buffered::Written => {
+                if self.metas.contains_key(&loc.segment) {
+                    self.owe_resync(loc.segment);
+                }
+            }
         }
     }
 
@@ -255,17 +263,27 @@ impl Segments {
     /// mark went to a chunk that is gone or to the resync list, nothing is taken back: the
     /// worst case is an fsync that was not needed.
     pub(crate) fn unmark_durable(&mut self, loc: Location) {
+        let count = match self.buffered(loc) {
+            Buffered::Active => &mut self.active_durable,
+            Buffered::Chunk(i) => &mut self.unsynced[i].durable,
+            Buffered::Written => return,
+        };
+        *count = count.saturating_sub(1);
+    }
+
+    /// Where the bytes of the record at `loc` wait in memory, if they still do.
+    fn buffered(&self, loc: Location) -> Buffered {
         let start = u64::from(loc.offset);
         if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
-            self.active_durable = self.active_durable.saturating_sub(1);
-            return;
+            return Buffered::Active;
         }
-        for c in self.unsynced.iter_mut().rev() {
-            if c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64 {
-                c.durable = c.durable.saturating_sub(1);
-                return;
-            }
-        }
+        // Newest first: the record is most likely in the chunk cut last.
+        self.unsynced
+            .iter()
+            .rposition(|c| {
+                c.seg == loc.segment && start >= c.base && start < c.base + c.data.len() as u64
+            })
+            .map_or(Buffered::Written, Buffered::Chunk)
     }
 
     /// The next round fsyncs `seg` (also used by a round whose fsync of it failed).
@@ -352,29 +370,19 @@ impl Segments {
                 "{loc:?}: offset inside the segment header"
             )));
         }
-        if loc.segment == self.current && self.current_len > 0 && start >= self.active_base {
-            if end > self.current_len {
+        let in_memory = match self.buffered(loc) {
+            Buffered::Active => Some((&self.active[..], self.active_base)),
+            Buffered::Chunk(i) => Some((&self.unsynced[i].data[..], self.unsynced[i].base)),
+            Buffered::Written => None,
+        };
+        if let Some((bytes, base)) = in_memory {
+            if end > base + bytes.len() as u64 {
                 return Err(StoreError::corrupt(format!(
                     "{loc:?}: beyond the end of the segment"
                 )));
             }
-            let from = (start - self.active_base) as usize;
-            let to = (end - self.active_base) as usize;
-            return Ok(Found::Memory(self.active[from..to].to_vec()));
-        }
-        // Newest first: the record is most likely in the chunk cut last.
-        for c in self.unsynced.iter().rev() {
-            let c_end = c.base + c.data.len() as u64;
-            if c.seg == loc.segment && start >= c.base && start < c_end {
-                if end > c_end {
-                    return Err(StoreError::corrupt(format!(
-                        "{loc:?}: beyond the end of the segment"
-                    )));
-                }
-                let from = (start - c.base) as usize;
-                let to = (end - c.base) as usize;
-                return Ok(Found::Memory(c.data[from..to].to_vec()));
-            }
+            let (from, to) = ((start - base) as usize, (end - base) as usize);
+            return Ok(Found::Memory(bytes[from..to].to_vec()));
         }
         let Some(m) = self.metas.get(&loc.segment) else {
             return Err(StoreError::corrupt(format!(
