@@ -4,7 +4,6 @@
 //! `x-consistent-hash`: a weighted hash ring). An `x-delayed-message` exchange routes like its
 //! `x-delayed-type` once a message's `x-delay` has passed (see [`crate::delayed`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use crate::queue::Queue;
 use crate::routing::consistent_hash::{parse_weight, HashRing};
 use crate::routing::headers::{headers_match, parse_x_match};
 use crate::routing::topic::TopicIndex;
+use crate::FastMap;
 
 /// The routing algorithm of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,7 +174,7 @@ enum HashOn {
 
 #[derive(Debug)]
 enum RouteIndex {
-    Direct(HashMap<String, Vec<Target>>),
+    Direct(FastMap<String, Vec<Target>>),
     Fanout(Vec<Target>),
     /// The trie, and the targets of routing keys seen since the bindings last changed.
     Topic(TopicIndex<Target>, TopicCache),
@@ -188,7 +188,7 @@ enum RouteIndex {
 /// a binding changes, and when full (a publisher cycling through endless distinct keys
 /// cannot grow it past [`TOPIC_CACHE_KEYS`]).
 #[derive(Debug, Default)]
-struct TopicCache(RwLock<HashMap<Box<str>, Arc<[Target]>>>);
+struct TopicCache(RwLock<FastMap<Box<str>, Arc<[Target]>>>);
 
 /// Keys a topic exchange's cache holds at most.
 pub const TOPIC_CACHE_KEYS: usize = 4096;
@@ -251,7 +251,7 @@ impl Exchange {
             spec.kind
         };
         let index = match routing_kind {
-            ExchangeKind::Direct => RouteIndex::Direct(HashMap::new()),
+            ExchangeKind::Direct => RouteIndex::Direct(FastMap::default()),
             ExchangeKind::Fanout => RouteIndex::Fanout(Vec::new()),
             ExchangeKind::Topic => RouteIndex::Topic(TopicIndex::new(), TopicCache::default()),
             ExchangeKind::Headers => RouteIndex::Headers,

@@ -4,7 +4,7 @@
 //! publisher confirms), `tx` (transactions). Connection-level concerns (framing, handshake,
 //! writing to the socket) live in `connection.rs`; the broker model in `warren-core`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -19,7 +19,7 @@ use warren_core::vhost::{PublishOutcome, RouteScratch, VHost};
 use warren_core::{
     Broker, Credit, Delivery, DeliverySink, Destination, ExchangeKind, ExchangeSpec,
 };
-use warren_core::{Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+use warren_core::{FastMap, Message, Queue, QueueSpec, REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 
 mod ack;
 mod consume;
@@ -163,7 +163,7 @@ pub(crate) struct Channel {
     content: Content,
     next_delivery_tag: u64,
     unacked: VecDeque<Unacked>,
-    consumers: HashMap<Arc<str>, ChannelConsumer>,
+    consumers: FastMap<Arc<str>, ChannelConsumer>,
     /// Prefetch for consumers created from now on (`basic.qos` global=false).
     consumer_prefetch: u32,
     /// Prefetch shared by all consumers of the channel (`basic.qos` global=true).
@@ -210,7 +210,7 @@ impl Channel {
             content: Content::Idle,
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
-            consumers: HashMap::new(),
+            consumers: FastMap::default(),
             consumer_prefetch: 0,
             channel_credit: Arc::new(Credit::new(0)),
             confirms: None,

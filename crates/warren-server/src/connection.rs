@@ -3,7 +3,6 @@
 //! written per loop turn into one socket write) and teardown. Frames in are dispatched in
 //! `connection/dispatch.rs`; flow control and confirms in `connection/flow.rs`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use warren_amqp::constants::*;
 use warren_amqp::*;
 use warren_core::alarms::AlarmState;
 use warren_core::connections::{ConnectionControl, Registration};
-use warren_core::{Broker, Delivery, DeliverySink};
+use warren_core::{Broker, Delivery, DeliverySink, FastMap};
 
 use crate::channel::{Channel, ChannelState, ConnCtx};
 use crate::config::ServerConfig;
@@ -175,7 +174,7 @@ struct Connection {
     user_slot: warren_core::access::user_limits::UserSlot,
     /// In the broker's list of open connections until the connection is dropped.
     registration: Registration,
-    channels: HashMap<u16, Channel>,
+    channels: FastMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,
     /// Set once we sent `connection.close` and await `close-ok`.

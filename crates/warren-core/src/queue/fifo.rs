@@ -12,6 +12,10 @@ use std::collections::VecDeque;
 /// 62 blocks.
 const BLOCK: usize = 16384;
 
+/// The largest capacity (entries) of an emptied last block that is kept for the next push:
+/// 64 entries are 3 KiB per idle queue.
+const KEPT_BLOCK_MAX: usize = 64;
+
 /// An ordered sequence with cheap pushes at the back, pops at the front and (rarer)
 /// inserts in the middle.
 /// (Its length is the caller's to count: `Ready` does.)
@@ -55,9 +59,12 @@ impl<T> BlockFifo<T> {
     }
 
     pub(super) fn pop_front(&mut self) -> Option<T> {
+        let others = self.blocks.len() > 1;
         let b = self.blocks.front_mut()?;
         let item = b.pop_front();
-        if b.is_empty() {
+        // A queue that its consumers keep empty would otherwise allocate and free a block
+        // for every message: the last block stays while it is small.
+        if b.is_empty() && (others || b.capacity() > KEPT_BLOCK_MAX) {
             self.blocks.pop_front();
         }
         item
@@ -146,10 +153,8 @@ mod tests {
             }
             assert_eq!(fifo.len(), model.len());
             assert_eq!(fifo.front(), model.front());
-            assert!(fifo
-                .blocks
-                .iter()
-                .all(|b| !b.is_empty() && b.len() <= BLOCK));
+            assert!(fifo.blocks.iter().all(|b| b.len() <= BLOCK));
+            assert!(fifo.blocks.len() <= 1 || fifo.blocks.iter().all(|b| !b.is_empty()));
         }
         let all: Vec<u64> = fifo.drain_all().collect();
         assert_eq!(all, Vec::from(model));
@@ -169,6 +174,20 @@ mod tests {
         }
         assert!(fifo.blocks.is_empty());
         assert_eq!(fifo.pop_front(), None);
+    }
+
+    #[test]
+    fn a_queue_kept_empty_reuses_its_small_block() {
+        let mut fifo = BlockFifo::default();
+        fifo.push_back(1u64);
+        assert_eq!(fifo.pop_front(), Some(1));
+        assert_eq!(fifo.blocks.len(), 1, "the small last block is kept");
+        assert!(fifo.front().is_none());
+        assert_eq!(fifo.pop_front(), None);
+        fifo.push_back(3);
+        fifo.insert_sorted(2, |x| *x < 2);
+        assert_eq!(fifo.blocks.len(), 1);
+        assert_eq!(fifo.drain_all().collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]

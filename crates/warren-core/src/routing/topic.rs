@@ -23,8 +23,10 @@
 //! most `O(words × nodes)` even for hostile patterns such as `#.#.#.#.#`,
 //! where a naive backtracking matcher would be exponential.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hash;
+
+use crate::FastMap;
 
 /// Index of the root node in [`TopicIndex::nodes`]; the root is never freed.
 const ROOT: usize = 0;
@@ -44,7 +46,7 @@ fn split_words(s: &str) -> impl Iterator<Item = &str> {
 /// wildcard itself.
 #[derive(Debug)]
 struct Node<D> {
-    words: HashMap<Box<str>, usize>,
+    words: FastMap<Box<str>, usize>,
     star: Option<usize>,
     hash: Option<usize>,
     /// True when this node is the target of a `#` edge. Such a node can
@@ -59,7 +61,7 @@ struct Node<D> {
 impl<D> Node<D> {
     fn new(is_hash: bool) -> Self {
         Node {
-            words: HashMap::new(),
+            words: FastMap::default(),
             star: None,
             hash: None,
             is_hash,

@@ -12,7 +12,7 @@
 //! under the write lock. A change that cannot be made durable fails with 541 and leaves the
 //! vhost as it was; publishers are never stalled behind a definitions fsync.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -55,8 +55,8 @@ const PREDECLARED: &[(&str, ExchangeKind)] = &[
 
 #[derive(Default)]
 struct Topology {
-    exchanges: HashMap<String, Exchange>,
-    queues: HashMap<String, Arc<Queue>>,
+    exchanges: FastMap<String, Exchange>,
+    queues: FastMap<String, Arc<Queue>>,
 }
 
 /// One virtual host.
@@ -788,8 +788,8 @@ fn remove_queue(topo: &mut Topology, queue: &Arc<Queue>) -> u32 {
 
 /// A binding's destination as routing holds it; `None` when it does not exist.
 fn resolve(
-    queues: &HashMap<String, Arc<Queue>>,
-    exchanges: &HashMap<String, Exchange>,
+    queues: &FastMap<String, Arc<Queue>>,
+    exchanges: &FastMap<String, Exchange>,
     destination: &Destination,
 ) -> Option<Target> {
     match destination {

@@ -133,7 +133,7 @@ pub(crate) async fn serve_connection(
     };
     let mut conn = Connection {
         ctx,
-        channels: HashMap::new(),
+        channels: warren_core::FastMap::default(),
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
         closing_since: None,
