@@ -21,6 +21,7 @@ use warren_core::Broker;
 use settings::{Cli, Command, Settings};
 
 fn main() -> std::process::ExitCode {
+    allocator::enlarge_thread_cache();
     allocator::set_mmap_threshold();
     let mut cli = Cli::parse();
     if let Some(Command::Perf(_)) = &cli.command {

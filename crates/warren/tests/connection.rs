@@ -285,3 +285,6 @@ mod access;
 
 #[path = "connection/tls.rs"]
 mod tls;
+
+#[path = "connection/process.rs"]
+mod process;
