@@ -29,6 +29,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use warren_core::FastMap;
+
 use crate::queue_log::QueueLogInner;
 use crate::recycle::Spares;
 use crate::{sys, Shared};
@@ -58,7 +60,7 @@ struct Flusher {
     shared: Arc<Shared>,
     /// Queue logs with unsynced chunks, by identity (a removed and re-created queue id is a
     /// different log).
-    pending: HashMap<usize, Arc<QueueLogInner>>,
+    pending: FastMap<usize, Arc<QueueLogInner>>,
     /// Generation covered by the last successful round.
     flushed_gen: u64,
     /// Consecutive failed rounds.
@@ -88,7 +90,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let max_segment_len = shared.segs.lock().segment_size;
     let mut f = Flusher {
         shared,
-        pending: HashMap::new(),
+        pending: FastMap::default(),
         flushed_gen: 0,
         failures: 0,
         last_round: Instant::now(),

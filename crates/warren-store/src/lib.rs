@@ -77,7 +77,6 @@ mod recycle;
 mod segment;
 mod sys;
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -85,6 +84,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use warren_core::FastMap;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -165,7 +166,7 @@ pub(crate) struct Shared {
     /// Queue logs with buffered records (each listed at most once, see `LogBuf::listed`).
     pub dirty_logs: Mutex<Vec<Arc<QueueLogInner>>>,
     /// Open queue logs by queue id: one handle per file, however often `queue_log` is called.
-    pub logs: Mutex<HashMap<u64, QueueLog>>,
+    pub logs: Mutex<FastMap<u64, QueueLog>>,
     pub ctl: Mutex<Ctl>,
     /// The flusher waits here.
     pub flusher_cv: Condvar,
@@ -351,7 +352,7 @@ impl Store {
                 remove_if_exists(&entry.path())?;
             }
         }
-        let mut existing = HashMap::new();
+        let mut existing = FastMap::default();
         for entry in fs::read_dir(&seg_dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -389,7 +390,7 @@ impl Store {
             segs: Mutex::new(segs),
             generation: AtomicU64::new(0),
             dirty_logs: Mutex::new(Vec::new()),
-            logs: Mutex::new(HashMap::new()),
+            logs: Mutex::new(FastMap::default()),
             ctl: Mutex::new(Ctl {
                 shutdown: false,
                 rounds_started: 0,

@@ -24,12 +24,12 @@
 //! that rolls over with a count already at zero is deleted at once. No timer is involved: a
 //! record that somebody can still name keeps its segment.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::Location;
+use warren_core::FastMap;
 
 pub(crate) use crate::record::{
     decode_record, parse_segment_file_name, read_from_file, segment_file_name, RecordCheck,
@@ -117,13 +117,13 @@ pub(crate) struct Segments {
     /// Written chunks' buffers, reused for `active`: a steady stream of appends then costs
     /// no allocation (and no page faults for fresh pages) per megabyte.
     spare: Vec<Vec<u8>>,
-    pub metas: HashMap<u32, SegMeta>,
+    pub metas: FastMap<u32, SegMeta>,
     /// Segments whose files are to be unlinked (by the flusher, off the caller's thread).
     pub doomed: Vec<u32>,
 }
 
 impl Segments {
-    pub(crate) fn new(segment_size: u64, existing: HashMap<u32, SegMeta>) -> Segments {
+    pub(crate) fn new(segment_size: u64, existing: FastMap<u32, SegMeta>) -> Segments {
         let current = existing.keys().copied().max().unwrap_or(0) + 1;
         Segments {
             segment_size,
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn append_rolls_and_finds_in_memory() {
-        let mut s = Segments::new(64, HashMap::new());
+        let mut s = Segments::new(64, FastMap::default());
         let a = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
         assert_eq!(
             a,
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn oversized_record_gets_its_own_segment() {
-        let mut s = Segments::new(64, HashMap::new());
+        let mut s = Segments::new(64, FastMap::default());
         let big = vec![7u8; 200];
         let a = s.append(crc32c::crc32c(&big), &big);
         assert_eq!(a.segment, 1);
