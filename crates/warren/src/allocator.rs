@@ -15,14 +15,14 @@
 //! when that is over [`TRIM_ABOVE`], at most once per [`TRIM_AT_MOST_EVERY`]: releasing
 //! 0.5-1.3 GB took 80-160 ms here, during which threads allocating from the arena being
 //! trimmed wait. Idle or steady, it does nothing.
-
 //!
 //! The thread cache: glibc keeps at most 7 freed chunks per size class in each thread's
 //! cache; past that a free takes the arena's lock. A message is allocated on its publisher's
 //! thread and freed on its consumer's, so at s1 rates nearly every free went to the arena:
 //! 1.6-2.3 µs of broker CPU per message against 1.0-1.3 with 512 chunks cached (docs/benchmarks.md).
 //! The cache size is a glibc tunable, read only when the process starts: the binary
-//! executes itself again once with it set.
+//! executes itself again once with it set. glibc before 2.30 caps the count at 127 and
+//! ignores 512; the broker then runs with glibc's default.
 
 use std::time::Duration;
 
@@ -49,33 +49,64 @@ pub fn set_mmap_threshold() {
     }
 }
 
+/// Set in the environment of the second execution (and removed there at once), so that the
+/// binary executes itself at most once whatever glibc does with `GLIBC_TUNABLES`: in secure
+/// mode (a setuid binary, or one given file capabilities to bind a low port) glibc strips the
+/// tunable, and checking for the tunable alone would execute again and again.
+const REEXECUTED: &str = "WARREN_MALLOC_REEXECUTED";
+
 /// Executes the binary again with a larger per-thread cache unless `GLIBC_TUNABLES` already
-/// names one (so it happens at most once, and an operator's own setting wins). Call first in
-/// `main`, before any other thread exists. If the exec fails, the process goes on as it is.
+/// names one (an operator's own setting wins). At most once (see [`REEXECUTED`]); not in
+/// secure mode, where glibc ignores the tunable; not when started through the dynamic loader
+/// (`ld-linux-x86-64.so.2 warren ...`), where the executable is the loader and the
+/// arguments would not reach the broker. Call first in `main`, before any other thread
+/// exists. If the exec fails, the process goes on as it is.
 pub fn enlarge_thread_cache() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
         use std::os::unix::process::CommandExt;
-        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if tunables.contains(TCACHE_TUNABLE) {
+        if std::env::var_os(REEXECUTED).is_some() {
+            // No other thread exists yet (the caller's contract), so nothing reads the
+            // environment while it changes.
+            std::env::remove_var(REEXECUTED);
+            return;
+        }
+        // SAFETY: getauxval only reads the auxiliary vector the kernel passed.
+        if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+            return;
+        }
+        let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+        let named = TCACHE_TUNABLE.as_bytes();
+        if tunables.as_bytes().windows(named.len()).any(|w| w == named) {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
             return;
         };
-        let setting = format!("{TCACHE_TUNABLE}={TCACHE_COUNT}");
-        let value = if tunables.is_empty() {
-            setting
-        } else {
-            format!("{tunables}:{setting}")
-        };
+        let is_loader = exe
+            .file_name()
+            .map(OsStrExt::as_bytes)
+            .is_some_and(|name| name.starts_with(b"ld-") || name.starts_with(b"ld.so"));
+        if is_loader {
+            return;
+        }
+        let mut value = tunables.into_vec();
+        if !value.is_empty() {
+            value.push(b':');
+        }
+        value.extend_from_slice(format!("{TCACHE_TUNABLE}={TCACHE_COUNT}").as_bytes());
         let mut args = std::env::args_os();
         let mut command = std::process::Command::new(exe);
         if let Some(arg0) = args.next() {
             command.arg0(arg0);
         }
         // Only returns on failure (a deleted or replaced binary, say).
-        let error = command.args(args).env("GLIBC_TUNABLES", value).exec();
+        let error = command
+            .args(args)
+            .env("GLIBC_TUNABLES", std::ffi::OsString::from_vec(value))
+            .env(REEXECUTED, "1")
+            .exec();
         eprintln!("warren: could not re-execute with a larger malloc cache: {error}");
     }
 }

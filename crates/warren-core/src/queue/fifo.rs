@@ -1,8 +1,9 @@
 //! The FIFO that holds one priority level's ready entries: fixed-size blocks instead of one
 //! ring buffer. A ring that holds a backlog of millions doubles (allocating the new buffer
 //! while the old one is still live, then copying) and keeps up to half of its capacity
-//! unused; blocks grow the FIFO one block at a time and free each block once it is drained,
-//! so a backlog costs its entries and at most one partly filled block at either end.
+//! unused; blocks grow the FIFO one block at a time and free each block once it is drained
+//! (all but a small last one, if the FIFO keeps it), so a backlog costs its entries and at
+//! most one partly filled block at either end.
 
 use std::collections::VecDeque;
 
@@ -13,7 +14,7 @@ use std::collections::VecDeque;
 const BLOCK: usize = 16384;
 
 /// The largest capacity (entries) of an emptied last block that is kept for the next push:
-/// 64 entries are 3 KiB per idle queue.
+/// 64 entries are 3 KiB per idle FIFO.
 const KEPT_BLOCK_MAX: usize = 64;
 
 /// An ordered sequence with cheap pushes at the back, pops at the front and (rarer)
@@ -21,17 +22,24 @@ const KEPT_BLOCK_MAX: usize = 64;
 /// (Its length is the caller's to count: `Ready` does.)
 pub(super) struct BlockFifo<T> {
     blocks: VecDeque<VecDeque<T>>,
+    /// Whether an emptied last block of at most [`KEPT_BLOCK_MAX`] entries stays allocated.
+    keeps_small_block: bool,
 }
 
 impl<T> Default for BlockFifo<T> {
     fn default() -> Self {
-        BlockFifo {
-            blocks: VecDeque::new(),
-        }
+        BlockFifo::new(true)
     }
 }
 
 impl<T> BlockFifo<T> {
+    pub(super) fn new(keeps_small_block: bool) -> Self {
+        BlockFifo {
+            blocks: VecDeque::new(),
+            keeps_small_block,
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.blocks.iter().map(VecDeque::len).sum()
@@ -64,7 +72,7 @@ impl<T> BlockFifo<T> {
         let item = b.pop_front();
         // A queue that its consumers keep empty would otherwise allocate and free a block
         // for every message: the last block stays while it is small.
-        if b.is_empty() && (others || b.capacity() > KEPT_BLOCK_MAX) {
+        if b.is_empty() && (others || !self.keeps_small_block || b.capacity() > KEPT_BLOCK_MAX) {
             self.blocks.pop_front();
         }
         item
@@ -188,6 +196,10 @@ mod tests {
         fifo.insert_sorted(2, |x| *x < 2);
         assert_eq!(fifo.blocks.len(), 1);
         assert_eq!(fifo.drain_all().collect::<Vec<_>>(), vec![2, 3]);
+        let mut fifo = BlockFifo::new(false);
+        fifo.push_back(1u64);
+        assert_eq!(fifo.pop_front(), Some(1));
+        assert!(fifo.blocks.is_empty(), "a FIFO that keeps nothing frees it");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 use super::fifo::BlockFifo;
 use super::Entry;
 
+/// The most priority levels for which each level's FIFO keeps its small emptied block
+/// (RabbitMQ recommends at most 10 levels).
+const KEEPING_LEVELS_MAX: usize = 10;
+
 /// Ready messages: one FIFO per priority level, highest level served first.
 pub(super) struct Ready {
     pub(super) levels: Vec<BlockFifo<Entry>>,
@@ -16,8 +20,14 @@ pub(super) struct Ready {
 
 impl Ready {
     pub(super) fn new(levels: usize) -> Ready {
+        // A queue of many priority levels (up to 256) would keep a small block per level
+        // while idle: only queues of a few levels keep theirs (at most 30 KiB each).
+        let levels = levels.max(1);
+        let keeps_small_block = levels <= KEEPING_LEVELS_MAX;
         Ready {
-            levels: (0..levels.max(1)).map(|_| BlockFifo::default()).collect(),
+            levels: (0..levels)
+                .map(|_| BlockFifo::new(keeps_small_block))
+                .collect(),
             len: 0,
             bytes: 0,
             mem_bytes: 0,
