@@ -50,6 +50,13 @@ EXTRA_METHODS = [
     ("access", 30, "request-ok", 11, False, [("reserved-1", "short")]),
 ]
 
+# Short strings decoded into an inline string (no heap allocation up to 24 bytes): the
+# fields of the one method that arrives with every message.
+INLINE_SHORTSTR = {
+    ("basic", "publish", "exchange"),
+    ("basic", "publish", "routing-key"),
+}
+
 RUST_TYPE = {
     "octet": "u8",
     "short": "u16",
@@ -57,6 +64,7 @@ RUST_TYPE = {
     "longlong": "u64",
     "bit": "bool",
     "shortstr": "String",
+    "shortstr-inline": "ShortString",
     "longstr": "Bytes",
     "timestamp": "u64",
     "table": "FieldTable",
@@ -68,6 +76,7 @@ READ_FN = {
     "long": "wire::read_u32(buf)?",
     "longlong": "wire::read_u64(buf)?",
     "shortstr": "wire::read_shortstr(buf)?",
+    "shortstr-inline": "wire::read_shortstr_inline(buf)?",
     "longstr": "wire::read_longstr(buf)?",
     "timestamp": "wire::read_u64(buf)?",
     "table": "FieldTable::decode(buf)?",
@@ -79,6 +88,7 @@ WRITE_FN = {
     "long": "out.put_u32(self.{f});",
     "longlong": "out.put_u64(self.{f});",
     "shortstr": "wire::write_shortstr(out, &self.{f});",
+    "shortstr-inline": "wire::write_shortstr(out, &self.{f});",
     "longstr": "wire::write_longstr(out, &self.{f});",
     "timestamp": "out.put_u64(self.{f});",
     "table": "self.{f}.encode(out);",
@@ -91,6 +101,7 @@ STRATEGY = {
     "longlong": "any::<u64>()",
     "bit": "any::<bool>()",
     "shortstr": "arb_shortstr()",
+    "shortstr-inline": "arb_shortstr().prop_map(ShortString::from)",
     "longstr": "arb_longstr()",
     "timestamp": "any::<u64>()",
     "table": "arb_table()",
@@ -157,7 +168,15 @@ def load(xml_path):
         cidx = int(c.get("index"))
         ms = []
         for m in c.findall("method"):
-            fields = [(f.get("name"), resolve(f)) for f in m.findall("field")]
+            fields = [
+                (
+                    f.get("name"),
+                    "shortstr-inline"
+                    if (cname, m.get("name"), f.get("name")) in INLINE_SHORTSTR
+                    else resolve(f),
+                )
+                for f in m.findall("field")
+            ]
             ms.append(
                 Method(
                     cname,
@@ -194,7 +213,7 @@ def gen_struct(m, out):
     else:
         w("pub struct %s {" % m.rust)
         for fname, ftype in m.fields:
-            w("    /// `%s` (%s)" % (fname, ftype))
+            w("    /// `%s` (%s)" % (fname, ftype.replace("-inline", ", held inline")))
             w("    pub %s: %s," % (field_ident(fname), RUST_TYPE[ftype]))
         w("}")
     w("")
@@ -350,7 +369,7 @@ def generate(xml_path):
     w("")
     w("use crate::error::DecodeError;")
     w("use crate::table::FieldTable;")
-    w("use crate::wire;")
+    w("use crate::wire::{self, ShortString};")
     w("")
     for idx, cname in classes:
         w("/// Class id of the `%s` class." % cname)
@@ -367,21 +386,36 @@ def generate(xml_path):
     w("}")
     w("")
     w("impl Method {")
-    w("    /// Decode a method frame payload (starting with class-id and method-id).")
-    w("    /// Bytes after the last argument are ignored, as RabbitMQ does.")
+    w("    /// Decode a method frame payload (starting with class-id and method-id). Bytes after")
+    w("    /// the last argument are ignored (see [`Method::decode_strict`] for RabbitMQ's check).")
     w("    pub fn decode(payload: &[u8]) -> Result<Method, DecodeError> {")
+    w("        Self::decode_with_rest(payload).map(|(m, _)| m)")
+    w("    }")
+    w("")
+    w("    /// Like [`Method::decode`], but bytes after the last argument are an error")
+    w("    /// ([`DecodeError::TrailingBytes`]): RabbitMQ 3.10 answers them with 501 FRAME_ERROR.")
+    w("    pub fn decode_strict(payload: &[u8]) -> Result<Method, DecodeError> {")
+    w("        match Self::decode_with_rest(payload)? {")
+    w("            (m, 0) => Ok(m),")
+    w("            _ => Err(DecodeError::TrailingBytes),")
+    w("        }")
+    w("    }")
+    w("")
+    w("    /// The method and how many bytes of `payload` were left after its arguments.")
+    w("    fn decode_with_rest(payload: &[u8]) -> Result<(Method, usize), DecodeError> {")
     w("        let mut buf = payload;")
     w("        let class_id = wire::read_u16(&mut buf)?;")
     w("        let method_id = wire::read_u16(&mut buf)?;")
     w("        let buf = &mut buf;")
-    w("        Ok(match (class_id, method_id) {")
+    w("        let method = match (class_id, method_id) {")
     for m in methods:
         w(
             "            (%d, %d) => Method::%s(%s::decode_args(buf)?),"
             % (m.cls_index, m.index, m.rust, m.rust)
         )
     w("            _ => return Err(DecodeError::UnknownMethod { class_id, method_id }),")
-    w("        })")
+    w("        };")
+    w("        Ok((method, buf.len()))")
     w("    }")
     w("")
     w("    /// Encode class-id, method-id and the arguments.")

@@ -26,3 +26,4 @@ pub use properties::{
     ContentHeader,
 };
 pub use table::{FieldTable, FieldValue};
+pub use wire::ShortString;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::table::FieldTable;
-use crate::wire;
+use crate::wire::{self, ShortString};
 
 /// Class id of the `connection` class.
 pub const CLASS_CONNECTION: u16 = 10;
@@ -1954,10 +1954,10 @@ impl From<BasicCancelOk> for Method {
 pub struct BasicPublish {
     /// `reserved-1` (short)
     pub reserved_1: u16,
-    /// `exchange` (shortstr)
-    pub exchange: String,
-    /// `routing-key` (shortstr)
-    pub routing_key: String,
+    /// `exchange` (shortstr, held inline)
+    pub exchange: ShortString,
+    /// `routing-key` (shortstr, held inline)
+    pub routing_key: ShortString,
     /// `mandatory` (bit)
     pub mandatory: bool,
     /// `immediate` (bit)
@@ -1975,8 +1975,8 @@ impl BasicPublish {
     /// Decode the arguments (everything after class-id and method-id).
     pub fn decode_args(buf: &mut &[u8]) -> Result<Self, DecodeError> {
         let reserved_1 = wire::read_u16(buf)?;
-        let exchange = wire::read_shortstr(buf)?;
-        let routing_key = wire::read_shortstr(buf)?;
+        let exchange = wire::read_shortstr_inline(buf)?;
+        let routing_key = wire::read_shortstr_inline(buf)?;
         let bits = wire::read_u8(buf)?;
         let mandatory = bits & 0x01 != 0;
         let immediate = bits & 0x02 != 0;
@@ -3703,8 +3703,8 @@ pub(crate) mod strategies {
     pub fn arb_basic_publish() -> impl Strategy<Value = BasicPublish> {
         (
             any::<u16>(),
-            arb_shortstr(),
-            arb_shortstr(),
+            arb_shortstr().prop_map(ShortString::from),
+            arb_shortstr().prop_map(ShortString::from),
             any::<bool>(),
             any::<bool>(),
         )

@@ -9,6 +9,7 @@ use crate::methods::strategies::arb_method;
 use crate::properties::{self, flags};
 use crate::table::MAX_DEPTH;
 use crate::test_support::*;
+use crate::wire::ShortString;
 use crate::*;
 
 fn arb_props() -> impl Strategy<Value = BasicProperties> {
@@ -540,7 +541,7 @@ fn known_wire_bytes() {
     // basic.publish(exchange="", routing_key="q", mandatory) on channel 1.
     let m = Method::from(BasicPublish {
         reserved_1: 0,
-        exchange: String::new(),
+        exchange: ShortString::default(),
         routing_key: "q".into(),
         mandatory: true,
         immediate: false,
@@ -615,4 +616,30 @@ fn scan_table_refuses_unknown_types_and_deep_nesting() {
     ));
     let deep = nested_tables(MAX_DEPTH + 5);
     assert!(crate::table::scan_table(&mut &deep[..]).is_err());
+}
+
+#[test]
+fn publish_keys_are_read_inline_up_to_24_bytes() {
+    use crate::wire::read_shortstr_inline;
+    let mut frame = Vec::new();
+    for key in ["", "perf-s1-0", "orders.created.eu-west-1"] {
+        frame.clear();
+        frame.push(key.len() as u8);
+        frame.extend_from_slice(key.as_bytes());
+        let mut buf = &frame[..];
+        let s = read_shortstr_inline(&mut buf).unwrap();
+        assert_eq!(s, key);
+        assert!(!s.is_heap_allocated(), "{key:?} is held inline");
+        assert!(buf.is_empty());
+    }
+    let long = "k".repeat(255);
+    frame.clear();
+    frame.push(255);
+    frame.extend_from_slice(long.as_bytes());
+    assert_eq!(read_shortstr_inline(&mut &frame[..]).unwrap(), long);
+    assert_eq!(
+        read_shortstr_inline(&mut &[2u8, 0xff, 0xfe][..]),
+        Err(DecodeError::InvalidUtf8)
+    );
+    assert!(read_shortstr_inline(&mut &[3u8, b'a'][..]).is_err());
 }

@@ -57,6 +57,17 @@ pub fn read_shortstr_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], DecodeErr
     read_bytes(buf, len)
 }
 
+/// A short string held inline up to 24 bytes (heap-allocated beyond): the exchange and
+/// routing key that come with every published message, so that taking them costs no
+/// allocation.
+pub type ShortString = compact_str::CompactString;
+
+/// Read a short string into a [`ShortString`]; it must be valid UTF-8.
+pub fn read_shortstr_inline(buf: &mut &[u8]) -> Result<ShortString, DecodeError> {
+    let raw = read_shortstr_bytes(buf)?;
+    ShortString::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)
+}
+
 /// Read a short string; it must be valid UTF-8.
 pub fn read_shortstr(buf: &mut &[u8]) -> Result<String, DecodeError> {
     let raw = read_shortstr_bytes(buf)?;

@@ -127,8 +127,8 @@ fn message(exchange: &str, routing_key: &str) -> Arc<Message> {
     }
     .to_bytes();
     Arc::new(Message::new(
-        exchange.into(),
-        routing_key.into(),
+        exchange,
+        routing_key,
         props,
         Bytes::from(vec![0x5a; 16]),
     ))

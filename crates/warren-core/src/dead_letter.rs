@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use warren_amqp::{BasicProperties, FieldTable, FieldValue};
+use warren_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
 
 use crate::message::Message;
 use crate::storage::{QueueIndex, RecordLocation};
@@ -102,11 +102,16 @@ impl DeadLetter {
                 t.insert("exchange", longstr(&self.msg.exchange));
                 // The routing keys the message died with: its key and its CC keys (BCC keys
                 // are never listed).
-                let listed = std::iter::once(&self.msg.routing_key)
-                    .chain(self.msg.cc.iter().take(self.msg.cc_listed));
+                let listed = std::iter::once(self.msg.routing_key.as_str()).chain(
+                    self.msg
+                        .cc
+                        .iter()
+                        .take(self.msg.cc_listed)
+                        .map(String::as_str),
+                );
                 t.insert(
                     "routing-keys",
-                    FieldValue::Array(listed.map(|k| longstr(k)).collect()),
+                    FieldValue::Array(listed.map(longstr).collect()),
                 );
                 if let Some(exp) = &original_expiration {
                     t.insert("original-expiration", longstr(exp));
@@ -130,7 +135,7 @@ impl DeadLetter {
         let (routing_key, cc, cc_listed) = match &self.routing_key {
             Some(key) => {
                 headers.remove("CC");
-                (key.clone(), Vec::new(), 0)
+                (ShortString::from(key.as_str()), Vec::new(), 0)
             }
             None => (
                 self.msg.routing_key.clone(),
@@ -202,7 +207,7 @@ mod tests {
             headers: Some(headers),
             ..Default::default()
         };
-        let msg = Message::new("x".into(), "k".into(), props.to_bytes(), Bytes::new());
+        let msg = Message::new("x", "k", props.to_bytes(), Bytes::new());
         let out = letter(DeathReason::Rejected, msg).republished(1);
         let h = warren_amqp::peek_headers(&out.properties_raw).expect("headers");
         let Some(FieldValue::Array(deaths)) = h.get("x-death") else {
@@ -221,12 +226,7 @@ mod tests {
             expiration: Some("100".into()),
             ..Default::default()
         };
-        let msg = Message::new(
-            "in".into(),
-            "k".into(),
-            props.to_bytes(),
-            Bytes::from_static(b"x"),
-        );
+        let msg = Message::new("in", "k", props.to_bytes(), Bytes::from_static(b"x"));
         let once = letter(DeathReason::Expired, msg).republished(10);
         let p = BasicProperties::decode(&once.properties_raw).unwrap();
         assert_eq!(p.expiration, None);

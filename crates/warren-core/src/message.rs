@@ -11,11 +11,12 @@ use std::sync::OnceLock;
 use crate::storage::StoredRecord;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use warren_amqp::properties::peek_delivery_mode;
+use warren_amqp::ShortString;
 
 #[derive(Debug)]
 pub struct Message {
-    pub exchange: String,
-    pub routing_key: String,
+    pub exchange: ShortString,
+    pub routing_key: ShortString,
     /// Property flags and fields exactly as the publisher encoded them.
     pub properties_raw: Bytes,
     pub body: Bytes,
@@ -38,8 +39,8 @@ const RECORD_V1: u8 = 1;
 
 impl Message {
     pub fn new(
-        exchange: String,
-        routing_key: String,
+        exchange: impl Into<ShortString>,
+        routing_key: impl Into<ShortString>,
         properties_raw: Bytes,
         body: Bytes,
     ) -> Message {
@@ -47,8 +48,8 @@ impl Message {
         let persistent = properties_raw.first().is_some_and(|b| b & 0x10 != 0)
             && peek_delivery_mode(&properties_raw) == Some(2);
         Message {
-            exchange,
-            routing_key,
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
             properties_raw,
             body,
             persistent,
@@ -204,8 +205,8 @@ mod tests {
             ..Default::default()
         }
         .to_bytes();
-        let m = Message::new(String::new(), "k".into(), plain.clone(), Bytes::new())
-            .with_sender_selected();
+        let m =
+            Message::new(String::new(), "k", plain.clone(), Bytes::new()).with_sender_selected();
         assert!(m.cc.is_empty());
         assert_eq!(m.properties_raw, plain, "untouched without CC/BCC");
 
@@ -216,7 +217,7 @@ mod tests {
             ..Default::default()
         }
         .to_bytes();
-        let m = Message::new(String::new(), "k".into(), props, Bytes::new()).with_sender_selected();
+        let m = Message::new(String::new(), "k", props, Bytes::new()).with_sender_selected();
         assert_eq!(m.cc, vec!["a", "b", "c"]);
         assert_eq!(m.cc_listed, 2);
         let h = warren_amqp::peek_headers(&m.properties_raw).unwrap();
@@ -230,7 +231,7 @@ mod tests {
             ..Default::default()
         }
         .to_bytes();
-        let m = Message::new("x".into(), "k".into(), props, Bytes::from_static(b"body"));
+        let m = Message::new("x", "k", props, Bytes::from_static(b"body"));
         assert!(m.persistent);
         let rec = m.encode_record().freeze();
         let back = Message::decode_record(rec, None).unwrap();
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(back.properties_raw, m.properties_raw);
         assert_eq!(back.body, m.body);
         assert!(back.persistent);
-        let transient = Message::new(String::new(), "q".into(), Bytes::new(), Bytes::new());
+        let transient = Message::new(String::new(), "q", Bytes::new(), Bytes::new());
         assert!(!transient.persistent);
         assert!(Message::decode_record(Bytes::from_static(b"\x02junk"), None).is_none());
     }

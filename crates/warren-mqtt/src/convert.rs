@@ -262,12 +262,7 @@ mod tests {
         assert_eq!(amqp.delivery_mode, Some(2));
         assert_eq!(amqp.reply_to.as_deref(), Some("replies.me"));
         assert_eq!(amqp.expiration.as_deref(), Some("30000"));
-        let msg = Message::new(
-            "amq.topic".into(),
-            "t".into(),
-            amqp.to_bytes(),
-            Bytes::new(),
-        );
+        let msg = Message::new("amq.topic", "t", amqp.to_bytes(), Bytes::new());
         let back = outbound(&msg, true);
         assert_eq!(back.publish_qos, 2);
         assert!(back.retain);
@@ -284,8 +279,8 @@ mod tests {
             ..Default::default()
         };
         let msg = Message::new(
-            "amq.topic".into(),
-            "t".into(),
+            "amq.topic",
+            "t",
             amqp_properties(1, false, false, &bin, "x").to_bytes(),
             Bytes::new(),
         );
@@ -304,7 +299,7 @@ mod tests {
             correlation_id: Some("c".into()),
             ..Default::default()
         };
-        let msg = Message::new("amq.topic".into(), "a.b".into(), p.to_bytes(), Bytes::new());
+        let msg = Message::new("amq.topic", "a.b", p.to_bytes(), Bytes::new());
         let out = outbound(&msg, true);
         assert_eq!(out.publish_qos, 1);
         assert_eq!(out.props.user, vec![("k".to_string(), "v".to_string())]);

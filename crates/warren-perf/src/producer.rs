@@ -71,8 +71,8 @@ pub fn templates(cfg: &ProducerCfg) -> Vec<Bytes> {
                 cfg.channel,
                 &Method::BasicPublish(BasicPublish {
                     reserved_1: 0,
-                    exchange: cfg.exchange.clone(),
-                    routing_key: k.clone(),
+                    exchange: cfg.exchange.as_str().into(),
+                    routing_key: k.as_str().into(),
                     mandatory: false,
                     immediate: false,
                 }),

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use warren_amqp::properties::{peek_expiration, peek_priority};
 use warren_amqp::FieldTable;
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, LazyNow};
 use crate::credit::Credit;
 use crate::dead_letter::{DeadLetter, DeathReason};
 use crate::error::{CoreError, CoreResult};
@@ -364,7 +364,7 @@ impl Queue {
     /// Replaces the queue's configuration (a policy changed). A lower length limit takes
     /// effect at once, as in RabbitMQ: the oldest messages over it are dropped.
     pub fn set_config(self: &Arc<Self>, mut config: QueueConfig) {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         // Priority levels are fixed at declaration (`x-max-priority` is not a policy key).
@@ -385,7 +385,7 @@ impl Queue {
             let cfg = st.config.clone();
             self.drop_entry(&cfg, dropped, DeathReason::MaxLen, &mut dead);
         }
-        self.expire_locked(&mut st, now, &mut dead);
+        self.expire_locked(&mut st, &now, &mut dead);
         st.timer_at = None;
         self.arm_timer(&mut st);
         drop(st);
@@ -404,7 +404,7 @@ impl Queue {
         if self.is_deleted() {
             return Published::Accepted;
         }
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         // RabbitMQ's length limit in bytes counts message bodies only.
@@ -418,7 +418,7 @@ impl Queue {
             }
             return Published::Rejected;
         }
-        let expires_at = expiry_for(&st.config, &msg, now);
+        let expires_at = expiry_for(&st.config, &msg, &now);
         let level = match st.config.max_priority {
             Some(max) => peek_priority(&msg.properties_raw).unwrap_or(0).min(max),
             None => 0,
@@ -428,9 +428,9 @@ impl Queue {
         let entry = self.admit(&st, msg, seq, expires_at, level);
         st.ready.push_back(entry);
         st.stats.publish += 1;
-        self.dispatch_locked(&mut st, now, &mut dead);
+        self.dispatch_locked(&mut st, &now, &mut dead);
         self.drop_head_over_limit(&mut st, &mut dead);
-        self.expire_locked(&mut st, now, &mut dead);
+        self.expire_locked(&mut st, &now, &mut dead);
         self.arm_timer(&mut st);
         let lagging = self.lagging_locked(&st);
         drop(st);
@@ -474,11 +474,11 @@ impl Queue {
 
     /// Offers ready messages to consumers with credit (after an ack freed some, say).
     pub fn dispatch(self: &Arc<Self>) {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
-        self.expire_locked(&mut st, now, &mut dead);
-        self.dispatch_locked(&mut st, now, &mut dead);
+        self.expire_locked(&mut st, &now, &mut dead);
+        self.dispatch_locked(&mut st, &now, &mut dead);
         drop(st);
         self.emit(dead);
     }
@@ -524,7 +524,7 @@ impl Queue {
     fn dispatch_locked(
         self: &Arc<Self>,
         st: &mut QueueState,
-        now: u64,
+        now: &LazyNow,
         dead: &mut Vec<DeadLetter>,
     ) {
         while st.ready.len > 0 {
@@ -544,7 +544,7 @@ impl Queue {
             };
             // Strictly past: a message whose TTL ends this very millisecond (expiration "0")
             // still goes to a consumer that can take it at once, as in RabbitMQ.
-            if entry.expires_at != 0 && entry.expires_at < now {
+            if entry.expires_at != 0 && entry.expires_at < now.get() {
                 // Expired messages are never delivered: give the credit back and move on.
                 let c = &st.consumers[idx].spec;
                 if !c.no_ack {
@@ -600,11 +600,11 @@ impl Queue {
 
     /// `basic.get`: the head message and how many remain after it.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, Arc<Message>, u32)> {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
-        st.last_used = now;
-        self.expire_locked(&mut st, now, &mut dead);
+        st.last_used = now.get();
+        self.expire_locked(&mut st, &now, &mut dead);
         let mut got = None;
         while let Some(entry) = st.ready.pop_front() {
             let Some(msg) = self.message_of(&entry) else {
@@ -671,7 +671,7 @@ impl Queue {
 
     /// Requeues; `unacked` says whether the entries counted as unacknowledged.
     fn put_back(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>, unacked: bool) {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         let mut count = 0;
@@ -688,8 +688,8 @@ impl Queue {
             st.ready.insert_by_seq(entry);
         }
         st.unacked = st.unacked.saturating_sub(count);
-        self.expire_locked(&mut st, now, &mut dead);
-        self.dispatch_locked(&mut st, now, &mut dead);
+        self.expire_locked(&mut st, &now, &mut dead);
+        self.dispatch_locked(&mut st, &now, &mut dead);
         // RabbitMQ 3.10: a message requeued into a full drop-head queue is subject to the
         // limit like any other (the head, often the requeued message itself, goes).
         if st.config.overflow == Overflow::DropHead {
@@ -702,7 +702,7 @@ impl Queue {
 
     /// Attaches a consumer and dispatches to it.
     pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) -> CoreResult<()> {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut st = self.state.lock();
         if self.is_deleted() {
             return Err(CoreError::not_found(format!(
@@ -720,9 +720,9 @@ impl Queue {
         st.consumers.push(Consumer { spec });
         st.note_consumers_changed();
         st.had_consumer = true;
-        st.last_used = now;
+        st.last_used = now.get();
         let mut dead = Vec::new();
-        self.dispatch_locked(&mut st, now, &mut dead);
+        self.dispatch_locked(&mut st, &now, &mut dead);
         drop(st);
         self.emit(dead);
         Ok(())
@@ -731,7 +731,7 @@ impl Queue {
     /// Detaches a consumer. Returns true when the queue is auto-delete and this was its last
     /// consumer, so the caller should delete it.
     pub fn remove_consumer(self: &Arc<Self>, connection_id: u64, channel: u16, tag: &str) -> bool {
-        let now = now_ms();
+        let now = LazyNow::new();
         let mut st = self.state.lock();
         let before = st.consumers.len();
         st.consumers.retain(|c| {
@@ -743,9 +743,9 @@ impl Queue {
         st.note_consumers_changed();
         let mut dead = Vec::new();
         if removed {
-            st.last_used = now;
+            st.last_used = now.get();
             // With a single active consumer, the next in line takes over now.
-            self.dispatch_locked(&mut st, now, &mut dead);
+            self.dispatch_locked(&mut st, &now, &mut dead);
             self.arm_timer(&mut st);
         }
         let auto_delete =
@@ -798,18 +798,17 @@ impl Queue {
     /// Called by the broker's timers: expires due messages; returns true when `x-expires`
     /// elapsed with the queue unused, so the caller deletes it.
     pub fn on_timer(self: &Arc<Self>) -> bool {
-        let now = now_ms();
+        let now = LazyNow::new();
         if self.is_deleted() {
             return false;
         }
         let mut dead = Vec::new();
         let mut st = self.state.lock();
         st.timer_at = None;
-        self.expire_locked(&mut st, now, &mut dead);
-        let delete = st
-            .config
-            .expires
-            .is_some_and(|e| st.consumers.is_empty() && now >= st.last_used.saturating_add(e));
+        self.expire_locked(&mut st, &now, &mut dead);
+        let delete = st.config.expires.is_some_and(|e| {
+            st.consumers.is_empty() && now.get() >= st.last_used.saturating_add(e)
+        });
         if !delete {
             self.arm_timer(&mut st);
         }
@@ -818,12 +817,12 @@ impl Queue {
         delete
     }
 
-    fn expire_locked(&self, st: &mut QueueState, now: u64, dead: &mut Vec<DeadLetter>) {
-        if st.ready.next_expiry().is_none_or(|t| t > now) {
+    fn expire_locked(&self, st: &mut QueueState, now: &LazyNow, dead: &mut Vec<DeadLetter>) {
+        if st.ready.next_expiry().is_none_or(|t| t > now.get()) {
             return;
         }
         let mut expired = Vec::new();
-        st.ready.drop_expired(now, &mut expired);
+        st.ready.drop_expired(now.get(), &mut expired);
         let cfg = st.config.clone();
         for e in expired {
             self.drop_entry(&cfg, e, DeathReason::Expired, dead);
@@ -866,7 +865,7 @@ impl TimerTarget for Queue {
 
 /// The deadline of a message entering a queue: the sooner of the queue's TTL and the
 /// message's own `expiration`; 0 for never.
-fn expiry_for(cfg: &QueueConfig, msg: &Message, now: u64) -> u64 {
+fn expiry_for(cfg: &QueueConfig, msg: &Message, now: &LazyNow) -> u64 {
     let per_message = if msg.properties_raw.len() >= 2 && msg.properties_raw[0] & 0x01 != 0 {
         // The expiration flag is bit 8: the low bit of the first flag byte.
         peek_expiration(&msg.properties_raw).and_then(|e| e.parse::<u64>().ok())
@@ -878,7 +877,7 @@ fn expiry_for(cfg: &QueueConfig, msg: &Message, now: u64) -> u64 {
         (a, b) => a.or(b),
     };
     // `now` is never 0, so a deadline is never confused with "never".
-    ttl.map_or(0, |t| now.saturating_add(t))
+    ttl.map_or(0, |t| now.get().saturating_add(t))
 }
 
 fn clamp_u32(n: usize) -> u32 {

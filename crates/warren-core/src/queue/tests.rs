@@ -24,7 +24,7 @@ impl DeliverySink for Collect {
 fn msg_with(body: &'static str, props: BasicProperties) -> Arc<Message> {
     Arc::new(Message::new(
         String::new(),
-        "q".into(),
+        "q",
         props.to_bytes(),
         Bytes::from_static(body.as_bytes()),
     ))
@@ -258,7 +258,7 @@ fn paging_and_recovery_keep_order_and_content() {
     for b in &bodies {
         let m = Message::new(
             String::new(),
-            "dq".into(),
+            "dq",
             persistent.to_bytes(),
             Bytes::from(b.clone()),
         );
@@ -316,7 +316,7 @@ fn undelivered_no_ack_deliveries_come_back_intact() {
     for i in 0..5 {
         let m = Message::new(
             String::new(),
-            "dq".into(),
+            "dq",
             persistent.to_bytes(),
             Bytes::from(format!("m{i}-with-a-long-enough-body")),
         );

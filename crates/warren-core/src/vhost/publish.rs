@@ -153,7 +153,8 @@ impl VHost {
     ) -> CoreResult<bool> {
         let exchange = msg.exchange.as_str();
         // The routing key, then the keys of CC/BCC (sender-selected distribution).
-        let keys = std::iter::once(&msg.routing_key).chain(msg.cc.iter());
+        let keys =
+            std::iter::once(msg.routing_key.as_str()).chain(msg.cc.iter().map(String::as_str));
         let out = &mut scratch.queues;
         if exchange.is_empty() {
             for key in keys {
@@ -325,12 +326,7 @@ mod tests {
             delivery_mode: Some(if persistent { 2 } else { 1 }),
             ..Default::default()
         };
-        Arc::new(Message::new(
-            x.into(),
-            key.into(),
-            props.to_bytes(),
-            Bytes::new(),
-        ))
+        Arc::new(Message::new(x, key, props.to_bytes(), Bytes::new()))
     }
 
     /// Publishes and returns the names of the queues that got the message (by their depth).

@@ -32,8 +32,8 @@ fn vhost() -> Arc<VHost> {
 fn routed(v: &VHost, x: &str, key: &str) -> Vec<String> {
     let mut out = Vec::new();
     let msg = Arc::new(Message::new(
-        x.into(),
-        key.into(),
+        x,
+        key,
         warren_amqp::BasicProperties::default().to_bytes(),
         bytes::Bytes::new(),
     ));

@@ -126,7 +126,7 @@ async fn aliveness(
     let declared = v.declare_queue(spec, false, 0)?;
     let msg = std::sync::Arc::new(Message::new(
         String::new(),
-        "aliveness-test".into(),
+        "aliveness-test",
         Bytes::from_static(&[0, 0]),
         Bytes::from_static(b"test_message"),
     ));

@@ -303,8 +303,8 @@ async fn get(
         out.push(json!({
             "payload_bytes": payload_bytes,
             "redelivered": entry.redelivered,
-            "exchange": msg.exchange,
-            "routing_key": msg.routing_key,
+            "exchange": msg.exchange.as_str(),
+            "routing_key": msg.routing_key.as_str(),
             "message_count": remaining,
             "properties": properties,
             "payload": payload,

@@ -230,8 +230,8 @@ impl Channel {
             BasicGetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
+                exchange: msg.exchange.to_string(),
+                routing_key: msg.routing_key.to_string(),
                 message_count,
             },
         );

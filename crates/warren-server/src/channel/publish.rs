@@ -151,8 +151,8 @@ impl Channel {
                 BasicReturn {
                     reply_code: NO_ROUTE,
                     reply_text: "NO_ROUTE".to_string(),
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
+                    exchange: msg.exchange.to_string(),
+                    routing_key: msg.routing_key.to_string(),
                 },
             );
             write_content(&mut ctx.out, &mut ctx.chunks, self.id, ctx.frame_max, msg);

@@ -45,12 +45,7 @@ async fn a_panicking_connection_is_torn_down_and_its_unacked_messages_requeued()
     for i in 0..3 {
         let props = BasicProperties::default().to_bytes();
         let body = Bytes::from(format!("m{i}"));
-        queue.publish(Arc::new(Message::new(
-            String::new(),
-            "victim".into(),
-            props,
-            body,
-        )));
+        queue.publish(Arc::new(Message::new(String::new(), "victim", props, body)));
     }
 
     let uri = warren_perf::uri::parse(&format!("amqp://guest:guest@{addr}/%2f")).unwrap();
