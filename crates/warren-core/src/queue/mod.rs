@@ -16,26 +16,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use warren_amqp::properties::{peek_expiration, peek_priority};
+use warren_amqp::properties::peek_priority;
 use warren_amqp::FieldTable;
 
 use crate::clock::{now_ms, LazyNow};
 use crate::credit::Credit;
 use crate::dead_letter::{DeadLetter, DeathReason};
-use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
 use crate::queue_config::{Overflow, QueueConfig};
 use crate::stats::QueueMessageStats;
 use crate::storage::{MessageStore, QueueIndex, RecordLocation};
-use crate::timers::{TimerTarget, Timers};
+use crate::timers::Timers;
 
+mod consumers;
+mod dispatch;
 mod entries;
+mod expiry;
 mod fifo;
 
 mod ready;
+mod settle;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+
+use expiry::expiry_for;
 
 use ready::Ready;
 pub use snapshot::{ConsumerInfo, QueueSnapshot};
@@ -492,273 +497,6 @@ impl Queue {
         }
     }
 
-    /// Picks the consumer for the next message: single active consumer, else the highest
-    /// priority consumer with credit, round-robin among equals.
-    fn pick_consumer(st: &QueueState) -> Option<usize> {
-        let n = st.consumers.len();
-        if n == 0 {
-            return None;
-        }
-        if st.config.single_active_consumer {
-            return st.consumers[0].has_credit().then_some(0);
-        }
-        let start = st.next_consumer % n;
-        let mut best: Option<usize> = None;
-        for idx in (0..n).map(|i| (start + i) % n) {
-            let c = &st.consumers[idx];
-            if !c.has_credit() {
-                continue;
-            }
-            if c.spec.priority == st.top_priority {
-                // The scan could only confirm it: none ranks higher, and among equals the
-                // first from the round-robin position wins.
-                return Some(idx);
-            }
-            if best.is_none_or(|b| c.spec.priority > st.consumers[b].spec.priority) {
-                best = Some(idx);
-            }
-        }
-        best
-    }
-
-    fn dispatch_locked(
-        self: &Arc<Self>,
-        st: &mut QueueState,
-        now: &LazyNow,
-        dead: &mut Vec<DeadLetter>,
-    ) {
-        while st.ready.len > 0 {
-            let Some(idx) = Self::pick_consumer(st) else {
-                return;
-            };
-            if !st.consumers[idx].try_take_credit() {
-                // Credit raced away between the check and the take; try the others.
-                if Self::pick_consumer(st) == Some(idx) {
-                    return;
-                }
-                continue;
-            }
-            st.next_consumer = (idx + 1) % st.consumers.len();
-            let Some(entry) = st.ready.pop_front() else {
-                return;
-            };
-            // Strictly past: a message whose TTL ends this very millisecond (expiration "0")
-            // still goes to a consumer that can take it at once, as in RabbitMQ.
-            if entry.expires_at != 0 && entry.expires_at < now.get() {
-                // Expired messages are never delivered: give the credit back and move on.
-                let c = &st.consumers[idx].spec;
-                if !c.no_ack {
-                    c.consumer_credit.release(1);
-                    c.channel_credit.release(1);
-                }
-                let cfg = st.config.clone();
-                self.drop_entry(&cfg, entry, DeathReason::Expired, dead);
-                continue;
-            }
-            let Some(msg) = self.message_of(&entry) else {
-                // Unreadable (corrupt) record: already logged; the message is lost.
-                let c = &st.consumers[idx].spec;
-                if !c.no_ack {
-                    c.consumer_credit.release(1);
-                    c.channel_credit.release(1);
-                }
-                self.leave(&entry);
-                continue;
-            };
-            let no_ack = st.consumers[idx].spec.no_ack;
-            let size = entry.size;
-            if no_ack {
-                st.stats.deliver_no_ack += 1;
-            } else {
-                st.stats.deliver += 1;
-            }
-            st.stats.redeliver += u64::from(entry.redelivered);
-            let mut entry = entry;
-            if !no_ack {
-                self.note_delivered(&entry);
-                self.hold_unacked(st, &mut entry, &msg);
-            }
-            let consumer = &st.consumers[idx].spec;
-            if no_ack {
-                // Settled on delivery.
-                self.leave(&entry);
-            }
-            consumer.sink.deliver(Delivery {
-                queue: Arc::clone(self),
-                msg,
-                consumer_tag: Arc::clone(&consumer.tag),
-                channel: consumer.channel,
-                no_ack,
-                entry,
-            });
-            if !no_ack {
-                st.unacked += 1;
-                st.unacked_bytes += u64::from(size);
-            }
-        }
-    }
-
-    /// `basic.get`: the head message and how many remain after it.
-    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(Entry, Arc<Message>, u32)> {
-        let now = LazyNow::new();
-        let mut dead = Vec::new();
-        let mut st = self.state.lock();
-        st.last_used = now.get();
-        self.expire_locked(&mut st, &now, &mut dead);
-        let mut got = None;
-        while let Some(entry) = st.ready.pop_front() {
-            let Some(msg) = self.message_of(&entry) else {
-                self.leave(&entry);
-                continue;
-            };
-            if no_ack {
-                self.leave(&entry);
-                st.stats.get_no_ack += 1;
-            } else {
-                st.unacked += 1;
-                st.unacked_bytes += u64::from(entry.size);
-                st.stats.get += 1;
-                self.note_delivered(&entry);
-            }
-            st.stats.redeliver += u64::from(entry.redelivered);
-            let mut entry = entry;
-            if !no_ack {
-                self.hold_unacked(&mut st, &mut entry, &msg);
-            }
-            got = Some((entry, msg, clamp_u32(st.ready.len)));
-            break;
-        }
-        self.arm_timer(&mut st);
-        drop(st);
-        self.emit(dead);
-        got
-    }
-
-    /// Acknowledged deliveries: they leave the queue for good.
-    pub fn settle(&self, entries: Vec<Entry>) {
-        for e in &entries {
-            self.leave(e);
-        }
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(entries.len());
-        st.stats.ack += entries.len() as u64;
-        st.release_unacked_mem(&entries);
-    }
-
-    /// Rejected without requeue: the messages leave the queue, to its dead-letter exchange
-    /// if it has one.
-    pub fn discard(&self, entries: Vec<Entry>) {
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(entries.len());
-        st.release_unacked_mem(&entries);
-        let cfg = st.config.clone();
-        drop(st);
-        let mut dead = Vec::new();
-        for e in entries {
-            if self.is_deleted() {
-                self.leave(&e);
-            } else {
-                self.drop_entry(&cfg, e, DeathReason::Rejected, &mut dead);
-            }
-        }
-        self.emit(dead);
-    }
-
-    /// Puts delivered messages back at their original positions, marked redelivered.
-    pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
-        self.put_back(entries, true);
-    }
-
-    /// Requeues; `unacked` says whether the entries counted as unacknowledged.
-    fn put_back(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>, unacked: bool) {
-        let now = LazyNow::new();
-        let mut dead = Vec::new();
-        let mut st = self.state.lock();
-        let mut count = 0;
-        for mut entry in entries {
-            if unacked {
-                count += 1;
-                st.release_unacked_mem(std::slice::from_ref(&entry));
-            }
-            if self.is_deleted() {
-                self.leave(&entry);
-                continue;
-            }
-            entry.redelivered = true;
-            st.ready.insert_by_seq(entry);
-        }
-        st.unacked = st.unacked.saturating_sub(count);
-        self.expire_locked(&mut st, &now, &mut dead);
-        self.dispatch_locked(&mut st, &now, &mut dead);
-        // RabbitMQ 3.10: a message requeued into a full drop-head queue is subject to the
-        // limit like any other (the head, often the requeued message itself, goes).
-        if st.config.overflow == Overflow::DropHead {
-            self.drop_head_over_limit(&mut st, &mut dead);
-        }
-        self.arm_timer(&mut st);
-        drop(st);
-        self.emit(dead);
-    }
-
-    /// Attaches a consumer and dispatches to it.
-    pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) -> CoreResult<()> {
-        let now = LazyNow::new();
-        let mut st = self.state.lock();
-        if self.is_deleted() {
-            return Err(CoreError::not_found(format!(
-                "no queue '{}' in vhost '{}'",
-                self.spec.name, self.vhost
-            )));
-        }
-        let exclusive_taken = st.consumers.iter().any(|c| c.spec.exclusive);
-        if exclusive_taken || (spec.exclusive && !st.consumers.is_empty()) {
-            return Err(CoreError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
-                self.spec.name, self.vhost
-            )));
-        }
-        st.consumers.push(Consumer { spec });
-        st.note_consumers_changed();
-        st.had_consumer = true;
-        st.last_used = now.get();
-        let mut dead = Vec::new();
-        self.dispatch_locked(&mut st, &now, &mut dead);
-        drop(st);
-        self.emit(dead);
-        Ok(())
-    }
-
-    /// Detaches a consumer. Returns true when the queue is auto-delete and this was its last
-    /// consumer, so the caller should delete it.
-    pub fn remove_consumer(self: &Arc<Self>, connection_id: u64, channel: u16, tag: &str) -> bool {
-        let now = LazyNow::new();
-        let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers.retain(|c| {
-            !(c.spec.connection_id == connection_id
-                && c.spec.channel == channel
-                && &*c.spec.tag == tag)
-        });
-        let removed = before != st.consumers.len();
-        st.note_consumers_changed();
-        let mut dead = Vec::new();
-        if removed {
-            st.last_used = now.get();
-            // With a single active consumer, the next in line takes over now.
-            self.dispatch_locked(&mut st, &now, &mut dead);
-            self.arm_timer(&mut st);
-        }
-        let auto_delete =
-            removed && self.spec.auto_delete && st.had_consumer && st.consumers.is_empty();
-        drop(st);
-        self.emit(dead);
-        auto_delete
-    }
-
-    pub fn consumer_count(&self) -> usize {
-        self.state.lock().consumers.len()
-    }
-
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let all = self.state.lock().ready.take_all();
@@ -794,90 +532,6 @@ impl Queue {
         }
         clamp_u32(all.len())
     }
-
-    /// Called by the broker's timers: expires due messages; returns true when `x-expires`
-    /// elapsed with the queue unused, so the caller deletes it.
-    pub fn on_timer(self: &Arc<Self>) -> bool {
-        let now = LazyNow::new();
-        if self.is_deleted() {
-            return false;
-        }
-        let mut dead = Vec::new();
-        let mut st = self.state.lock();
-        st.timer_at = None;
-        self.expire_locked(&mut st, &now, &mut dead);
-        let delete = st.config.expires.is_some_and(|e| {
-            st.consumers.is_empty() && now.get() >= st.last_used.saturating_add(e)
-        });
-        if !delete {
-            self.arm_timer(&mut st);
-        }
-        drop(st);
-        self.emit(dead);
-        delete
-    }
-
-    fn expire_locked(&self, st: &mut QueueState, now: &LazyNow, dead: &mut Vec<DeadLetter>) {
-        if st.ready.next_expiry().is_none_or(|t| t > now.get()) {
-            return;
-        }
-        let mut expired = Vec::new();
-        st.ready.drop_expired(now.get(), &mut expired);
-        let cfg = st.config.clone();
-        for e in expired {
-            self.drop_entry(&cfg, e, DeathReason::Expired, dead);
-        }
-    }
-
-    /// Schedules the next deadline (head expiry or `x-expires`) if it is earlier than the one
-    /// already scheduled.
-    fn arm_timer(&self, st: &mut QueueState) {
-        let expiry = st.ready.next_expiry();
-        let unused = st
-            .config
-            .expires
-            .filter(|_| st.consumers.is_empty())
-            .map(|e| st.last_used.saturating_add(e));
-        let next = match (expiry, unused) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(at) = next {
-            if st.timer_at.is_none_or(|armed| at < armed) {
-                st.timer_at = Some(at);
-                let me: Weak<dyn TimerTarget> = self.me.clone();
-                self.timers.schedule(at, me);
-            }
-        }
-    }
-}
-
-impl TimerTarget for Queue {
-    fn fire(self: Arc<Self>) {
-        if self.on_timer() {
-            if let Some(owner) = self.router.upgrade() {
-                tracing::info!(vhost = %self.vhost, queue = %self.name(), "queue expired (x-expires)");
-                owner.queue_expired(&self);
-            }
-        }
-    }
-}
-
-/// The deadline of a message entering a queue: the sooner of the queue's TTL and the
-/// message's own `expiration`; 0 for never.
-fn expiry_for(cfg: &QueueConfig, msg: &Message, now: &LazyNow) -> u64 {
-    let per_message = if msg.properties_raw.len() >= 2 && msg.properties_raw[0] & 0x01 != 0 {
-        // The expiration flag is bit 8: the low bit of the first flag byte.
-        peek_expiration(&msg.properties_raw).and_then(|e| e.parse::<u64>().ok())
-    } else {
-        None
-    };
-    let ttl = match (cfg.message_ttl, per_message) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    // `now` is never 0, so a deadline is never confused with "never".
-    ttl.map_or(0, |t| now.get().saturating_add(t))
 }
 
 fn clamp_u32(n: usize) -> u32 {
