@@ -145,7 +145,7 @@ impl DeadLetter {
         };
         props.headers = Some(headers);
         let mut msg = Message::new(
-            self.exchange.clone(),
+            self.exchange.as_str(),
             routing_key,
             props.to_bytes(),
             self.msg.body.clone(),

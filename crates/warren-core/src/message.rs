@@ -174,11 +174,11 @@ fn short(s: &str) -> &[u8] {
     &b[..b.len().min(255)]
 }
 
-fn take_str(buf: &mut &[u8], n: usize) -> Option<String> {
+fn take_str(buf: &mut &[u8], n: usize) -> Option<ShortString> {
     if buf.remaining() < n {
         return None;
     }
-    let s = std::str::from_utf8(&buf[..n]).ok()?.to_string();
+    let s = ShortString::from_utf8(&buf[..n]).ok()?;
     buf.advance(n);
     Some(s)
 }

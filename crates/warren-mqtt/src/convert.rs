@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use warren_amqp::{BasicProperties, FieldTable, FieldValue};
+use warren_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
 use warren_core::Message;
 
 use crate::codec::{Properties, Publish};
@@ -110,14 +110,16 @@ pub fn amqp_properties(
     p
 }
 
-/// An MQTT publish as the message the core routes.
-pub fn to_message(exchange: &str, publish: &Publish, raw: Bytes) -> Message {
-    Message::new(
-        exchange.to_string(),
-        topic::to_routing_key(&publish.topic),
-        raw,
-        publish.payload.clone(),
-    )
+/// An MQTT publish as the message the core routes; `routing_key` is
+/// [`topic::to_routing_key`] of its topic, which the caller already needed for the
+/// permission check.
+pub fn to_message(
+    exchange: &str,
+    routing_key: ShortString,
+    publish: &Publish,
+    raw: Bytes,
+) -> Message {
+    Message::new(exchange, routing_key, raw, publish.payload.clone())
 }
 
 /// What a delivery needs to know of a message beyond its topic and payload.

@@ -67,7 +67,7 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-fn swap(s: &str) -> String {
+fn swap<S: FromIterator<char>>(s: &str) -> S {
     s.chars()
         .map(|c| match c {
             '/' => '.',
@@ -77,8 +77,9 @@ fn swap(s: &str) -> String {
         .collect()
 }
 
-/// The AMQP routing key of an MQTT topic.
-pub fn to_routing_key(topic: &str) -> String {
+/// The AMQP routing key of an MQTT topic, as a `String` or straight into the inline string
+/// a published message's routing key is (no allocation up to 24 bytes).
+pub fn to_routing_key<S: FromIterator<char>>(topic: &str) -> S {
     swap(topic)
 }
 
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn topics_map_to_routing_keys_the_rabbitmq_way() {
-        assert_eq!(to_routing_key("a/b.c"), "a.b/c");
+        assert_eq!(to_routing_key::<String>("a/b.c"), "a.b/c");
         assert_eq!(from_routing_key("a.b/c"), "a/b.c");
         assert_eq!(filter_to_binding_key("a/+/#"), "a.*.#");
         assert_eq!(filter_to_binding_key("v1.0/+"), "v1/0.*");

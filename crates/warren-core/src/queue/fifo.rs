@@ -26,12 +26,6 @@ pub(super) struct BlockFifo<T> {
     keeps_small_block: bool,
 }
 
-impl<T> Default for BlockFifo<T> {
-    fn default() -> Self {
-        BlockFifo::new(true)
-    }
-}
-
 impl<T> BlockFifo<T> {
     pub(super) fn new(keeps_small_block: bool) -> Self {
         BlockFifo {
@@ -132,7 +126,7 @@ mod tests {
     #[test]
     fn behaves_like_a_sorted_vecdeque_under_random_operations() {
         let mut rng = Lcg(7);
-        let mut fifo = BlockFifo::default();
+        let mut fifo = BlockFifo::new(true);
         let mut model: VecDeque<u64> = VecDeque::new();
         let mut next = 0u64;
         let mut taken: Vec<u64> = Vec::new();
@@ -172,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_drained_fifo_holds_no_blocks() {
-        let mut fifo = BlockFifo::default();
+        let mut fifo = BlockFifo::new(true);
         for i in 0..(3 * BLOCK + 5) {
             fifo.push_back(i);
         }
@@ -186,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_queue_kept_empty_reuses_its_small_block() {
-        let mut fifo = BlockFifo::default();
+        let mut fifo = BlockFifo::new(true);
         fifo.push_back(1u64);
         assert_eq!(fifo.pop_front(), Some(1));
         assert_eq!(fifo.blocks.len(), 1, "the small last block is kept");
@@ -204,7 +198,7 @@ mod tests {
 
     #[test]
     fn inserts_into_a_full_block_split_it() {
-        let mut fifo = BlockFifo::default();
+        let mut fifo = BlockFifo::new(true);
         for i in 0..BLOCK as u64 {
             fifo.push_back(i * 2);
         }

@@ -391,8 +391,8 @@ async fn move_messages(
             };
             let copy = Arc::new(
                 Message::new(
-                    String::new(),
-                    destination.clone(),
+                    "",
+                    destination.as_str(),
                     msg.properties_raw.clone(),
                     msg.body.clone(),
                 )

@@ -3,6 +3,7 @@
 //! QoS 1 and 2 acknowledgements, sent in order and only once the store has made the message
 //! durable. Also the will message, published when a connection ends without DISCONNECT.
 
+use warren_amqp::ShortString;
 use warren_core::access::{Perm, ResourceKind};
 
 use super::*;
@@ -81,7 +82,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 ));
             }
         }
-        let routing_key = topic::to_routing_key(&p.topic);
+        let routing_key: ShortString = topic::to_routing_key(&p.topic);
         if let Err(e) = self.check_publish(&routing_key) {
             // RabbitMQ 3.10 closes the connection; MQTT 5 lets a QoS 1/2 publish be refused
             // with a reason code instead, and the session go on.
@@ -122,7 +123,12 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             }
         }
         let raw = self.amqp_properties(&p);
-        let msg = Arc::new(convert::to_message(&self.mqtt.config.exchange, &p, raw));
+        let msg = Arc::new(convert::to_message(
+            &self.mqtt.config.exchange,
+            routing_key,
+            &p,
+            raw,
+        ));
         let outcome = match self
             .vhost
             .publish(&msg, &mut self.scratch, &mut self.lagging)
@@ -334,7 +340,7 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
             return;
         };
         let delay = will.props.will_delay.unwrap_or(0).min(self.session_expiry);
-        let routing_key = topic::to_routing_key(&will.topic);
+        let routing_key: ShortString = topic::to_routing_key(&will.topic);
         if let Err(e) = self.check_publish(&routing_key) {
             info!(client_id = %self.client_id, error = %e, "will message not published");
             return;
@@ -380,7 +386,12 @@ impl<W: AsyncWrite + Unpin + Send> Conn<W> {
                 })
                 .await;
             }
-            let msg = Arc::new(convert::to_message(&mqtt.config.exchange, &publish, raw));
+            let msg = Arc::new(convert::to_message(
+                &mqtt.config.exchange,
+                routing_key,
+                &publish,
+                raw,
+            ));
             let mut scratch = RouteScratch::default();
             let mut lagging = Vec::new();
             if let Err(e) = vhost.publish(&msg, &mut scratch, &mut lagging) {
