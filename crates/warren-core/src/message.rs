@@ -121,18 +121,22 @@ impl Message {
 
     /// The store record: `[v1][exchange: u8 len][routing key: u8 len][properties: u32 len][body]`.
     pub fn encode_record(&self) -> BytesMut {
-        let ex = short(&self.exchange);
-        let rk = short(&self.routing_key);
-        let mut out = BytesMut::with_capacity(1 + 2 + ex.len() + rk.len() + 4 + self.size());
-        out.put_u8(RECORD_V1);
-        out.put_u8(ex.len() as u8);
-        out.put_slice(ex);
-        out.put_u8(rk.len() as u8);
-        out.put_slice(rk);
-        out.put_u32(self.properties_raw.len() as u32);
-        out.put_slice(&self.properties_raw);
-        out.put_slice(&self.body);
+        let head = RecordHead::of(self);
+        let mut out = BytesMut::with_capacity(head.len + self.size());
+        for part in self.record_parts(&head) {
+            out.put_slice(part);
+        }
         out
+    }
+
+    /// The record as three slices (head, properties, body), for a store that copies them
+    /// straight into its write buffer instead of through an encoded copy.
+    pub fn record_parts<'a>(&'a self, head: &'a RecordHead) -> [&'a [u8]; 3] {
+        [
+            &head.bytes[..head.len],
+            &self.properties_raw[..],
+            &self.body[..],
+        ]
     }
 
     /// Reads a record back (the store has already checked its checksum). The body and
@@ -169,6 +173,35 @@ impl Message {
 }
 
 /// Short strings are at most 255 bytes on the wire, so they are in the record too.
+/// The bytes of a store record before its properties, built on the stack.
+pub struct RecordHead {
+    bytes: [u8; RECORD_HEAD_MAX],
+    len: usize,
+}
+
+/// Version, two names of at most 255 bytes with their lengths, the properties' length.
+const RECORD_HEAD_MAX: usize = 1 + 2 * (1 + 255) + 4;
+
+impl RecordHead {
+    pub fn of(msg: &Message) -> RecordHead {
+        let ex = short(&msg.exchange);
+        let rk = short(&msg.routing_key);
+        let mut bytes = [0u8; RECORD_HEAD_MAX];
+        let mut at = 0;
+        for part in [
+            &[RECORD_V1, ex.len() as u8][..],
+            ex,
+            &[rk.len() as u8],
+            rk,
+            &(msg.properties_raw.len() as u32).to_be_bytes(),
+        ] {
+            bytes[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        RecordHead { bytes, len: at }
+    }
+}
+
 fn short(s: &str) -> &[u8] {
     let b = s.as_bytes();
     &b[..b.len().min(255)]
@@ -243,5 +276,26 @@ mod tests {
         let transient = Message::new(String::new(), "q", Bytes::new(), Bytes::new());
         assert!(!transient.persistent);
         assert!(Message::decode_record(Bytes::from_static(b"\x02junk"), None).is_none());
+    }
+
+    #[test]
+    fn the_record_layout_is_the_one_on_disk() {
+        // Records written by earlier versions must keep reading back: the bytes are fixed.
+        let m = Message::new(
+            "ex",
+            "rk",
+            Bytes::from_static(b"P"),
+            Bytes::from_static(b"body"),
+        );
+        let want = b"\x01\x02ex\x02rk\x00\x00\x00\x01Pbody";
+        assert_eq!(&m.encode_record()[..], &want[..]);
+        let head = RecordHead::of(&m);
+        assert_eq!(m.record_parts(&head).concat(), want);
+        // Names longer than a short string are cut at 255 bytes, as AMQP can carry them.
+        let long = "k".repeat(300);
+        let m = Message::new(long.as_str(), long.as_str(), Bytes::new(), Bytes::new());
+        let back = Message::decode_record(m.encode_record().freeze(), None).unwrap();
+        assert_eq!(back.routing_key.len(), 255);
+        assert_eq!(back.exchange.len(), 255);
     }
 }

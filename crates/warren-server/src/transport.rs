@@ -41,6 +41,22 @@ pub(crate) fn split_tls(stream: TlsStream<TcpStream>) -> (Reader, Writer) {
     (Reader::Tls(r), Writer::Tls(w))
 }
 
+impl Reader {
+    /// Reads what the socket already holds without waiting: `None` when a read would block.
+    /// A connection uses it to take in every frame already sent before it asks the store for
+    /// a group commit, so one fsync covers the whole burst.
+    pub(crate) fn read_now(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+        use std::future::Future;
+        use tokio::io::AsyncReadExt;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = std::pin::pin!(self.read_buf(buf));
+        match read.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+}
+
 impl AsyncRead for Reader {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -188,4 +204,46 @@ pub(crate) async fn write_all_vectored(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn read_now_takes_what_is_there_and_never_waits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut reader, _writer) = split_tcp(server);
+        let mut buf = BytesMut::with_capacity(1024);
+        // Nothing sent yet: no wait, no bytes.
+        assert!(reader.read_now(&mut buf).is_none());
+        client.write_all(b"frame bytes").await.unwrap();
+        let mut got = None;
+        for _ in 0..100 {
+            if let Some(result) = reader.read_now(&mut buf) {
+                got = Some(result.unwrap());
+                break;
+            }
+            // The bytes are on their way through loopback.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(got, Some(11));
+        assert_eq!(&buf[..], b"frame bytes");
+        assert!(reader.read_now(&mut buf).is_none());
+        drop(client);
+        let mut eof = None;
+        for _ in 0..100 {
+            if let Some(result) = reader.read_now(&mut buf) {
+                eof = Some(result.unwrap());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(eof, Some(0), "a closed peer reads as end of stream");
+    }
 }

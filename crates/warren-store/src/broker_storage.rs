@@ -46,6 +46,10 @@ impl MessageStore for Store {
         to_core(self.append_counted(record))
     }
 
+    fn append_parts(&self, parts: &[&[u8]]) -> RecordLocation {
+        to_core(self.append_parts_counted(parts))
+    }
+
     fn read(&self, loc: RecordLocation) -> Result<Bytes, StorageError> {
         Store::read(self, from_core(loc)).map_err(error)
     }

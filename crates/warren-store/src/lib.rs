@@ -455,17 +455,28 @@ impl Store {
     /// # Panics
     /// As `append`.
     pub fn append_counted(&self, payload: &[u8]) -> Location {
+        self.append_parts_counted(&[payload])
+    }
+
+    /// [`Store::append_counted`] of the concatenation of `parts`, copied once, into the
+    /// write buffer.
+    ///
+    /// # Panics
+    /// As `append`.
+    pub fn append_parts_counted(&self, parts: &[&[u8]]) -> Location {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(
-            payload.len() as u64 <= u64::from(u32::MAX) - REC_HEADER_LEN,
-            "record payload of {} bytes is too large",
-            payload.len()
+            len as u64 <= u64::from(u32::MAX) - REC_HEADER_LEN,
+            "record payload of {len} bytes is too large",
         );
         // Checksum outside the lock: the lock only covers the copy.
-        let crc = crc32c::crc32c(payload);
+        let crc = parts
+            .iter()
+            .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
         let sh = self.shared();
         let loc = {
             let mut s = sh.segs.lock();
-            let loc = s.append(crc, payload);
+            let loc = s.append(crc, len, parts);
             sh.generation.fetch_add(1, Ordering::SeqCst);
             loc
         };

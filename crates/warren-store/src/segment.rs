@@ -144,8 +144,10 @@ impl Segments {
 
     /// Copies one record into the write buffer and counts one reference to it (the caller's
     /// handle). `crc` was computed by the caller outside the lock.
-    pub(crate) fn append(&mut self, crc: u32, payload: &[u8]) -> Location {
-        let rec_len = REC_HEADER_LEN + payload.len() as u64;
+    /// Appends one record whose payload is the concatenation of `parts` (`len` bytes, CRC32C
+    /// `crc`).
+    pub(crate) fn append(&mut self, crc: u32, len: usize, parts: &[&[u8]]) -> Location {
+        let rec_len = REC_HEADER_LEN + len as u64;
         if self.current_len > SEG_HEADER_LEN && self.current_len + rec_len > self.segment_size {
             self.roll();
         }
@@ -156,11 +158,12 @@ impl Segments {
             self.cut_active();
         }
         let offset = self.current_len;
-        self.active
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.active.extend_from_slice(&(len as u32).to_le_bytes());
         self.active
             .extend_from_slice(&(crc ^ seed(self.current)).to_le_bytes());
-        self.active.extend_from_slice(payload);
+        for part in parts {
+            self.active.extend_from_slice(part);
+        }
         self.current_len += rec_len;
         self.buffered += rec_len;
         if let Some(m) = self.metas.get_mut(&self.current) {
@@ -170,7 +173,7 @@ impl Segments {
             segment: self.current,
             // Fits: a record starts before `segment_size` <= MAX_SEGMENT_SIZE.
             offset: offset as u32,
-            len: payload.len() as u32,
+            len: len as u32,
         }
     }
 
@@ -424,7 +427,11 @@ mod tests {
     #[test]
     fn append_rolls_and_finds_in_memory() {
         let mut s = Segments::new(64, FastMap::default());
-        let a = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        let a = s.append(
+            crc32c::crc32c(b"0123456789"),
+            b"0123456789".len(),
+            &[b"0123456789"],
+        );
         assert_eq!(
             a,
             Location {
@@ -433,10 +440,18 @@ mod tests {
                 len: 10
             }
         );
-        let b = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        let b = s.append(
+            crc32c::crc32c(b"0123456789"),
+            b"0123456789".len(),
+            &[b"0123456789"],
+        );
         assert_eq!(b.offset, 34);
         // 34 + 18 = 52; a third record would end at 70 > 64: roll.
-        let c = s.append(crc32c::crc32c(b"0123456789"), b"0123456789");
+        let c = s.append(
+            crc32c::crc32c(b"0123456789"),
+            b"0123456789".len(),
+            &[b"0123456789"],
+        );
         assert_eq!(
             c,
             Location {
@@ -478,7 +493,7 @@ mod tests {
         // A segment rolled with nothing referring to it is doomed at the roll.
         s.release(c);
         let big = vec![1u8; 40];
-        let d = s.append(crc32c::crc32c(&big), &big);
+        let d = s.append(crc32c::crc32c(&big), big.len(), &[&big]);
         assert_eq!(d.segment, 3);
         assert_eq!(s.doomed, vec![1, 2]);
     }
@@ -487,9 +502,9 @@ mod tests {
     fn oversized_record_gets_its_own_segment() {
         let mut s = Segments::new(64, FastMap::default());
         let big = vec![7u8; 200];
-        let a = s.append(crc32c::crc32c(&big), &big);
+        let a = s.append(crc32c::crc32c(&big), big.len(), &[&big]);
         assert_eq!(a.segment, 1);
-        let b = s.append(crc32c::crc32c(b"x"), b"x");
+        let b = s.append(crc32c::crc32c(b"x"), b"x".len(), &[b"x"]);
         assert_eq!(b.segment, 2);
     }
 }

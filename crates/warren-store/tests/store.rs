@@ -1230,3 +1230,26 @@ fn retired_segments_are_reused_and_their_old_bytes_never_read() {
     store.collect_garbage();
     assert_eq!(spares(dir.path()), 0);
 }
+
+#[test]
+fn a_record_appended_in_parts_is_the_joined_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = payload(3, 5000);
+    let (parts_loc, whole_loc) = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let parts = store.append_parts_counted(&[b"head", b"", &body]);
+        let whole = store.append_counted(&[&b"head"[..], &body].concat());
+        assert_eq!(parts.len, whole.len);
+        // Served from the write buffer, then from the file, with the same checksum.
+        assert_eq!(
+            store.read(parts).expect("read"),
+            store.read(whole).expect("read")
+        );
+        store.sync_now().expect("sync");
+        (parts, whole)
+    };
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let want = [&b"head"[..], &body].concat();
+    assert_eq!(&store.read(parts_loc).expect("read")[..], &want[..]);
+    assert_eq!(&store.read(whole_loc).expect("read")[..], &want[..]);
+}

@@ -54,6 +54,11 @@ pub const MAX_DEADLINE: u64 = (1 << 48) - 1;
 pub trait MessageStore: Send + Sync + 'static {
     /// Writes a record; the returned location counts one reference, owned by the caller.
     fn append(&self, record: &[u8]) -> RecordLocation;
+    /// Appends the concatenation of `parts` as one record (what `append` of the joined
+    /// bytes would do, without the caller joining them first).
+    fn append_parts(&self, parts: &[&[u8]]) -> RecordLocation {
+        self.append(&parts.concat())
+    }
     /// Reads a record back, verified.
     fn read(&self, loc: RecordLocation) -> Result<Bytes, StorageError>;
     /// Counts one more reference to a record.
@@ -135,6 +140,14 @@ impl StoredRecord {
     pub fn append(store: &Arc<dyn MessageStore>, record: &[u8]) -> StoredRecord {
         StoredRecord {
             loc: store.append(record),
+            store: Arc::clone(store),
+        }
+    }
+
+    /// [`StoredRecord::append`] of the concatenation of `parts`.
+    pub fn append_parts(store: &Arc<dyn MessageStore>, parts: &[&[u8]]) -> StoredRecord {
+        StoredRecord {
+            loc: store.append_parts(parts),
             store: Arc::clone(store),
         }
     }
