@@ -36,6 +36,8 @@ pub struct Message {
 
 /// Record format version (first byte of every stored message).
 const RECORD_V1: u8 = 1;
+/// A record whose exchange or routing key is longer than 255 bytes: u16 name lengths.
+const RECORD_V2: u8 = 2;
 
 impl Message {
     pub fn new(
@@ -119,24 +121,52 @@ impl Message {
         self.body.len() + self.properties_raw.len()
     }
 
-    /// The store record: `[v1][exchange: u8 len][routing key: u8 len][properties: u32 len][body]`.
+    /// The store record: `[1][exchange: u8 len][routing key: u8 len][properties: u32 len][body]`,
+    /// or, when a name is longer than 255 bytes (an MQTT topic can be), the same with
+    /// version 2 and both name lengths as u16.
     pub fn encode_record(&self) -> BytesMut {
-        let head = RecordHead::of(self);
-        let mut out = BytesMut::with_capacity(head.len + self.size());
-        for part in self.record_parts(&head) {
-            out.put_slice(part);
-        }
-        out
+        self.with_record_parts(|parts| {
+            let mut out = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+            for part in parts {
+                out.put_slice(part);
+            }
+            out
+        })
     }
 
-    /// The record as three slices (head, properties, body), for a store that copies them
-    /// straight into its write buffer instead of through an encoded copy.
-    pub fn record_parts<'a>(&'a self, head: &'a RecordHead) -> [&'a [u8]; 3] {
-        [
-            &head.bytes[..head.len],
-            &self.properties_raw[..],
-            &self.body[..],
-        ]
+    /// Calls `f` with the record as slices of this message and of a few length bytes on the
+    /// stack, for a store that copies them straight into its write buffer (one copy per
+    /// message instead of two).
+    pub fn with_record_parts<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+        let ex = record_name(&self.exchange);
+        let rk = record_name(&self.routing_key);
+        let props_len = (self.properties_raw.len() as u32).to_be_bytes();
+        if ex.len() <= 255 && rk.len() <= 255 {
+            let lead = [RECORD_V1, ex.len() as u8];
+            let rk_len = [rk.len() as u8];
+            f(&[
+                &lead,
+                ex,
+                &rk_len,
+                rk,
+                &props_len,
+                &self.properties_raw,
+                &self.body,
+            ])
+        } else {
+            let ex_len = (ex.len() as u16).to_be_bytes();
+            let lead = [RECORD_V2, ex_len[0], ex_len[1]];
+            let rk_len = (rk.len() as u16).to_be_bytes();
+            f(&[
+                &lead,
+                ex,
+                &rk_len,
+                rk,
+                &props_len,
+                &self.properties_raw,
+                &self.body,
+            ])
+        }
     }
 
     /// Reads a record back (the store has already checked its checksum). The body and
@@ -144,16 +174,16 @@ impl Message {
     /// `record` is a plain message record that queues may share.
     pub fn decode_record(record: Bytes, stored: Option<StoredRecord>) -> Option<Message> {
         let mut buf = &record[..];
-        if buf.remaining() < 2 || buf.get_u8() != RECORD_V1 {
-            return None;
-        }
-        let ex_len = usize::from(buf.get_u8());
-        let exchange = take_str(&mut buf, ex_len)?;
         if buf.remaining() < 1 {
             return None;
         }
-        let rk_len = usize::from(buf.get_u8());
-        let routing_key = take_str(&mut buf, rk_len)?;
+        let wide = match buf.get_u8() {
+            RECORD_V1 => false,
+            RECORD_V2 => true,
+            _ => return None,
+        };
+        let exchange = take_name(&mut buf, wide)?;
+        let routing_key = take_name(&mut buf, wide)?;
         if buf.remaining() < 4 {
             return None;
         }
@@ -172,39 +202,30 @@ impl Message {
     }
 }
 
-/// Short strings are at most 255 bytes on the wire, so they are in the record too.
-/// The bytes of a store record before its properties, built on the stack.
-pub struct RecordHead {
-    bytes: [u8; RECORD_HEAD_MAX],
-    len: usize,
-}
-
-/// Version, two names of at most 255 bytes with their lengths, the properties' length.
-const RECORD_HEAD_MAX: usize = 1 + 2 * (1 + 255) + 4;
-
-impl RecordHead {
-    pub fn of(msg: &Message) -> RecordHead {
-        let ex = short(&msg.exchange);
-        let rk = short(&msg.routing_key);
-        let mut bytes = [0u8; RECORD_HEAD_MAX];
-        let mut at = 0;
-        for part in [
-            &[RECORD_V1, ex.len() as u8][..],
-            ex,
-            &[rk.len() as u8],
-            rk,
-            &(msg.properties_raw.len() as u32).to_be_bytes(),
-        ] {
-            bytes[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        RecordHead { bytes, len: at }
+/// A name as the record holds it: whole, unless it is longer than a u16 length can say (no
+/// front end makes one: MQTT topics stop at 65535 bytes), then cut at a character boundary so
+/// that it still reads back as UTF-8.
+fn record_name(s: &str) -> &[u8] {
+    let mut n = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(n) {
+        n -= 1;
     }
+    &s.as_bytes()[..n]
 }
 
-fn short(s: &str) -> &[u8] {
-    let b = s.as_bytes();
-    &b[..b.len().min(255)]
+fn take_name(buf: &mut &[u8], wide: bool) -> Option<ShortString> {
+    let n = if wide {
+        if buf.remaining() < 2 {
+            return None;
+        }
+        usize::from(buf.get_u16())
+    } else {
+        if buf.remaining() < 1 {
+            return None;
+        }
+        usize::from(buf.get_u8())
+    };
+    take_str(buf, n)
 }
 
 fn take_str(buf: &mut &[u8], n: usize) -> Option<ShortString> {
@@ -289,13 +310,49 @@ mod tests {
         );
         let want = b"\x01\x02ex\x02rk\x00\x00\x00\x01Pbody";
         assert_eq!(&m.encode_record()[..], &want[..]);
-        let head = RecordHead::of(&m);
-        assert_eq!(m.record_parts(&head).concat(), want);
-        // Names longer than a short string are cut at 255 bytes, as AMQP can carry them.
-        let long = "k".repeat(300);
-        let m = Message::new(long.as_str(), long.as_str(), Bytes::new(), Bytes::new());
+        assert_eq!(m.with_record_parts(|parts| parts.concat()), want);
+        let m = Message::new(
+            "e".repeat(255).as_str(),
+            "k".repeat(255).as_str(),
+            Bytes::new(),
+            Bytes::new(),
+        );
+        assert_eq!(
+            m.encode_record()[0],
+            RECORD_V1,
+            "255-byte names still fit version 1"
+        );
+    }
+
+    #[test]
+    fn names_longer_than_a_short_string_survive_the_record() {
+        // An MQTT topic becomes the routing key and may be longer than 255 bytes; cutting it
+        // at byte 255 once split a character, and the record then failed to read back.
+        let topic = format!("{}é.tail", "t".repeat(254));
+        let m = Message::new(
+            "amq.topic",
+            topic.as_str(),
+            Bytes::from_static(b"P"),
+            Bytes::from_static(b"body"),
+        );
+        let rec = m.encode_record();
+        assert_eq!(rec[0], RECORD_V2);
+        let back = Message::decode_record(rec.freeze(), None).unwrap();
+        assert_eq!(back.routing_key, topic.as_str());
+        assert_eq!(back.exchange, "amq.topic");
+        assert_eq!(&back.properties_raw[..], b"P");
+        assert_eq!(&back.body[..], b"body");
+        // Beyond what a u16 can say (no front end produces it), the cut lands on a
+        // character boundary.
+        let huge = "é".repeat(40_000);
+        let m = Message::new("x", huge.as_str(), Bytes::new(), Bytes::new());
         let back = Message::decode_record(m.encode_record().freeze(), None).unwrap();
-        assert_eq!(back.routing_key.len(), 255);
-        assert_eq!(back.exchange.len(), 255);
+        assert_eq!(back.routing_key.len(), 65_534);
+        assert!(huge.starts_with(back.routing_key.as_str()));
+        // Truncated records of either version are refused, not misread.
+        let rec = m.encode_record();
+        for cut in [1, 2, 3, 10] {
+            assert!(Message::decode_record(Bytes::copy_from_slice(&rec[..cut]), None).is_none());
+        }
     }
 }

@@ -216,7 +216,8 @@ impl Connection {
     /// After a read that filled its buffer: reads and handles what the socket already holds,
     /// up to [`INPUT_BATCH_BYTES`], before the turn ends. The turn's end is where confirms
     /// ask the store for a group commit; asking after the first 64 KiB of a burst starts a
-    /// round that covers a fraction of it, and the rest waits for a second fsync.
+    /// round that covers a fraction of it, and the rest waits for a second fsync. The last
+    /// read may take up to one buffer past the limit.
     fn take_waiting_input(
         &mut self,
         reader: &mut Reader,
@@ -224,7 +225,14 @@ impl Connection {
         chunk: usize,
     ) -> Option<End> {
         let mut taken = 0;
-        while taken < INPUT_BATCH_BYTES && !self.blocked && !self.throttled {
+        while taken < INPUT_BATCH_BYTES {
+            // An alarm or the store's backlog limit reached by the frames just handled stops
+            // the reading here, as it would at the end of the turn.
+            self.update_blocked();
+            self.update_throttle();
+            if self.blocked || self.throttled {
+                break;
+            }
             if inbuf.capacity() - inbuf.len() < chunk / 4 {
                 inbuf.reserve(chunk);
             }

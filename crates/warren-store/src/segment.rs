@@ -142,11 +142,11 @@ impl Segments {
         }
     }
 
-    /// Copies one record into the write buffer and counts one reference to it (the caller's
-    /// handle). `crc` was computed by the caller outside the lock.
-    /// Appends one record whose payload is the concatenation of `parts` (`len` bytes, CRC32C
-    /// `crc`).
+    /// Copies one record, whose payload is the concatenation of `parts` (`len` bytes in
+    /// all), into the write buffer and counts one reference to it (the caller's handle).
+    /// `crc` is the payload's CRC32C, computed by the caller outside the lock.
     pub(crate) fn append(&mut self, crc: u32, len: usize, parts: &[&[u8]]) -> Location {
+        debug_assert_eq!(len, parts.iter().map(|p| p.len()).sum::<usize>());
         let rec_len = REC_HEADER_LEN + len as u64;
         if self.current_len > SEG_HEADER_LEN && self.current_len + rec_len > self.segment_size {
             self.roll();

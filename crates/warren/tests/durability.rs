@@ -1524,8 +1524,10 @@ async fn space_is_reclaimed_after_acks() {
         total < written / 4,
         "store holds {total} B after {written} B were written and all acked"
     );
+    // A log compacts once it holds 32768 records (1 MiB) and mostly dead ones, so it stays
+    // under that plus what one round adds.
     assert!(
-        idx_bytes < 1 << 20,
+        idx_bytes < 2 << 20,
         "queue index not compacted: {idx_bytes} B"
     );
     // After a restart the run's last segment (fully acked) goes too.
@@ -1535,8 +1537,10 @@ async fn space_is_reclaimed_after_acks() {
     assert_eq!(declare_durable(&ch, "space-q").await, 0);
     let after = dir_size(&store);
     println!("space: after a restart the store holds {after} B");
+    // Left: the queue's index (below its 1 MiB compaction threshold, see above) and the
+    // definitions log. Every segment is gone.
     assert!(
-        after < 1 << 20,
+        after < 3 << 20,
         "store holds {after} B after a restart with nothing live"
     );
     assert_no_panic(&node);

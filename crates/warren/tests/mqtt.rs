@@ -448,3 +448,52 @@ mod v5 {
         assert!(!fresh.connack.session_present);
     }
 }
+
+/// A topic longer than an AMQP short string becomes a routing key the store must keep whole:
+/// it was cut at byte 255, which could split a character so that the stored message no longer
+/// read back after a restart (a QoS 1 message lost after its PUBACK).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_topic_survives_a_restart_of_its_persistent_session() {
+    use rumqttc::QoS::*;
+    let mut node = Node::start("mqtt-long", &["--mqtt-listen", "127.0.0.1:0"]);
+    let id = unique("long");
+    // 254 ASCII bytes, then a two-byte character across byte 255, then more levels.
+    let topic = format!("{}é/tail/x", "t".repeat(254));
+    let sub = v4(node.broker(), &id, false).await;
+    sub.client.subscribe("#", AtLeastOnce).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sub.client.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let publisher = v4(node.broker(), &unique("pub"), true).await;
+    publisher
+        .client
+        .publish(topic.clone(), AtLeastOnce, false, "kept")
+        .await
+        .unwrap();
+    // The PUBACK comes after the fsync; give it time to arrive, then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.kill9();
+    node.restart();
+    let (host, port) = host_port(node.broker());
+    let mut opts = rumqttc::MqttOptions::new(id.as_str(), host, port);
+    opts.set_credentials("guest", "guest");
+    opts.set_clean_session(false);
+    opts.set_max_packet_size(1 << 16, 1 << 16);
+    let (_client, mut el) = rumqttc::AsyncClient::new(opts, 100);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut got = None;
+    while got.is_none() && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(WAIT, el.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => got = Some(p),
+            Ok(Ok(_)) => {}
+            other => panic!("event loop: {other:?}"),
+        }
+    }
+    let p = got.expect("the message after the restart");
+    assert_eq!(&p.payload[..], b"kept");
+    assert_eq!(p.topic, topic);
+    assert!(
+        !node.stderr_text().contains("undecodable"),
+        "a record failed to read back"
+    );
+}

@@ -233,10 +233,7 @@ impl Queue {
 /// (the message keeps the record's reference until it is dropped).
 pub(super) fn stored_location(store: &Arc<dyn MessageStore>, msg: &Message) -> RecordLocation {
     msg.stored
-        .get_or_init(|| {
-            let head = crate::message::RecordHead::of(msg);
-            StoredRecord::append_parts(store, &msg.record_parts(&head))
-        })
+        .get_or_init(|| msg.with_record_parts(|parts| StoredRecord::append_parts(store, parts)))
         .location()
 }
 

@@ -570,7 +570,7 @@ fn spawn_warren_in(
     data_dir: &std::path::Path,
     extra: &[String],
     stderr_log: Option<&std::path::Path>,
-) -> Result<(Child, String), String> {
+) -> Result<(Child, String, Option<String>), String> {
     let stderr = match stderr_log {
         Some(path) => Stdio::from(
             std::fs::OpenOptions::new()
@@ -601,27 +601,38 @@ fn spawn_warren_in(
         .spawn()
         .map_err(|e| format!("spawn warren: {e}"))?;
     let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    // Reads the listening line, then keeps draining stdout so the broker never blocks.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Option<String>)>();
+    // Reads the listening lines (up to the data-directory line that follows them all), then
+    // keeps draining stdout so the broker never blocks.
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
+        let (mut amqp, mut mqtt) = (None, None);
         let mut sent = false;
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return;
             }
-            if !sent {
-                if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQP on ") {
-                    let _ = tx.send(rest.to_string());
+            if sent {
+                continue;
+            }
+            if let Some(rest) = line.trim().strip_prefix("warren: listening for AMQP on ") {
+                amqp = Some(rest.to_string());
+            }
+            if let Some(rest) = line.trim().strip_prefix("warren: listening for MQTT on ") {
+                mqtt = Some(rest.to_string());
+            }
+            if line.starts_with("warren: data directory") {
+                if let Some(addr) = amqp.take() {
+                    let _ = tx.send((addr, mqtt.take()));
                     sent = true;
                 }
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => Ok((child, addr)),
+        Ok((addr, mqtt)) => Ok((child, addr, mqtt)),
         Err(_) => {
             let status = child.try_wait().ok().flatten();
             let _ = child.kill();
@@ -652,12 +663,12 @@ impl Broker {
         stderr_log: Option<&std::path::Path>,
     ) -> Result<Broker, String> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_warren_in(data_dir, &extra, stderr_log)?;
+        let (child, addr, mqtt_addr) = spawn_warren_in(data_dir, &extra, stderr_log)?;
         Ok(Broker {
             child: Some(child),
             addr,
             tls_addr: None,
-            mqtt_addr: None,
+            mqtt_addr,
             data_dir: None,
         })
     }
