@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::clock::{now_ms, unix_millis};
 use crate::dead_letter::SourceSettle;
@@ -86,12 +86,12 @@ impl DelayedMessages {
         let stored = match self.storage.get() {
             Some(s) if msg.persistent => {
                 let due_unix = unix_millis().saturating_add(delay_ms);
-                let mut record = BytesMut::new();
-                record.put_u8(HELD_RECORD);
-                record.put_u64(due_unix);
-                record.extend_from_slice(&msg.encode_record());
+                let mut head = [HELD_RECORD; 9];
+                head[1..].copy_from_slice(&due_unix.to_be_bytes());
                 // The held entry owns the reference the append counted.
-                let loc = s.store.append(&record);
+                let loc = msg.with_record_parts(|parts| {
+                    s.store.append_parts(&[&[&head[..]], parts].concat())
+                });
                 s.log.enqueue(order, loc, 0);
                 msg.mark_logged();
                 Some((order, loc))

@@ -140,33 +140,21 @@ impl Message {
     pub fn with_record_parts<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         let ex = record_name(&self.exchange);
         let rk = record_name(&self.routing_key);
+        let wide = ex.len() > 255 || rk.len() > 255;
+        let version = [if wide { RECORD_V2 } else { RECORD_V1 }];
+        let ex_len = NameLen::of(ex, wide);
+        let rk_len = NameLen::of(rk, wide);
         let props_len = (self.properties_raw.len() as u32).to_be_bytes();
-        if ex.len() <= 255 && rk.len() <= 255 {
-            let lead = [RECORD_V1, ex.len() as u8];
-            let rk_len = [rk.len() as u8];
-            f(&[
-                &lead,
-                ex,
-                &rk_len,
-                rk,
-                &props_len,
-                &self.properties_raw,
-                &self.body,
-            ])
-        } else {
-            let ex_len = (ex.len() as u16).to_be_bytes();
-            let lead = [RECORD_V2, ex_len[0], ex_len[1]];
-            let rk_len = (rk.len() as u16).to_be_bytes();
-            f(&[
-                &lead,
-                ex,
-                &rk_len,
-                rk,
-                &props_len,
-                &self.properties_raw,
-                &self.body,
-            ])
-        }
+        f(&[
+            &version,
+            ex_len.bytes(),
+            ex,
+            rk_len.bytes(),
+            rk,
+            &props_len,
+            &self.properties_raw,
+            &self.body,
+        ])
     }
 
     /// Reads a record back (the store has already checked its checksum). The body and
@@ -211,6 +199,28 @@ fn record_name(s: &str) -> &[u8] {
         n -= 1;
     }
     &s.as_bytes()[..n]
+}
+
+/// A name's length as the record writes it: one byte in version 1, two (big endian) in
+/// version 2, the mirror of [`take_name`].
+struct NameLen {
+    bytes: [u8; 2],
+    wide: bool,
+}
+
+impl NameLen {
+    fn of(name: &[u8], wide: bool) -> NameLen {
+        let bytes = if wide {
+            (name.len() as u16).to_be_bytes()
+        } else {
+            [name.len() as u8, 0]
+        };
+        NameLen { bytes, wide }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..if self.wide { 2 } else { 1 }]
+    }
 }
 
 fn take_name(buf: &mut &[u8], wide: bool) -> Option<ShortString> {

@@ -208,6 +208,14 @@ enum Next {
     Stop(End),
 }
 
+/// Makes room for a read of about `chunk` bytes; returns the space the read is offered.
+fn make_room(inbuf: &mut BytesMut, chunk: usize) -> usize {
+    if inbuf.capacity() - inbuf.len() < chunk / 4 {
+        inbuf.reserve(chunk);
+    }
+    inbuf.capacity() - inbuf.len()
+}
+
 /// Input bytes a connection takes in one loop turn while its socket keeps delivering at
 /// once (see [`Connection::take_waiting_input`]).
 const INPUT_BATCH_BYTES: usize = 256 * 1024;
@@ -233,10 +241,7 @@ impl Connection {
             if self.blocked || self.throttled {
                 break;
             }
-            if inbuf.capacity() - inbuf.len() < chunk / 4 {
-                inbuf.reserve(chunk);
-            }
-            let offered = inbuf.capacity() - inbuf.len();
+            let offered = make_room(inbuf, chunk);
             match reader.read_now(inbuf)? {
                 Ok(0) => return Some(End::Eof),
                 Ok(n) => {
@@ -298,10 +303,7 @@ impl Connection {
                 } else {
                     READ_CHUNK
                 };
-                if inbuf.capacity() - inbuf.len() < chunk / 4 {
-                    inbuf.reserve(chunk);
-                }
-                let offered = inbuf.capacity() - inbuf.len();
+                let offered = make_room(&mut inbuf, chunk);
                 tokio::select! {
                     _ = self.alarms.changed() => {}
                     read = reader.read_buf(&mut inbuf), if !self.blocked && !self.throttled => match read {

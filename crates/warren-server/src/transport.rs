@@ -223,27 +223,26 @@ mod tests {
         // Nothing sent yet: no wait, no bytes.
         assert!(reader.read_now(&mut buf).is_none());
         client.write_all(b"frame bytes").await.unwrap();
-        let mut got = None;
-        for _ in 0..100 {
-            if let Some(result) = reader.read_now(&mut buf) {
-                got = Some(result.unwrap());
-                break;
-            }
-            // The bytes are on their way through loopback.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(got, Some(11));
+        assert_eq!(first_ready_read(&mut reader, &mut buf).await, Some(11));
         assert_eq!(&buf[..], b"frame bytes");
         assert!(reader.read_now(&mut buf).is_none());
         drop(client);
-        let mut eof = None;
+        assert_eq!(
+            first_ready_read(&mut reader, &mut buf).await,
+            Some(0),
+            "a closed peer reads as end of stream"
+        );
+    }
+
+    /// Tries `read_now` until it has something (the bytes or the close are on their way
+    /// through loopback), for at most half a second.
+    async fn first_ready_read(reader: &mut Reader, buf: &mut BytesMut) -> Option<usize> {
         for _ in 0..100 {
-            if let Some(result) = reader.read_now(&mut buf) {
-                eof = Some(result.unwrap());
-                break;
+            if let Some(result) = reader.read_now(buf) {
+                return Some(result.unwrap());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(eof, Some(0), "a closed peer reads as end of stream");
+        None
     }
 }

@@ -424,14 +424,15 @@ mod tests {
         assert_eq!(parse_segment_file_name(".seg"), None);
     }
 
+    /// Appends one record of `payload` as the store does.
+    fn put(s: &mut Segments, payload: &[u8]) -> Location {
+        s.append(crc32c::crc32c(payload), payload.len(), &[payload])
+    }
+
     #[test]
     fn append_rolls_and_finds_in_memory() {
         let mut s = Segments::new(64, FastMap::default());
-        let a = s.append(
-            crc32c::crc32c(b"0123456789"),
-            b"0123456789".len(),
-            &[b"0123456789"],
-        );
+        let a = put(&mut s, b"0123456789");
         assert_eq!(
             a,
             Location {
@@ -440,18 +441,10 @@ mod tests {
                 len: 10
             }
         );
-        let b = s.append(
-            crc32c::crc32c(b"0123456789"),
-            b"0123456789".len(),
-            &[b"0123456789"],
-        );
+        let b = put(&mut s, b"0123456789");
         assert_eq!(b.offset, 34);
         // 34 + 18 = 52; a third record would end at 70 > 64: roll.
-        let c = s.append(
-            crc32c::crc32c(b"0123456789"),
-            b"0123456789".len(),
-            &[b"0123456789"],
-        );
+        let c = put(&mut s, b"0123456789");
         assert_eq!(
             c,
             Location {
@@ -493,7 +486,7 @@ mod tests {
         // A segment rolled with nothing referring to it is doomed at the roll.
         s.release(c);
         let big = vec![1u8; 40];
-        let d = s.append(crc32c::crc32c(&big), big.len(), &[&big]);
+        let d = put(&mut s, &big);
         assert_eq!(d.segment, 3);
         assert_eq!(s.doomed, vec![1, 2]);
     }
@@ -502,9 +495,9 @@ mod tests {
     fn oversized_record_gets_its_own_segment() {
         let mut s = Segments::new(64, FastMap::default());
         let big = vec![7u8; 200];
-        let a = s.append(crc32c::crc32c(&big), big.len(), &[&big]);
+        let a = put(&mut s, &big);
         assert_eq!(a.segment, 1);
-        let b = s.append(crc32c::crc32c(b"x"), b"x".len(), &[b"x"]);
+        let b = put(&mut s, b"x");
         assert_eq!(b.segment, 2);
     }
 }
