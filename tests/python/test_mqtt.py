@@ -846,6 +846,39 @@ def test_mqtt_publishes_reach_amqp_queues_on_amq_topic(warren, clients):
     conn.close()
 
 
+def test_a_topic_longer_than_an_amqp_short_string_reaches_both_sides(warren, clients):
+    """An MQTT topic may be up to 65535 bytes; an AMQP routing key is a short string (255).
+    RabbitMQ 3.10: delivering such a message to an AMQP client closes that client's
+    connection with 541 INTERNAL_ERROR (basic.get here, with the rabbitmq_mqtt plugin).
+    Warren cuts the key at the last whole character within 255 bytes on the AMQP wire
+    only: the connection stays open, and MQTT subscribers get the whole topic."""
+    t = unique("long")
+    conn = amqp(warren)
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", f"{t}.#")
+    sub = clients(version=V5)
+    sub.subscribe(f"{t}/#", 1)
+    ascii_topic = f"{t}/" + "x" * (300 - len(t) - 1)
+    # 'é' (2 bytes) starts at byte 254, so a cut at byte 255 would split it.
+    split_topic = f"{t}/" + "y" * (254 - len(t) - 1) + "é/z"
+    assert len(ascii_topic.encode()) == 300 and split_topic.encode()[254:256] == "é".encode()
+    pub = clients(version=V5)
+    for topic in (ascii_topic, split_topic):
+        pub.publish(topic, topic.encode(), qos=1)
+        assert sub.get().topic == topic
+    got = []
+    deadline = time.monotonic() + WAIT
+    while len(got) < 2 and time.monotonic() < deadline:
+        method, _, body = ch.basic_get(q, auto_ack=True)
+        if method is not None:
+            got.append((method.routing_key, body))
+    assert got == [(ascii_topic.replace("/", ".")[:255], ascii_topic.encode()),
+                   (split_topic.replace("/", ".")[:254], split_topic.encode())]
+    assert conn.is_open
+    conn.close()
+
+
 def test_amqp_publishes_reach_mqtt_subscribers(warren, clients):
     t = unique("a2m")
     sub = clients(version=V5)
