@@ -1,5 +1,5 @@
-//! glibc malloc settings for a broker: a fixed mmap threshold, and handing freed heap memory
-//! back to the system after a burst.
+//! glibc malloc settings for a broker: fixed mmap and trim thresholds, and handing freed
+//! heap memory back to the system after a burst.
 //!
 //! The threshold: by default glibc raises it to the size of every large block freed, so
 //! that after the first store chunk (1 MiB) or index block is freed, blocks of that size come
@@ -9,12 +9,21 @@
 //! keeps read buffers (64 and 256 KiB) in the heaps, where they are reused: at 128 KiB every
 //! 256 KiB read buffer was a fresh `mmap`, and 64 KiB bodies cost twice the CPU in page faults.
 //!
+//! The trim threshold: by default glibc gives the top of a heap back (`madvise(DONTNEED)` in a
+//! thread's arena) as soon as more than 128 KiB of it is free, on the `free` that makes it so.
+//! With 64 KiB bodies (scenario 6) every 256 KiB read buffer freed after its messages were
+//! delivered did that, and the next buffer faulted its pages in again, zeroed: 20-40
+//! `madvise` calls a second of 0.2-26 MB each, and page faults, page zeroing and page-table
+//! work took ~13% of the broker's CPU (51 against 43 µs per message, docs/benchmarks.md). The
+//! heaps now keep up to [`HEAP_TRIM_THRESHOLD`] free at their top, and the trimmer below
+//! decides when free pages go back.
+//!
 //! The trimmer: what a burst freed inside the heaps (50 queues' worth of message bodies in
 //! scenario 7, 1.3 GB) stays resident unless `malloc_trim` releases the free pages. A thread
 //! looks every few seconds at how much of the resident memory the heaps do not use and trims
 //! when that is over [`TRIM_ABOVE`], at most once per [`TRIM_AT_MOST_EVERY`]: releasing
 //! 0.5-1.3 GB took 80-160 ms here, during which threads allocating from the arena being
-//! trimmed wait. Idle or steady, it does nothing.
+//! trimmed wait; tens of MB take a few ms. Idle, or steady below that, it does nothing.
 //!
 //! The thread cache: glibc keeps at most 7 freed chunks per size class in each thread's
 //! cache; past that a free takes the arena's lock. A message is allocated on its publisher's
@@ -33,19 +42,25 @@ const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
 /// measured the same resident memory as with the default.
 const TCACHE_COUNT: u32 = 512;
 
+/// Free bytes at the top of a heap above which glibc itself gives them back on a `free`
+/// (its default is 128 KiB). Above [`TRIM_ABOVE`], so that between two looks of the trimmer
+/// the heaps keep what a busy broker frees and takes again.
+const HEAP_TRIM_THRESHOLD: i32 = 64 * 1024 * 1024;
+
 /// Resident bytes the heaps hold unused above which the trimmer releases pages.
-const TRIM_ABOVE: usize = 64 * 1024 * 1024;
+const TRIM_ABOVE: usize = 16 * 1024 * 1024;
 /// How often the trimmer looks.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Fewest seconds between two trims.
 const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
-/// Fixes the mmap threshold. Call first in `main`, before any other thread exists.
-pub fn set_mmap_threshold() {
+/// Fixes the mmap and trim thresholds. Call first in `main`, before any other thread exists.
+pub fn set_thresholds() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD);
     }
 }
 
@@ -119,12 +134,13 @@ pub fn start_trimmer() {
             .name("warren-trim".into())
             .spawn(|| {
                 let mut last_trim: Option<std::time::Instant> = None;
+                let mut floor = 0;
                 loop {
                     std::thread::sleep(TRIM_EVERY);
                     if last_trim.is_some_and(|t| t.elapsed() < TRIM_AT_MOST_EVERY) {
                         continue;
                     }
-                    if trim_if_worth_it() {
+                    if trim_if_worth_it(&mut floor) {
                         last_trim = Some(std::time::Instant::now());
                     }
                 }
@@ -135,35 +151,51 @@ pub fn start_trimmer() {
     }
 }
 
-/// Trims when the heaps hold more than [`TRIM_ABOVE`] resident bytes they do not use; true
-/// if it trimmed.
+/// Whether to trim: when the resident bytes the heaps do not use are more than
+/// [`TRIM_ABOVE`] over `floor`, what stayed after the last trim (free pages between live
+/// blocks, which `malloc_trim` cannot give back). Lowers `floor` when the heaps reused some.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn worth_trimming(idle: usize, floor: &mut usize) -> bool {
+    *floor = (*floor).min(idle);
+    idle > *floor + TRIM_ABOVE
+}
+
+/// Trims when [`worth_trimming`] says so; true if it trimmed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_if_worth_it() -> bool {
-    let Some(resident) = resident_bytes() else {
+fn trim_if_worth_it(floor: &mut usize) -> bool {
+    let Some(idle) = idle_bytes() else {
         return false;
     };
-    // SAFETY: a plain glibc call without arguments.
-    let info = unsafe { libc::mallinfo2() };
-    // In use: heap blocks handed out plus mmap'd ones. The rest of the resident set is the
-    // binary, stacks and the heaps' free pages; only the last can be given back.
-    let in_use = info.uordblks + info.hblkhd;
-    let idle = resident.saturating_sub(in_use);
-    tracing::trace!(resident, in_use, free = info.fordblks, "heap check");
-    if idle <= TRIM_ABOVE {
+    if !worth_trimming(idle, floor) {
         return false;
     }
     let started = std::time::Instant::now();
-    // SAFETY: as above.
+    // SAFETY: a plain glibc call without arguments.
     unsafe {
         libc::malloc_trim(0);
     }
+    let after = idle_bytes().unwrap_or(0);
+    *floor = after;
     tracing::debug!(
         idle_mib = idle >> 20,
-        after_mib = resident_bytes().unwrap_or(0) >> 20,
+        after_mib = after >> 20,
         took_ms = started.elapsed().as_millis() as u64,
         "returned free heap pages to the system"
     );
     true
+}
+
+/// Resident bytes that are not heap blocks in use: the binary, stacks and the heaps' free
+/// pages (only the last can be given back).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn idle_bytes() -> Option<usize> {
+    let resident = resident_bytes()?;
+    // SAFETY: a plain glibc call without arguments.
+    let info = unsafe { libc::mallinfo2() };
+    // In use: heap blocks handed out plus mmap'd ones.
+    let in_use = info.uordblks + info.hblkhd;
+    tracing::trace!(resident, in_use, free = info.fordblks, "heap check");
+    Some(resident.saturating_sub(in_use))
 }
 
 /// The process's resident set, from `/proc/self/statm` (pages).
@@ -174,4 +206,27 @@ fn resident_bytes() -> Option<usize> {
     // SAFETY: sysconf reads a constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * usize::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn trims_past_the_floor_only() {
+        let mut floor = 0;
+        assert!(!worth_trimming(10 * MIB, &mut floor));
+        assert!(worth_trimming(40 * MIB, &mut floor));
+        // After a trim that left 38 MiB the trimmer waits for 16 MiB more.
+        floor = 38 * MIB;
+        assert!(!worth_trimming(40 * MIB, &mut floor));
+        assert!(!worth_trimming(54 * MIB, &mut floor));
+        assert!(worth_trimming(55 * MIB, &mut floor));
+        // The heaps reused some of it: the floor follows down.
+        assert!(!worth_trimming(20 * MIB, &mut floor));
+        assert_eq!(floor, 20 * MIB);
+        assert!(worth_trimming(37 * MIB, &mut floor));
+    }
 }

@@ -22,7 +22,7 @@ use settings::{Cli, Command, Settings};
 
 fn main() -> std::process::ExitCode {
     allocator::enlarge_thread_cache();
-    allocator::set_mmap_threshold();
+    allocator::set_thresholds();
     let mut cli = Cli::parse();
     if let Some(Command::Perf(_)) = &cli.command {
         if let Some(Command::Perf(args)) = cli.command.take() {
