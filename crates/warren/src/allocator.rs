@@ -14,9 +14,9 @@
 //! With 64 KiB bodies (scenario 6) every 256 KiB read buffer freed after its messages were
 //! delivered did that, and the next buffer faulted its pages in again, zeroed: 20-40
 //! `madvise` calls a second of 0.2-26 MB each, and page faults, page zeroing and page-table
-//! work took ~13% of the broker's CPU (51 against 43 µs per message, docs/benchmarks.md). The
-//! heaps now keep up to [`HEAP_TRIM_THRESHOLD`] free at their top, and the trimmer below
-//! decides when free pages go back.
+//! work took ~13% of the broker's samples (51-52 µs per message before, 37-38 after,
+//! docs/benchmarks.md). The heaps now keep up to [`HEAP_TRIM_THRESHOLD`] free at their top,
+//! and the trimmer below decides when free pages go back.
 //!
 //! The trimmer: what a burst freed inside the heaps (50 queues' worth of message bodies in
 //! scenario 7, 1.3 GB) stays resident unless `malloc_trim` releases the free pages. A thread
