@@ -108,12 +108,17 @@ impl Persistence {
         self.store.sync_now()
     }
 
-    /// Message bytes the store holds in memory because they are not durable yet.
     /// Free bytes on the store's disk, when the store can tell.
     pub fn disk_free_bytes(&self) -> Option<u64> {
         self.store.disk_free_bytes()
     }
 
+    /// The store's file operations so far.
+    pub fn io_stats(&self) -> crate::storage::IoStats {
+        self.store.io_stats()
+    }
+
+    /// Message bytes the store holds in memory because they are not durable yet.
     pub fn buffered_bytes(&self) -> u64 {
         self.store.buffered_bytes()
     }

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use warren_core::connections::ConnectionState;
 use warren_core::queue::QueueSnapshot;
 use warren_core::stats::{ChannelStats, MessageCounts};
+use warren_core::storage::IoStats;
 use warren_core::vhost::ExchangeView;
 use warren_core::Broker;
 
@@ -158,6 +159,7 @@ pub struct Rates {
     /// When the previous sample was taken.
     last_at: Mutex<Option<Instant>>,
     churn: Mutex<VecDeque<(Instant, [u64; CHURN_FIELDS.len()])>>,
+    io: Mutex<VecDeque<(Instant, IoStats)>>,
 }
 
 /// RabbitMQ's `churn_rates` fields, in [`churn_now`]'s order.
@@ -191,7 +193,64 @@ impl Rates {
             samples: Mutex::new(HashMap::new()),
             last_at: Mutex::new(None),
             churn: Mutex::new(VecDeque::new()),
+            io: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn record_io(&self, at: Instant, stats: IoStats) {
+        let mut io = self.io.lock();
+        if io.len() == WINDOW {
+            io.pop_front();
+        }
+        io.push_back((at, stats));
+    }
+
+    /// A node's `io_*` fields (RabbitMQ's names), each with a `_details` rate over the
+    /// window: counts and byte totals, and the average time of one operation in
+    /// milliseconds. RabbitMQ 3.10: the average is over every operation since the start
+    /// (its read average was exactly its total read time over its read count), not over
+    /// the last interval as its documentation says. Warren never seeks (it reads and writes
+    /// at an offset) nor reopens a file, so those counts are always zero.
+    pub fn io_json(&self, now: IoStats) -> Map<String, Value> {
+        let io = self.io.lock();
+        let window = match (io.front(), io.back()) {
+            (Some((t0, a)), Some((t1, b))) if t1 > t0 => {
+                Some((t1.duration_since(*t0).as_secs_f64(), *a, *b))
+            }
+            _ => None,
+        };
+        let mut m = Map::new();
+        let mut field = |name: &str, f: &dyn Fn(&IoStats) -> f64| {
+            let rate = window.map_or(0.0, |(secs, a, b)| (f(&b) - f(&a)) / secs);
+            let value = f(&now);
+            if name.ends_with("_avg_time") {
+                m.insert(name.to_string(), json!((value * 1000.0).round() / 1000.0));
+            } else {
+                m.insert(name.to_string(), json!(value as u64));
+            }
+            m.insert(format!("{name}_details"), json!({"rate": round(rate)}));
+        };
+        let avg_ms = |ops: u64, micros: u64| {
+            if ops == 0 {
+                0.0
+            } else {
+                micros as f64 / 1000.0 / ops as f64
+            }
+        };
+        field("io_read_count", &|s| s.read_ops as f64);
+        field("io_read_bytes", &|s| s.read_bytes as f64);
+        field("io_read_avg_time", &|s| avg_ms(s.read_ops, s.read_micros));
+        field("io_write_count", &|s| s.write_ops as f64);
+        field("io_write_bytes", &|s| s.write_bytes as f64);
+        field("io_write_avg_time", &|s| {
+            avg_ms(s.write_ops, s.write_micros)
+        });
+        field("io_sync_count", &|s| s.sync_ops as f64);
+        field("io_sync_avg_time", &|s| avg_ms(s.sync_ops, s.sync_micros));
+        field("io_seek_count", &|_| 0.0);
+        field("io_seek_avg_time", &|_| 0.0);
+        field("io_reopen_count", &|_| 0.0);
+        m
     }
 
     fn record_churn(&self, at: Instant) {
@@ -330,18 +389,27 @@ pub fn collect(broker: &Broker) -> Vec<(Key, Point)> {
     out
 }
 
+/// The store's file operations so far (zeros without a disk store).
+pub fn io_stats(broker: &Broker) -> IoStats {
+    broker
+        .persistence()
+        .map(|p| p.io_stats())
+        .unwrap_or_default()
+}
+
 /// Samples the broker every interval until the task is dropped.
 pub async fn run(broker: Arc<Broker>, rates: Arc<Rates>) {
     let mut tick = tokio::time::interval(rates.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let broker = Arc::clone(&broker);
-        let Ok(points) = tokio::task::spawn_blocking(move || collect(&broker)).await else {
+        let sampled = Arc::clone(&broker);
+        let Ok(points) = tokio::task::spawn_blocking(move || collect(&sampled)).await else {
             continue;
         };
         let now = Instant::now();
         rates.record(now, points);
         rates.record_churn(now);
+        rates.record_io(now, io_stats(&broker));
     }
 }

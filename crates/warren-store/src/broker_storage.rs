@@ -107,6 +107,10 @@ impl MessageStore for Store {
         Store::is_failed(self)
     }
 
+    fn io_stats(&self) -> warren_core::storage::IoStats {
+        Store::io_stats(self)
+    }
+
     fn apply_definitions(&self, changes: Vec<DefinitionChange>) -> Result<(), StorageError> {
         self.apply_metadata(changes).map_err(error)
     }

@@ -24,16 +24,16 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warren_core::FastMap;
 
+use crate::io_stats::IoCounters;
 use crate::queue_log::QueueLogInner;
 use crate::recycle::Spares;
-use crate::{sys, Shared};
+use crate::Shared;
 
 /// How long the idle flusher sleeps before looking for work again; appends and sync requests
 /// wake it earlier.
@@ -132,9 +132,9 @@ const MAX_SYNC_THREADS: usize = 16;
 /// fdatasyncs `files`, several at a time: on ext4 concurrent fdatasyncs share a journal
 /// commit, so N dirty queue logs cost about one fsync latency instead of N (measured here:
 /// 8 files 11.6 ms one after another, 3.2 ms in parallel). Results are in `files` order.
-fn sync_parallel(files: &[&File]) -> Vec<io::Result<()>> {
+fn sync_parallel(files: &[&File], io: &IoCounters) -> Vec<io::Result<()>> {
     if files.len() <= 1 {
-        return files.iter().map(|f| f.sync_data()).collect();
+        return files.iter().map(|f| io.sync_data(f)).collect();
     }
     let workers = files.len().min(MAX_SYNC_THREADS);
     let mut results: Vec<Option<io::Result<()>>> = files.iter().map(|_| None).collect();
@@ -146,7 +146,7 @@ fn sync_parallel(files: &[&File]) -> Vec<io::Result<()>> {
                 .spawn_scoped(s, move || {
                     (w..files.len())
                         .step_by(workers)
-                        .map(|i| (i, files[i].sync_data()))
+                        .map(|i| (i, io.sync_data(files[i])))
                         .collect::<Vec<_>>()
                 });
             // Could not start a helper: its files are synced below on this thread.
@@ -155,7 +155,7 @@ fn sync_parallel(files: &[&File]) -> Vec<io::Result<()>> {
             }
         }
         for i in (0..files.len()).step_by(workers) {
-            results[i] = Some(files[i].sync_data());
+            results[i] = Some(io.sync_data(files[i]));
         }
         for h in handles {
             if let Ok(done) = h.join() {
@@ -168,7 +168,7 @@ fn sync_parallel(files: &[&File]) -> Vec<io::Result<()>> {
     results
         .into_iter()
         .zip(files)
-        .map(|(r, f)| r.unwrap_or_else(|| f.sync_data()))
+        .map(|(r, f)| r.unwrap_or_else(|| io.sync_data(f)))
         .collect()
 }
 
@@ -360,7 +360,7 @@ impl Flusher {
         let mut to_sync: Vec<(usize, Arc<File>, usize)> = Vec::new();
         let mut done: Vec<usize> = Vec::new();
         for (&key, log) in &self.pending {
-            match log.io.lock().write_pending() {
+            match log.io.lock().write_pending(&sh.io) {
                 Ok(Some((file, n))) => to_sync.push((key, file, n)),
                 Ok(None) => done.push(key),
                 Err(e) => {
@@ -370,8 +370,7 @@ impl Flusher {
         }
         let results = if fsync {
             let files: Vec<&File> = to_sync.iter().map(|(_, f, _)| &**f).collect();
-            sh.fsyncs.fetch_add(files.len() as u64, Ordering::Relaxed);
-            sync_parallel(&files)
+            sync_parallel(&files, &sh.io)
         } else {
             to_sync.iter().map(|_| Ok(())).collect()
         };
@@ -420,15 +419,9 @@ impl Flusher {
         for log in compact {
             let mut io = log.io.lock();
             if io.wants_compaction() {
-                match io.compact_self(log.queue_id, &log.path, fsync) {
-                    Ok(()) if fsync => {
-                        sh.fsyncs.fetch_add(2, Ordering::Relaxed);
-                    }
-                    Ok(()) => {}
-                    // The old file is intact (rename is the last step); try again later.
-                    Err(e) => {
-                        tracing::warn!(queue_id = log.queue_id, error = %e, "queue log compaction failed")
-                    }
+                // On failure the old file is intact (rename is the last step); try again later.
+                if let Err(e) = io.compact_self(log.queue_id, &log.path, fsync, &sh.io) {
+                    tracing::warn!(queue_id = log.queue_id, error = %e, "queue log compaction failed")
                 }
             }
         }
@@ -500,7 +493,7 @@ impl Flusher {
 
         for (seg, base, data, _) in &chunks {
             if let Some(Some(f)) = files.get(seg) {
-                f.write_all_at(data, *base)?;
+                sh.io.write_all_at(f, data, *base)?;
             }
         }
         let mut to_sync: Vec<u32> = chunks
@@ -523,8 +516,7 @@ impl Flusher {
         if sh.fsync {
             for seg in to_sync {
                 if let Some(Some(f)) = files.get(&seg) {
-                    f.sync_data()?;
-                    sh.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    sh.io.sync_data(f)?;
                 }
             }
         }
@@ -536,16 +528,14 @@ impl Flusher {
         if self.next_id_unsynced {
             if let Some(f) = &self.next_id_file {
                 if self.shared.fsync {
-                    f.sync_data()?;
-                    self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.shared.io.sync_data(f)?;
                 }
             }
             self.next_id_unsynced = false;
         }
         if self.dir_sync_needed {
             if self.shared.fsync {
-                sys::sync_dir(&self.shared.seg_dir)?;
-                self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                self.shared.io.sync_dir(&self.shared.seg_dir)?;
             }
             self.dir_sync_needed = false;
         }
@@ -571,7 +561,7 @@ impl Flusher {
         if let Some(f) = &self.next_id_file {
             // 8 bytes at offset 0 sit in one sector: the write is not torn in practice, and
             // a torn one fails its checksum and falls back to the segment files' own ids.
-            f.write_all_at(&data, 0)?;
+            self.shared.io.write_all_at(f, &data, 0)?;
             self.next_id_unsynced = true;
         }
         self.next_id_written = next;

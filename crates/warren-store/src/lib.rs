@@ -60,6 +60,11 @@
 //! `sync_now` do I/O or block, the rest take a short lock). The flusher is one `std::thread`;
 //! it borrows short-lived helper threads to fdatasync many queue logs in parallel.
 //!
+//! # I/O statistics
+//! Every write, fdatasync, directory fsync and read of a running store goes through
+//! `io_stats::IoCounters`, which counts and times it: [`Store::io_stats`], the broker's
+//! `rabbitmq_io_*` metrics. [`Store::fsync_count`] is its sync count.
+//!
 //! # Shutdown
 //! When the last [`Store`] clone is dropped, the flusher runs one final round and exits, and
 //! the directory lock is released. [`QueueLog`] handles do not keep the flusher alive: writes
@@ -69,6 +74,7 @@
 mod broker_storage;
 mod error;
 mod flusher;
+mod io_stats;
 mod metadata;
 mod metadata_log;
 mod queue_log;
@@ -176,7 +182,8 @@ pub(crate) struct Shared {
     pub idle: AtomicBool,
     pub sync_requested: AtomicBool,
     pub synced_tx: watch::Sender<u64>,
-    pub fsyncs: AtomicU64,
+    /// Counts and times every file operation of the running store.
+    pub io: io_stats::IoCounters,
     pub failed: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     /// Serializes `save_metadata` (they share one temp file name).
@@ -402,7 +409,7 @@ impl Store {
             idle: AtomicBool::new(false),
             sync_requested: AtomicBool::new(false),
             synced_tx,
-            fsyncs: AtomicU64::new(0),
+            io: io_stats::IoCounters::default(),
             failed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             meta_lock: Mutex::new(()),
@@ -493,7 +500,7 @@ impl Store {
         match found {
             // Write buffers only hold segments of this run.
             Found::Memory(buf) => segment::decode_record(buf, loc, RecordCheck::Seeded),
-            Found::File(f, check) => segment::read_from_file(&f, loc, check),
+            Found::File(f, check) => segment::read_from_file(&f, loc, check, &sh.io),
             Found::NeedOpen(check) => {
                 // A segment of an earlier run: opened read-only on first use, outside the lock.
                 let path = sh.seg_dir.join(segment::segment_file_name(loc.segment));
@@ -510,7 +517,7 @@ impl Store {
                 if let Some(m) = sh.segs.lock().metas.get_mut(&loc.segment) {
                     m.file.get_or_insert_with(|| f.clone());
                 }
-                segment::read_from_file(&f, loc, check)
+                segment::read_from_file(&f, loc, check, &sh.io)
             }
         }
     }
@@ -609,7 +616,7 @@ impl Store {
 
     /// Number of fsync/fdatasync calls made so far (files and directories).
     pub fn fsync_count(&self) -> u64 {
-        self.shared().fsyncs.load(Ordering::Relaxed)
+        self.shared().io.snapshot().sync_ops
     }
 
     /// True while the last flush round failed (disk full, I/O error): unsynced data is held in
@@ -637,8 +644,7 @@ impl Store {
     /// thread; cost independent of how many definitions exist.
     pub fn apply_metadata(&self, changes: Vec<MetaChange>) -> Result<(), StoreError> {
         let sh = self.shared();
-        let n = sh.meta_log.lock().append(changes)?;
-        sh.fsyncs.fetch_add(n, Ordering::Relaxed);
+        sh.meta_log.lock().append(changes, &sh.io)?;
         Ok(())
     }
 
@@ -656,11 +662,11 @@ impl Store {
     /// Removes the whole-snapshot metadata files of an older layout once their contents were
     /// moved into the definitions log.
     pub fn remove_legacy_metadata(&self) -> Result<(), StoreError> {
-        let dir = &self.shared().dir;
+        let sh = self.shared();
         for name in [metadata::META_FILE, metadata::META_PREV_FILE] {
-            remove_if_exists(&dir.join(name))?;
+            remove_if_exists(&sh.dir.join(name))?;
         }
-        sys::sync_dir(dir)?;
+        sh.io.sync_dir(&sh.dir)?;
         Ok(())
     }
 
@@ -671,8 +677,7 @@ impl Store {
         let _serial = sh.meta_lock.lock();
         // Always fsynced, whatever `fsync` says: metadata changes rarely, and without it a
         // power cut can leave a renamed but empty file.
-        let n = metadata::save(&sh.dir, bytes)?;
-        sh.fsyncs.fetch_add(n, Ordering::Relaxed);
+        metadata::save(&sh.dir, bytes, &sh.io)?;
         Ok(())
     }
 
@@ -684,6 +689,12 @@ impl Store {
     }
 
     // ---- disk ----
+
+    /// The store's file operations since it opened (the set-up of its directory at open
+    /// not included): counts, bytes and time.
+    pub fn io_stats(&self) -> warren_core::storage::IoStats {
+        self.shared().io.snapshot()
+    }
 
     /// Free space for unprivileged writers on the store's filesystem (statvfs).
     pub fn disk_free_bytes(&self) -> Option<u64> {
@@ -749,7 +760,7 @@ impl Store {
             let inner = &log.inner;
             let mut io = inner.io.lock();
             if io.wants_compaction() {
-                if let Err(e) = io.compact_self(inner.queue_id, &inner.path, sh.fsync) {
+                if let Err(e) = io.compact_self(inner.queue_id, &inner.path, sh.fsync, &sh.io) {
                     tracing::warn!(queue_id = inner.queue_id, error = %e, "queue log compaction failed");
                 }
             }

@@ -13,11 +13,10 @@
 //! starts from the last good copy instead of not at all.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
-use crate::sys;
+use crate::io_stats::IoCounters;
 
 const META_MAGIC: &[u8; 8] = b"WRNMETA1";
 const META_HEADER_LEN: usize = 24;
@@ -30,8 +29,8 @@ fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join(META_FILE), dir.join(META_TMP_FILE))
 }
 
-/// Writes the blob atomically (always fsynced). Returns how many fsyncs it did.
-pub(crate) fn save(dir: &Path, bytes: &[u8]) -> Result<u64, StoreError> {
+/// Writes the blob atomically (always fsynced).
+pub(crate) fn save(dir: &Path, bytes: &[u8], io: &IoCounters) -> Result<(), StoreError> {
     let (path, tmp) = paths(dir);
     let mut data = Vec::with_capacity(META_HEADER_LEN + bytes.len());
     data.extend_from_slice(META_MAGIC);
@@ -39,20 +38,20 @@ pub(crate) fn save(dir: &Path, bytes: &[u8]) -> Result<u64, StoreError> {
     data.extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
     data.extend_from_slice(&[0u8; 4]);
     data.extend_from_slice(bytes);
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    f.write_all(&data)?;
-    f.sync_data()?;
+    io.write_all_at(&f, &data, 0)?;
+    io.sync_data(&f)?;
     drop(f);
     if path.exists() {
         fs::rename(&path, dir.join(META_PREV_FILE))?;
     }
     fs::rename(&tmp, &path)?;
-    sys::sync_dir(dir)?;
-    Ok(2)
+    io.sync_dir(dir)?;
+    Ok(())
 }
 
 /// Reads the blob back; `None` if none was ever saved. Falls back to the previous copy when

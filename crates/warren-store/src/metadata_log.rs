@@ -25,6 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
+use crate::io_stats::IoCounters;
 use crate::sys;
 
 const MAGIC: &[u8; 8] = b"WRNMLOG1";
@@ -224,35 +225,35 @@ impl MetaLog {
 
     /// Appends one batch and fdatasyncs it; on error nothing is applied (the file is cut
     /// back to where it was, so a later append does not follow a half-written batch).
-    /// Returns the number of fsyncs done.
-    pub(crate) fn append(&mut self, changes: Vec<MetaChange>) -> Result<u64, StoreError> {
+    pub(crate) fn append(
+        &mut self,
+        changes: Vec<MetaChange>,
+        io: &IoCounters,
+    ) -> Result<(), StoreError> {
         if changes.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let rec = encode_batch(&changes);
-        let written = self
-            .file
-            .write_all_at(&rec, self.len)
-            .and_then(|()| self.file.sync_data());
+        let written = io
+            .write_all_at(&self.file, &rec, self.len)
+            .and_then(|()| io.sync_data(&self.file));
         if let Err(e) = written {
             let _ = self.file.set_len(self.len);
             return Err(e.into());
         }
         self.len += rec.len() as u64;
         self.apply_in_memory(changes);
-        let mut fsyncs = 1;
         if self.len >= COMPACT_MIN_BYTES && self.len > COMPACT_FACTOR * (self.live_bytes + 64) {
-            match self.compact() {
-                Ok(()) => fsyncs += 2,
-                // The log is intact (the rename is the last step): try again next time.
-                Err(e) => tracing::warn!(error = %e, "metadata log compaction failed"),
+            // On failure the log is intact (the rename is the last step): try again next time.
+            if let Err(e) = self.compact(io) {
+                tracing::warn!(error = %e, "metadata log compaction failed");
             }
         }
-        Ok(fsyncs)
+        Ok(())
     }
 
     /// Rewrites the log as one batch of every live key.
-    fn compact(&mut self) -> Result<(), StoreError> {
+    fn compact(&mut self, io: &IoCounters) -> Result<(), StoreError> {
         let changes: Vec<MetaChange> = self
             .live
             .iter()
@@ -267,10 +268,10 @@ impl MetaLog {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        f.write_all_at(&data, 0)?;
-        f.sync_data()?;
+        io.write_all_at(&f, &data, 0)?;
+        io.sync_data(&f)?;
         fs::rename(&tmp, &self.path)?;
-        sys::sync_dir(&self.dir)?;
+        io.sync_dir(&self.dir)?;
         tracing::debug!(
             before = self.len,
             after = data.len(),
@@ -315,9 +316,10 @@ mod tests {
         {
             let mut log = MetaLog::open(dir.path()).expect("open");
             assert!(!log.existed);
-            log.append(vec![put("a", "1"), put("b", "2")])
+            log.append(vec![put("a", "1"), put("b", "2")], &IoCounters::default())
                 .expect("append");
-            log.append(vec![del("a"), put("c", "3")]).expect("append");
+            log.append(vec![del("a"), put("c", "3")], &IoCounters::default())
+                .expect("append");
         }
         let log = MetaLog::open(dir.path()).expect("reopen");
         assert!(log.existed);
@@ -328,7 +330,7 @@ mod tests {
         let path = dir.path().join(LOG_FILE);
         {
             let mut log = MetaLog::open(dir.path()).expect("reopen");
-            log.append(vec![put("d", "4"), put("e", "5")])
+            log.append(vec![put("d", "4"), put("e", "5")], &IoCounters::default())
                 .expect("append");
         }
         let len = fs::metadata(&path).expect("meta").len();
@@ -337,7 +339,8 @@ mod tests {
         let mut log = MetaLog::open(dir.path()).expect("reopen torn");
         assert_eq!(sorted(&log), want);
         // Appends continue after the cut.
-        log.append(vec![put("f", "6")]).expect("append");
+        log.append(vec![put("f", "6")], &IoCounters::default())
+            .expect("append");
         drop(log);
         // Flipped bits in the middle: the good prefix is kept, the rest set aside.
         let mut data = fs::read(&path).expect("read");
@@ -356,8 +359,11 @@ mod tests {
         {
             let mut log = MetaLog::open(dir.path()).expect("open");
             for i in 0..3000 {
-                log.append(vec![put(&format!("k{}", i % 10), &value)])
-                    .expect("append");
+                log.append(
+                    vec![put(&format!("k{}", i % 10), &value)],
+                    &IoCounters::default(),
+                )
+                .expect("append");
             }
             assert!(log.len < COMPACT_MIN_BYTES * 2, "compacted: {}", log.len);
         }

@@ -21,7 +21,6 @@
 //! enqueue record per live entry and atomically renames it over the old one.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,7 +28,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::StoreError;
-use crate::{sys, Location, Shared};
+use crate::io_stats::IoCounters;
+use crate::{Location, Shared};
 
 /// Size of every queue-log record, the header included.
 pub(crate) const QREC: usize = 32;
@@ -212,6 +212,7 @@ pub(crate) fn open_file(
     path: &Path,
     queue_id: u64,
     fsync: bool,
+    io: &IoCounters,
 ) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
         .read(true)
@@ -223,11 +224,11 @@ pub(crate) fn open_file(
     if len < QREC as u64 {
         // New, or created by a run that died before its header was written.
         file.set_len(0)?;
-        file.write_all_at(&header(queue_id), 0)?;
+        io.write_all_at(&file, &header(queue_id), 0)?;
         if fsync {
-            file.sync_data()?;
+            io.sync_data(&file)?;
             if let Some(dir) = path.parent() {
-                sys::sync_dir(dir)?;
+                io.sync_dir(dir)?;
             }
         }
         return Ok((file, QREC as u64));
@@ -238,7 +239,7 @@ pub(crate) fn open_file(
         tracing::warn!(path = %path.display(), len, kept = whole, "queue log has a torn tail; truncating");
         file.set_len(whole)?;
         if fsync {
-            file.sync_data()?;
+            io.sync_data(&file)?;
         }
     }
     Ok((file, whole))
@@ -250,6 +251,7 @@ fn write_replacement(
     queue_id: u64,
     live: &[RecoveredEntry],
     fsync: bool,
+    io: &IoCounters,
 ) -> Result<(File, u64), StoreError> {
     let mut data = Vec::with_capacity((live.len() + 1) * QREC);
     data.extend_from_slice(&header(queue_id));
@@ -264,14 +266,14 @@ fn write_replacement(
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    file.write_all_at(&data, 0)?;
+    io.write_all_at(&file, &data, 0)?;
     if fsync {
-        file.sync_data()?;
+        io.sync_data(&file)?;
     }
     std::fs::rename(&tmp, path)?;
     if fsync {
         if let Some(dir) = path.parent() {
-            sys::sync_dir(dir)?;
+            io.sync_dir(dir)?;
         }
     }
     Ok((file, data.len() as u64))
@@ -384,7 +386,10 @@ impl LogIo {
     /// Writes every unsynced chunk at its offset (the flusher fsyncs the returned file next,
     /// without holding the lock, in parallel with other logs). Returns the file and how many
     /// chunks it covers, or `None` if there was nothing to write.
-    pub(crate) fn write_pending(&mut self) -> std::io::Result<Option<(Arc<File>, usize)>> {
+    pub(crate) fn write_pending(
+        &mut self,
+        io: &IoCounters,
+    ) -> std::io::Result<Option<(Arc<File>, usize)>> {
         if self.removed {
             self.unsynced.clear();
             return Ok(None);
@@ -393,7 +398,7 @@ impl LogIo {
             return Ok(None);
         }
         for c in &self.unsynced {
-            self.file.write_all_at(&c.data, c.offset)?;
+            io.write_all_at(&self.file, &c.data, c.offset)?;
         }
         Ok(Some((self.file.clone(), self.unsynced.len())))
     }
@@ -410,10 +415,10 @@ impl LogIo {
     }
 
     /// Reads the whole file back (under the io lock, so nothing is writing it).
-    fn read_all(&self) -> Result<Vec<u8>, StoreError> {
+    fn read_all(&self, io: &IoCounters) -> Result<Vec<u8>, StoreError> {
         let len = self.file.metadata()?.len();
         let mut data = vec![0u8; len as usize];
-        self.file.read_exact_at(&mut data, 0)?;
+        io.read_exact_at(&self.file, &mut data, 0)?;
         Ok(data)
     }
 
@@ -423,11 +428,12 @@ impl LogIo {
         queue_id: u64,
         path: &Path,
         fsync: bool,
+        io: &IoCounters,
     ) -> Result<(), StoreError> {
         debug_assert!(self.unsynced.is_empty());
-        let data = self.read_all()?;
+        let data = self.read_all(io)?;
         let parsed = parse(&data, queue_id, path);
-        let (file, end) = write_replacement(path, queue_id, &parsed.live, fsync)?;
+        let (file, end) = write_replacement(path, queue_id, &parsed.live, fsync, io)?;
         tracing::debug!(
             queue_id,
             before = parsed.records,
@@ -487,7 +493,7 @@ impl DeferredAck {
 impl QueueLog {
     pub(crate) fn open(shared: Arc<Shared>, queue_id: u64) -> Result<QueueLog, StoreError> {
         let path = shared.queue_dir.join(log_file_name(queue_id));
-        let (file, end) = open_file(&path, queue_id, shared.fsync)?;
+        let (file, end) = open_file(&path, queue_id, shared.fsync, &shared.io)?;
         // Counts stay 0 until `recover` reads the file: compaction is never triggered by a
         // guess about a file nobody has looked at.
         Ok(QueueLog {
@@ -637,7 +643,7 @@ impl QueueLog {
                 queue_id: self.inner.queue_id,
             });
         }
-        let data = io.read_all()?;
+        let data = io.read_all(&self.inner.shared.io)?;
         let parsed = parse(&data, self.inner.queue_id, &self.inner.path);
         if parsed.corrupt > 0 {
             tracing::warn!(
@@ -674,11 +680,13 @@ impl QueueLog {
         }
         inner.buf.lock().clear();
         io.unsynced.clear();
-        let (file, end) = write_replacement(&inner.path, inner.queue_id, live, inner.shared.fsync)?;
-        if inner.shared.fsync {
-            // The temp file's fdatasync and the directory fsync.
-            inner.shared.fsyncs.fetch_add(2, Ordering::Relaxed);
-        }
+        let (file, end) = write_replacement(
+            &inner.path,
+            inner.queue_id,
+            live,
+            inner.shared.fsync,
+            &inner.shared.io,
+        )?;
         io.file = Arc::new(file);
         io.end = end;
         io.records = live.len() as u64;

@@ -13,11 +13,11 @@
 //! error, say). Files of the older layout (`WRNSEG01`, plain CRC32C) are still read.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
 
 use crate::error::StoreError;
+use crate::io_stats::IoCounters;
 use crate::Location;
 
 /// Bytes of the segment file header.
@@ -111,9 +111,10 @@ pub(crate) fn read_from_file(
     file: &File,
     loc: Location,
     check: RecordCheck,
+    io: &IoCounters,
 ) -> Result<Bytes, StoreError> {
     let mut buf = vec![0u8; (REC_HEADER_LEN + u64::from(loc.len)) as usize];
-    match file.read_exact_at(&mut buf, u64::from(loc.offset)) {
+    match io.read_exact_at(file, &mut buf, u64::from(loc.offset)) {
         Ok(()) => decode_record(buf, loc, check),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::corrupt(
             format!("record at {loc:?}: beyond the end of the segment file"),

@@ -1253,3 +1253,40 @@ fn a_record_appended_in_parts_is_the_joined_bytes() {
     assert_eq!(&store.read(parts_loc).expect("read")[..], &want[..]);
     assert_eq!(&store.read(whole_loc).expect("read")[..], &want[..]);
 }
+
+#[test]
+fn io_stats_count_the_writes_syncs_and_reads_of_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loc = {
+        let store = Store::open(dir.path(), opts()).expect("open");
+        let log = store.queue_log(9).expect("log");
+        let before = store.io_stats();
+        let r = store.append(&payload(1, 4000));
+        log.enqueue(1, r.location(), 0);
+        store.request_sync();
+        wait_synced(&store, store.generation());
+        let after = store.io_stats();
+        assert!(after.write_ops > before.write_ops);
+        // The record (4000 bytes and its header) and the log's 32-byte entry.
+        assert!(
+            after.write_bytes - before.write_bytes >= 4000 + 32,
+            "{after:?}"
+        );
+        // The segment and the queue log at least, each timed.
+        assert!(after.sync_ops >= before.sync_ops + 2, "{after:?}");
+        assert_eq!(after.sync_ops, store.fsync_count());
+        assert!(after.sync_micros > before.sync_micros, "{after:?}");
+        // The index entry's reference, as a queue holds it.
+        store.retain(r.location());
+        r.location()
+    };
+    // After a restart the record is read from its file: one read of its bytes.
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    let log = store.queue_log(9).expect("log");
+    assert_eq!(log.recover().expect("recover").len(), 1);
+    let before = store.io_stats();
+    assert_eq!(&store.read(loc).expect("read")[..], &payload(1, 4000)[..]);
+    let after = store.io_stats();
+    assert_eq!(after.read_ops, before.read_ops + 1);
+    assert!(after.read_bytes - before.read_bytes >= 4000);
+}

@@ -43,6 +43,22 @@ pub struct RecoveredEntry {
     pub deadline: u64,
 }
 
+/// The store's file operations since it opened: counts, bytes and the time they took
+/// (RabbitMQ's `io_*` node statistics). Reads are of message records paged out or stored
+/// before a restart, and of index logs at recovery and compaction; syncs are every
+/// fdatasync and directory fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoStats {
+    pub read_ops: u64,
+    pub read_bytes: u64,
+    pub read_micros: u64,
+    pub write_ops: u64,
+    pub write_bytes: u64,
+    pub write_micros: u64,
+    pub sync_ops: u64,
+    pub sync_micros: u64,
+}
+
 /// Largest deadline an index entry holds (48 bits of Unix milliseconds).
 pub const MAX_DEADLINE: u64 = (1 << 48) - 1;
 
@@ -92,6 +108,10 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The store could not make writes durable and refuses more.
     fn is_failed(&self) -> bool {
         false
+    }
+    /// File operations so far (zero for a store without files).
+    fn io_stats(&self) -> IoStats {
+        IoStats::default()
     }
 
     /// Makes a batch of definition changes durable (all or nothing).

@@ -144,6 +144,7 @@ pub fn core(e: &mut Exposition, state: &ApiState, per_object: bool) {
     queues(e, &rows, per_object, "");
     global(e, state);
     resources(e, state);
+    super::io::persister(e, state);
 }
 
 fn churn(e: &mut Exposition) {
@@ -442,6 +443,7 @@ pub fn detailed(e: &mut Exposition, state: &ApiState, families: &[String], vhost
                 queues(e, &rows, true, family)
             }
             "connection_churn_metrics" => churn(e),
+            "node_persister_metrics" => super::io::persister(e, state),
             _ => {}
         }
     }

@@ -8,6 +8,7 @@
 mod channels;
 mod collect;
 pub mod exposition;
+mod io;
 
 use std::sync::Arc;
 

@@ -204,7 +204,7 @@ pub(crate) fn node_json(state: &ApiState) -> Value {
     let disk_free = broker.persistence().and_then(|p| p.disk_free_bytes());
     let (fd_used, fd_total) = crate::state::file_descriptors();
     let processors = std::thread::available_parallelism().map_or(1, |n| n.get());
-    json!({
+    let mut node = json!({
         "name": state.node(),
         "type": "disc",
         "running": true,
@@ -235,7 +235,11 @@ pub(crate) fn node_json(state: &ApiState) -> Value {
         "rabbitmq_version": RABBITMQ_API_VERSION,
         "product_name": PRODUCT_NAME,
         "product_version": state.options.product_version,
-    })
+    });
+    if let Value::Object(m) = &mut node {
+        m.extend(state.rates.io_json(sampler::io_stats(broker)));
+    }
+    node
 }
 
 async fn nodes(State(state): St, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
