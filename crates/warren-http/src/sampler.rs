@@ -150,6 +150,11 @@ pub fn add(into: &mut Point, p: &Point) {
     }
 }
 
+/// One of a node's `io_*` counts, read from the store's statistics.
+type IoCount = fn(&IoStats) -> u64;
+/// An operation count and the nanoseconds those operations took.
+type IoTimed = fn(&IoStats) -> (u64, u64);
+
 /// Samples in the window: the rate spans the oldest to the newest.
 const WINDOW: usize = 3;
 
@@ -219,37 +224,45 @@ impl Rates {
             }
             _ => None,
         };
-        let mut m = Map::new();
-        let mut field = |name: &str, f: &dyn Fn(&IoStats) -> f64| {
-            let rate = window.map_or(0.0, |(secs, a, b)| (f(&b) - f(&a)) / secs);
-            let value = f(&now);
-            if name.ends_with("_avg_time") {
-                m.insert(name.to_string(), json!((value * 1000.0).round() / 1000.0));
-            } else {
-                m.insert(name.to_string(), json!(value as u64));
-            }
-            m.insert(format!("{name}_details"), json!({"rate": round(rate)}));
+        let rate = |f: &dyn Fn(&IoStats) -> f64| {
+            round(window.map_or(0.0, |(secs, a, b)| (f(&b) - f(&a)) / secs))
         };
-        let avg_ms = |ops: u64, micros: u64| {
+        let mut m = Map::new();
+        let counts: [(&str, IoCount); 7] = [
+            ("io_read_count", |s| s.read_ops),
+            ("io_read_bytes", |s| s.read_bytes),
+            ("io_write_count", |s| s.write_ops),
+            ("io_write_bytes", |s| s.write_bytes),
+            ("io_sync_count", |s| s.sync_ops),
+            ("io_seek_count", |_| 0),
+            ("io_reopen_count", |_| 0),
+        ];
+        for (name, count) in counts {
+            m.insert(name.to_string(), json!(count(&now)));
+            let r = rate(&|s| count(s) as f64);
+            m.insert(format!("{name}_details"), json!({ "rate": r }));
+        }
+        let avg_ms = |ops: u64, nanos: u64| {
             if ops == 0 {
                 0.0
             } else {
-                micros as f64 / 1000.0 / ops as f64
+                nanos as f64 / 1e6 / ops as f64
             }
         };
-        field("io_read_count", &|s| s.read_ops as f64);
-        field("io_read_bytes", &|s| s.read_bytes as f64);
-        field("io_read_avg_time", &|s| avg_ms(s.read_ops, s.read_micros));
-        field("io_write_count", &|s| s.write_ops as f64);
-        field("io_write_bytes", &|s| s.write_bytes as f64);
-        field("io_write_avg_time", &|s| {
-            avg_ms(s.write_ops, s.write_micros)
-        });
-        field("io_sync_count", &|s| s.sync_ops as f64);
-        field("io_sync_avg_time", &|s| avg_ms(s.sync_ops, s.sync_micros));
-        field("io_seek_count", &|_| 0.0);
-        field("io_seek_avg_time", &|_| 0.0);
-        field("io_reopen_count", &|_| 0.0);
+        let averages: [(&str, IoTimed); 4] = [
+            ("io_read_avg_time", |s| (s.read_ops, s.read_nanos)),
+            ("io_write_avg_time", |s| (s.write_ops, s.write_nanos)),
+            ("io_sync_avg_time", |s| (s.sync_ops, s.sync_nanos)),
+            ("io_seek_avg_time", |_| (0, 0)),
+        ];
+        for (name, parts) in averages {
+            let avg = |s: &IoStats| {
+                let (ops, nanos) = parts(s);
+                avg_ms(ops, nanos)
+            };
+            m.insert(name.to_string(), json!(avg(&now)));
+            m.insert(format!("{name}_details"), json!({ "rate": rate(&avg) }));
+        }
         m
     }
 

@@ -614,7 +614,9 @@ impl Store {
         }
     }
 
-    /// Number of fsync/fdatasync calls made so far (files and directories).
+    /// Number of fsync/fdatasync calls made so far (files and directories), failed ones
+    /// included, those made while the store opened its directory not: the sync count of
+    /// [`Store::io_stats`].
     pub fn fsync_count(&self) -> u64 {
         self.shared().io.snapshot().sync_ops
     }
@@ -690,8 +692,8 @@ impl Store {
 
     // ---- disk ----
 
-    /// The store's file operations since it opened (the set-up of its directory at open
-    /// not included): counts, bytes and time.
+    /// The store's file operations since it opened: counts, bytes and time (what is left
+    /// out is listed on [`warren_core::storage::IoStats`]).
     pub fn io_stats(&self) -> warren_core::storage::IoStats {
         self.shared().io.snapshot()
     }

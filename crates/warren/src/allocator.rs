@@ -21,7 +21,8 @@
 //! The trimmer: what a burst freed inside the heaps (50 queues' worth of message bodies in
 //! scenario 7, 1.3 GB) stays resident unless `malloc_trim` releases the free pages. A thread
 //! looks every few seconds at how much of the resident memory the heaps do not use and trims
-//! when that is over [`TRIM_ABOVE`], at most once per [`TRIM_AT_MOST_EVERY`]: releasing
+//! when that is [`TRIM_ABOVE`] more than what its last trim left, at most once per
+//! [`TRIM_AT_MOST_EVERY`]: releasing
 //! 0.5-1.3 GB took 80-160 ms here, during which threads allocating from the arena being
 //! trimmed wait; tens of MB take a few ms. Idle, or steady below that, it does nothing.
 //!
@@ -47,7 +48,8 @@ const TCACHE_COUNT: u32 = 512;
 /// the heaps keep what a busy broker frees and takes again.
 const HEAP_TRIM_THRESHOLD: i32 = 64 * 1024 * 1024;
 
-/// Resident bytes the heaps hold unused above which the trimmer releases pages.
+/// Resident bytes the heaps hold unused, beyond what the last trim left, above which the
+/// trimmer releases pages.
 const TRIM_ABOVE: usize = 16 * 1024 * 1024;
 /// How often the trimmer looks.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
@@ -157,7 +159,7 @@ pub fn start_trimmer() {
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn worth_trimming(idle: usize, floor: &mut usize) -> bool {
     *floor = (*floor).min(idle);
-    idle > *floor + TRIM_ABOVE
+    idle > floor.saturating_add(TRIM_ABOVE)
 }
 
 /// Trims when [`worth_trimming`] says so; true if it trimmed.

@@ -43,20 +43,22 @@ pub struct RecoveredEntry {
     pub deadline: u64,
 }
 
-/// The store's file operations since it opened: counts, bytes and the time they took
-/// (RabbitMQ's `io_*` node statistics). Reads are of message records paged out or stored
-/// before a restart, and of index logs at recovery and compaction; syncs are every
-/// fdatasync and directory fsync.
+/// The store's file operations since it opened: counts, bytes and the time they took, in
+/// nanoseconds (RabbitMQ's `io_*` node statistics). Reads are of message records paged out
+/// or stored before a restart, and of index logs at recovery and compaction; writes and
+/// syncs (fdatasyncs and directory fsyncs) are every one made while the store runs. What
+/// the store does while it opens its directory (its definitions log replayed, segment
+/// headers read, directories made durable) is not counted, nor are opens and renames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IoStats {
     pub read_ops: u64,
     pub read_bytes: u64,
-    pub read_micros: u64,
+    pub read_nanos: u64,
     pub write_ops: u64,
     pub write_bytes: u64,
-    pub write_micros: u64,
+    pub write_nanos: u64,
     pub sync_ops: u64,
-    pub sync_micros: u64,
+    pub sync_nanos: u64,
 }
 
 /// Largest deadline an index entry holds (48 bits of Unix milliseconds).

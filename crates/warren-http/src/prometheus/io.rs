@@ -9,7 +9,7 @@ use crate::state::ApiState;
 /// has not touched its disk does.
 pub fn persister(e: &mut Exposition, state: &ApiState) {
     let io = crate::sampler::io_stats(&state.broker);
-    let seconds = |micros: u64| micros as f64 / 1e6;
+    let seconds = |nanos: u64| nanos as f64 / 1e9;
     // Warren reads and writes at an offset and keeps its files open: it never seeks nor
     // reopens a file, so those counts (and the seek time) are always zero.
     let counters = [
@@ -56,21 +56,21 @@ pub fn persister(e: &mut Exposition, state: &ApiState) {
         (
             "io_read_time_seconds_total",
             "Total I/O read time",
-            io.read_micros,
+            io.read_nanos,
         ),
         (
             "io_write_time_seconds_total",
             "Total I/O write time",
-            io.write_micros,
+            io.write_nanos,
         ),
         (
             "io_sync_time_seconds_total",
             "Total I/O sync time",
-            io.sync_micros,
+            io.sync_nanos,
         ),
         ("io_seek_time_seconds_total", "Total I/O seek time", 0),
     ];
-    for (name, help, micros) in times {
-        e.single(name, Kind::Counter, help, seconds(micros));
+    for (name, help, nanos) in times {
+        e.single(name, Kind::Counter, help, seconds(nanos));
     }
 }
