@@ -76,6 +76,17 @@ def amqp(warren):
         socket_timeout=5, blocked_connection_timeout=10))
 
 
+def get_next(ch, q):
+    """The queue's next message, (method, properties, body), waiting up to WAIT for one to
+    arrive: an MQTT publish reaches the queue after its PUBACK at the earliest, and a QoS 0
+    one has none to wait for."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        method, p, body = ch.basic_get(q, auto_ack=True)
+        if method is not None or time.monotonic() >= deadline:
+            return method, p, body
+
+
 # -- publish / subscribe -----------------------------------------------------------------
 
 @spec
@@ -826,10 +837,7 @@ def test_mqtt_publishes_reach_amqp_queues_on_amq_topic(warren, clients):
                           ResponseTopic=f"{t}/replies", UserProperty=[("unit", "C")],
                           MessageExpiryInterval=30))
     c.publish(f"{t}/plain", b"zero", qos=0)
-    method, p, body = None, None, None
-    deadline = time.monotonic() + WAIT
-    while method is None and time.monotonic() < deadline:
-        method, p, body = ch.basic_get(q, auto_ack=True)
+    method, p, body = get_next(ch, q)
     # Topic levels become words; a '.' inside a level becomes '/', so the mapping goes both
     # ways. RabbitMQ 3.10: '/' becomes '.' and a '.' stays, so "dev.1" turns into two words
     # (its routing key here would be "<t>.dev.1.temp").
@@ -840,12 +848,8 @@ def test_mqtt_publishes_reach_amqp_queues_on_amq_topic(warren, clients):
     assert p.correlation_id == "c-1" and p.reply_to == f"{t}.replies"
     assert p.expiration == "30000"
     assert p.headers["x-mqtt-publish-qos"] == 1 and p.headers["unit"] == "C"
-    # The QoS 0 publish has no acknowledgement: it may still be on its way (a CI flake
-    # when this asked once).
-    method = None
-    deadline = time.monotonic() + WAIT
-    while method is None and time.monotonic() < deadline:
-        method, p, body = ch.basic_get(q, auto_ack=True)
+    # The QoS 0 publish may still be on its way (a CI flake when this asked only once).
+    method, p, body = get_next(ch, q)
     assert method.routing_key == f"{t}.plain" and p.delivery_mode == 1
     assert p.headers["x-mqtt-publish-qos"] == 0
     conn.close()
@@ -873,11 +877,9 @@ def test_a_topic_longer_than_an_amqp_short_string_reaches_both_sides(warren, cli
         pub.publish(topic, topic.encode(), qos=1)
         assert sub.get().topic == topic
     got = []
-    deadline = time.monotonic() + WAIT
-    while len(got) < 2 and time.monotonic() < deadline:
-        method, _, body = ch.basic_get(q, auto_ack=True)
-        if method is not None:
-            got.append((method.routing_key, body))
+    for _ in range(2):
+        method, _, body = get_next(ch, q)
+        got.append((method.routing_key, body))
     assert got == [(ascii_topic.replace("/", ".")[:255], ascii_topic.encode()),
                    (split_topic.replace("/", ".")[:254], split_topic.encode())]
     assert conn.is_open

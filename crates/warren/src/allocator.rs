@@ -15,16 +15,17 @@
 //! delivered did that, and the next buffer faulted its pages in again, zeroed: 20-40
 //! `madvise` calls a second of 0.2-26 MB each, and page faults, page zeroing and page-table
 //! work took ~13% of the broker's samples (51-52 µs per message before, 37-38 after,
-//! docs/benchmarks.md). The heaps now keep up to [`HEAP_TRIM_THRESHOLD`] free at their top,
-//! and the trimmer below decides when free pages go back.
+//! docs/benchmarks.md). With the threshold at [`HEAP_TRIM_THRESHOLD`] a thread's heap (64 MiB
+//! at most) never gives its top back on a `free`; glibc still unmaps a thread heap that is
+//! entirely free and trims the main heap past the threshold. The trimmer below gives back
+//! the rest.
 //!
 //! The trimmer: what a burst freed inside the heaps (50 queues' worth of message bodies in
 //! scenario 7, 1.3 GB) stays resident unless `malloc_trim` releases the free pages. A thread
 //! looks every few seconds at how much of the resident memory the heaps do not use and trims
 //! when that is [`TRIM_ABOVE`] more than what its last trim left, at most once per
-//! [`TRIM_AT_MOST_EVERY`]: releasing
-//! 0.5-1.3 GB took 80-160 ms here, during which threads allocating from the arena being
-//! trimmed wait; tens of MB take a few ms. Idle, or steady below that, it does nothing.
+//! [`TRIM_AT_MOST_EVERY`]: releasing 0.5-1.3 GB took 80-160 ms here, during which threads
+//! allocating from the arena being trimmed wait; tens of MB take a few ms. Idle, or steady below that, it does nothing.
 //!
 //! The thread cache: glibc keeps at most 7 freed chunks per size class in each thread's
 //! cache; past that a free takes the arena's lock. A message is allocated on its publisher's
